@@ -1,0 +1,1 @@
+"""Converters from the formats that registry packages ship (CTranslate2, GGUF) to Hugging Face folders."""

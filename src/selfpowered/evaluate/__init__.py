@@ -1,0 +1,1 @@
+"""Evaluation: metrics, suites, bias analysis and reports."""

@@ -1,0 +1,119 @@
+"""Connectors: encoder frames -> a duration-proportional sequence of LLM-space speech embeddings.
+
+Both take padded encoder states (batch, frames, d_enc) plus real lengths and return padded speech
+embeddings (batch, tokens, d_llm) plus token lengths. Padded frames never influence real tokens,
+so a batch gives the same embeddings as its utterances one by one.
+
+- `WindowQFormer` (the paper's, SALMONN style): non-overlapping windows of `window_seconds` real
+  seconds; `queries_per_window` learned queries cross-attend to their window's frames in every
+  layer. Unlike the official code (which sizes windows from the batch's longest length, giving
+  ~83-100 tokens whatever the duration) the token count is proportional to the real duration.
+- `StackMLP` (Ultravox style): stack k consecutive frames, LayerNorm, 2-layer MLP. Cheap, and the
+  connector our CPU `align` stage starts from.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from selfpowered.model.configuration import LSMConfig
+
+
+def _lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class QFormerLayer(nn.Module):
+    """BERT-style post-norm block: query self-attention, cross-attention to frames, feed-forward."""
+
+    def __init__(self, hidden: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.self_norm = nn.LayerNorm(hidden)
+        self.cross_attn = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.cross_norm = nn.LayerNorm(hidden)
+        self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, hidden))
+        self.ffn_norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries: torch.Tensor, frames: torch.Tensor, frame_padding: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.self_attn(queries, queries, queries, need_weights=False)
+        queries = self.self_norm(queries + self.dropout(attended))
+        attended, _ = self.cross_attn(queries, frames, frames, key_padding_mask=frame_padding, need_weights=False)
+        queries = self.cross_norm(queries + self.dropout(attended))
+        return self.ffn_norm(queries + self.dropout(self.ffn(queries)))
+
+
+class WindowQFormer(nn.Module):
+    """Window-level Q-Former: `queries_per_window` tokens per `window_seconds` of real audio."""
+
+    def __init__(self, config: LSMConfig) -> None:
+        super().__init__()
+        hidden = config.qformer_hidden_size
+        self.window = config.window_frames
+        self.num_queries = config.queries_per_window
+        self.input_norm = nn.LayerNorm(config.encoder_hidden_size)
+        self.input_proj = nn.Linear(config.encoder_hidden_size, hidden)
+        self.queries = nn.Parameter(torch.randn(self.num_queries, hidden) * 0.02)
+        self.layers = nn.ModuleList(
+            QFormerLayer(hidden, config.qformer_heads, config.qformer_ffn_size, config.connector_dropout)
+            for _ in range(config.qformer_layers)
+        )
+        self.output_proj = nn.Linear(hidden, config.llm_hidden_size)
+
+    def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
+        return (frame_lengths + self.window - 1) // self.window * self.num_queries
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, frames, dim = states.shape
+        num_windows = (frames + self.window - 1) // self.window
+        pad = num_windows * self.window - frames
+        frame_valid = _lengths_mask(lengths, frames)
+        states = nn.functional.pad(states, (0, 0, 0, pad))
+        frame_valid = nn.functional.pad(frame_valid, (0, pad), value=False)
+        windows = states.reshape(batch * num_windows, self.window, dim)
+        window_valid = frame_valid.reshape(batch * num_windows, self.window)
+        used = window_valid.any(dim=1)  # windows holding at least one real frame
+        frames_in = self.input_proj(self.input_norm(windows[used]))
+        queries = self.queries.unsqueeze(0).expand(frames_in.shape[0], -1, -1)
+        for layer in self.layers:
+            queries = layer(queries, frames_in, ~window_valid[used])
+        tokens = self.output_proj(queries)  # (used_windows, q, d_llm)
+        out = tokens.new_zeros(batch * num_windows, self.num_queries, tokens.shape[-1])
+        out[used] = tokens
+        out = out.reshape(batch, num_windows * self.num_queries, -1)
+        return out, self.output_lengths(lengths)
+
+
+class StackMLP(nn.Module):
+    """Stack `stack_factor` frames into one vector, then LayerNorm -> Linear -> GELU -> Linear."""
+
+    def __init__(self, config: LSMConfig) -> None:
+        super().__init__()
+        self.stack = config.stack_factor
+        stacked = config.encoder_hidden_size * self.stack
+        self.norm = nn.LayerNorm(stacked)
+        self.mlp = nn.Sequential(
+            nn.Linear(stacked, config.mlp_hidden_size),
+            nn.GELU(),
+            nn.Dropout(config.connector_dropout),
+            nn.Linear(config.mlp_hidden_size, config.llm_hidden_size),
+        )
+
+    def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
+        return (frame_lengths + self.stack - 1) // self.stack
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, frames, dim = states.shape
+        steps = (frames + self.stack - 1) // self.stack
+        # zero padded frames so the last real token of a short utterance does not see its neighbours
+        states = states * _lengths_mask(lengths, frames).unsqueeze(-1).to(states.dtype)
+        states = nn.functional.pad(states, (0, 0, 0, steps * self.stack - frames))
+        stacked = states.reshape(batch, steps, self.stack * dim)
+        return self.mlp(self.norm(stacked)), self.output_lengths(lengths)
+
+
+def build_connector(config: LSMConfig) -> nn.Module:
+    """The connector named by `config.connector`."""
+    return {"window_qformer": WindowQFormer, "stack_mlp": StackMLP}[config.connector](config)

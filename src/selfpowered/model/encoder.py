@@ -1,0 +1,124 @@
+"""Frozen Whisper encoder over the real frames only, batched with masks, long audio chunked.
+
+transformers' `WhisperEncoder.forward` insists on 3000 mel frames (30 s). Encoding 30 s of mostly
+padding for a 3 s utterance wastes ~10x compute and, worse, lets the padding leak into the
+output through self-attention. We run the same modules ourselves: slice the positional table to
+the real length, zero the padded conv activations, and mask padded keys in every layer, so an
+utterance encodes the same alone or in a batch. Audio over 30 s arrives as several mel chunks
+(see `audio.LogMelExtractor`); each is encoded separately and the outputs are concatenated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from selfpowered.errors import ModelNotFoundError
+
+ENCODER_PREFIX = "model.encoder."
+
+
+def encoder_output_length(mel_frames: int) -> int:
+    """Whisper's conv2 has stride 2 and padding 1: ceil(frames / 2) output frames."""
+    return (mel_frames + 1) // 2
+
+
+class SpeechEncoder(nn.Module):
+    """Wraps a `WhisperEncoder`; `forward` takes mel chunks per utterance, returns padded states."""
+
+    def __init__(self, whisper_encoder: WhisperEncoder) -> None:
+        super().__init__()
+        self.whisper = whisper_encoder
+
+    @property
+    def config(self) -> WhisperConfig:
+        return self.whisper.config
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.d_model)
+
+    @property
+    def max_mel_frames(self) -> int:
+        return int(self.config.max_source_positions) * 2
+
+    @classmethod
+    def from_config(cls, config: WhisperConfig) -> SpeechEncoder:
+        return cls(WhisperEncoder(config))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> SpeechEncoder:
+        """Load only the encoder weights (`model.encoder.*`) of a Whisper folder; skip the decoder."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        config = WhisperConfig.from_pretrained(str(path))
+        index = path / "model.safetensors.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        elif (path / "model.safetensors").is_file():
+            files = ["model.safetensors"]
+        else:
+            raise ModelNotFoundError(f"{path}: no model.safetensors; expected a Hugging Face Whisper folder")
+        state = {}
+        for name in files:
+            with safe_open(str(path / name), framework="pt") as handle:
+                for key in handle.keys():
+                    if key.startswith(ENCODER_PREFIX):
+                        state[key[len(ENCODER_PREFIX) :]] = handle.get_tensor(key)
+        if not state:
+            raise ModelNotFoundError(f"{path}: no `{ENCODER_PREFIX}*` weights found; is it a Whisper model?")
+        encoder = WhisperEncoder(config)
+        encoder.load_state_dict(state, strict=True)
+        return cls(encoder)
+
+    def state_dict_for_save(self) -> dict[str, torch.Tensor]:
+        """Encoder weights under Whisper's own names, so a saved folder loads like a Whisper one."""
+        return {ENCODER_PREFIX + key: value for key, value in self.whisper.state_dict().items()}
+
+    def forward(self, mel_chunks: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a batch. `mel_chunks[i]` is utterance i's list of (n_mels, frames<=3000) tensors.
+
+        Returns (states (batch, max_len, d_model), lengths (batch,)); positions past a length are zero.
+        """
+        flat = [chunk for chunks in mel_chunks for chunk in chunks]
+        if not flat:
+            raise ValueError("no audio to encode")
+        encoded = self._encode_chunks(flat)
+        outputs, position = [], 0
+        for chunks in mel_chunks:
+            outputs.append(torch.cat(encoded[position : position + len(chunks)], dim=0))
+            position += len(chunks)
+        lengths = torch.tensor([out.shape[0] for out in outputs], device=outputs[0].device)
+        states = nn.utils.rnn.pad_sequence(outputs, batch_first=True)
+        return states, lengths
+
+    def _encode_chunks(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
+        whisper = self.whisper
+        dtype = whisper.conv1.weight.dtype
+        device = whisper.conv1.weight.device
+        frames = torch.tensor([chunk.shape[-1] for chunk in chunks], device=device)
+        if int(frames.max()) > self.max_mel_frames:
+            raise ValueError(f"a mel chunk has {int(frames.max())} frames; at most {self.max_mel_frames} fit")
+        mel = nn.utils.rnn.pad_sequence([chunk.T for chunk in chunks], batch_first=True).transpose(1, 2)
+        mel = mel.to(device=device, dtype=dtype)
+        steps = torch.arange(mel.shape[-1], device=device)
+        conv1_mask = (steps[None, :] < frames[:, None]).to(dtype)[:, None, :]
+        hidden = nn.functional.gelu(whisper.conv1(mel)) * conv1_mask
+        hidden = nn.functional.gelu(whisper.conv2(hidden)).transpose(1, 2)
+        out_lengths = (frames + 1) // 2
+        length = hidden.shape[1]
+        hidden = hidden + whisper.embed_positions.weight[:length].to(dtype)
+        keep = torch.arange(length, device=device)[None, :] < out_lengths[:, None]
+        additive = torch.zeros(keep.shape, dtype=dtype, device=device)
+        additive = additive.masked_fill(~keep, torch.finfo(dtype).min)[:, None, None, :]
+        hidden = nn.functional.dropout(hidden, p=whisper.dropout, training=self.training)
+        for layer in whisper.layers:
+            hidden = layer(hidden, additive)
+        hidden = whisper.layer_norm(hidden)
+        return [hidden[i, : int(out_lengths[i])] for i in range(len(chunks))]

@@ -1,0 +1,177 @@
+"""The one prompt builder and the one splice function, shared by training and generation.
+
+A mismatch between the training prompt and the inference prompt is the commonest failure in peer
+projects (the official code trains on "ASSISTANT:" and evaluates on "ASSISTENT:"). Here both paths
+call `PromptBuilder.pieces` and `splice`, so they cannot drift apart.
+
+Prompt = the tokenizer's chat template with the user turn "{instruction}\\n<speech>"; the
+placeholder is cut out and the speech embeddings go in its place. LLMs without a chat template use
+the paper's Vicuna v1.1 format, but only when asked for (`prompt_format: vicuna_v1.1`): silently
+falling back would train an instruct model on a format it has never seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from selfpowered.errors import PromptFormatError
+
+IGNORE_INDEX = -100
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+# Segment ids of every spliced position: what the bias analysis needs to tell speech from text.
+SEGMENT_PAD, SEGMENT_PROMPT, SEGMENT_SPEECH, SEGMENT_ANSWER = 0, 1, 2, 3
+
+
+@dataclass
+class PromptPieces:
+    """Token ids around the speech: prompt prefix, [speech], prompt suffix, then the answer."""
+
+    prefix_ids: list[int]
+    suffix_ids: list[int]
+    answer_ids: list[int]  # empty at generation time; answer + end-of-turn token when training
+
+
+class PromptBuilder:
+    """Renders prompts for one tokenizer and prompt format."""
+
+    def __init__(
+        self,
+        tokenizer,
+        prompt_format: str = "chat_template",
+        placeholder: str = "<speech>",
+        system_prompt: str | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.format = prompt_format
+        self.placeholder = placeholder
+        self.system_prompt = system_prompt
+        if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
+            raise PromptFormatError(
+                f"the LLM's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path or 'unnamed'}) has no "
+                "chat template; set `prompt_format: vicuna_v1.1` to use the paper's Vicuna v1.1 format instead"
+            )
+        if prompt_format == "vicuna_v1.1" and tokenizer.eos_token is None:
+            raise PromptFormatError("vicuna_v1.1 needs an end-of-sequence token, and this tokenizer has none")
+
+    # -- rendering -------------------------------------------------------------------------------
+    def _messages(self, user: str) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return messages + [{"role": "user", "content": user}]
+
+    def render_prompt(self, user: str) -> str:
+        """The full prompt text up to where the assistant's answer starts."""
+        if self.format == "vicuna_v1.1":
+            system = self.system_prompt or VICUNA_SYSTEM
+            bos = self.tokenizer.bos_token or ""
+            return f"{bos}{system} USER: {user} ASSISTANT:"
+        return self.tokenizer.apply_chat_template(self._messages(user), tokenize=False, add_generation_prompt=True)
+
+    def render_answer(self, user: str, response: str) -> str:
+        """The answer text as the format writes it, ending with its end-of-turn marker."""
+        if self.format == "vicuna_v1.1":
+            return f" {response}{self.tokenizer.eos_token}"
+        prompt = self.render_prompt(user)
+        full = self.tokenizer.apply_chat_template(
+            self._messages(user) + [{"role": "assistant", "content": response}], tokenize=False
+        )
+        if not full.startswith(prompt):
+            # Templates that rewrite earlier turns: fall back to the response and the EOS token.
+            return f"{response}{self.tokenizer.eos_token}"
+        return full[len(prompt) :].rstrip()
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def pieces(self, instruction: str, response: str | None = None, with_speech: bool = True) -> PromptPieces:
+        """Token pieces of one sample. With speech the user turn is "{instruction}\\n<speech>";
+        without (text mode) it is the instruction alone and the suffix is empty."""
+        if self.placeholder in instruction:
+            raise PromptFormatError(
+                f"the instruction contains the speech placeholder {self.placeholder!r}: {instruction!r}"
+            )
+        user = f"{instruction}\n{self.placeholder}" if with_speech else instruction
+        prompt = self.render_prompt(user)
+        if with_speech:
+            if prompt.count(self.placeholder) != 1:
+                raise PromptFormatError(f"the rendered prompt must hold {self.placeholder!r} exactly once: {prompt!r}")
+            prefix, suffix = prompt.split(self.placeholder)
+        else:
+            prefix, suffix = prompt, ""
+        answer = self._encode(self.render_answer(user, response)) if response is not None else []
+        return PromptPieces(self._encode(prefix), self._encode(suffix), answer)
+
+    def stop_token_ids(self) -> list[int]:
+        """Tokens that end an answer: EOS and the template's end-of-turn token (e.g. <|im_end|>)."""
+        ids = {self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set()
+        if self.format == "chat_template":
+            marker = self._encode(self.render_answer("x", ""))
+            if len(marker) >= 1:
+                ids.add(marker[0])  # the first token after an empty answer is the end-of-turn marker
+        return sorted(ids)
+
+
+@dataclass
+class SplicedBatch:
+    """LLM inputs with speech embeddings spliced in, padded on one side."""
+
+    inputs_embeds: torch.Tensor  # (batch, length, hidden)
+    attention_mask: torch.Tensor  # (batch, length) 1 = real
+    position_ids: torch.Tensor  # (batch, length) counting real positions only
+    labels: torch.Tensor  # (batch, length) IGNORE_INDEX except answer tokens
+    segments: torch.Tensor  # (batch, length) SEGMENT_* per position
+
+
+def splice(
+    pieces: Sequence[PromptPieces],
+    speech: Sequence[torch.Tensor | None],
+    embed_tokens: Callable[[torch.Tensor], torch.Tensor],
+    padding_side: str = "right",
+) -> SplicedBatch:
+    """Build padded LLM inputs: prefix, speech embeddings (or nothing), suffix, answer.
+
+    Training pads on the right; generation pads on the left so every prompt ends at the same
+    position. Labels are IGNORE_INDEX everywhere except the answer and its end-of-turn token.
+    """
+    if len(pieces) != len(speech):
+        raise ValueError(f"{len(pieces)} prompts but {len(speech)} speech inputs")
+    weight_device = embed_tokens.weight.device if hasattr(embed_tokens, "weight") else None
+    rows, labels, segments = [], [], []
+    for piece, speech_embeds in zip(pieces, speech):
+        text_after = piece.suffix_ids + piece.answer_ids
+        prefix = embed_tokens(torch.tensor(piece.prefix_ids, dtype=torch.long, device=weight_device))
+        after = embed_tokens(torch.tensor(text_after, dtype=torch.long, device=weight_device))
+        n_speech = 0 if speech_embeds is None else speech_embeds.shape[0]
+        parts = [prefix] + ([speech_embeds.to(prefix.dtype)] if n_speech else []) + [after]
+        rows.append(torch.cat(parts, dim=0))
+        n_prompt = len(piece.prefix_ids) + n_speech + len(piece.suffix_ids)
+        labels.append([IGNORE_INDEX] * n_prompt + piece.answer_ids)
+        segments.append(
+            [SEGMENT_PROMPT] * len(piece.prefix_ids)
+            + [SEGMENT_SPEECH] * n_speech
+            + [SEGMENT_PROMPT] * len(piece.suffix_ids)
+            + [SEGMENT_ANSWER] * len(piece.answer_ids)
+        )
+    longest = max(row.shape[0] for row in rows)
+    batch, hidden = len(rows), rows[0].shape[-1]
+    device, dtype = rows[0].device, rows[0].dtype
+    inputs = torch.zeros(batch, longest, hidden, dtype=dtype, device=device)
+    attention = torch.zeros(batch, longest, dtype=torch.long, device=device)
+    label_tensor = torch.full((batch, longest), IGNORE_INDEX, dtype=torch.long, device=device)
+    segment_tensor = torch.full((batch, longest), SEGMENT_PAD, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        n = row.shape[0]
+        span = slice(longest - n, longest) if padding_side == "left" else slice(0, n)
+        inputs[i, span] = row
+        attention[i, span] = 1
+        label_tensor[i, span] = torch.tensor(labels[i], dtype=torch.long, device=device)
+        segment_tensor[i, span] = torch.tensor(segments[i], dtype=torch.long, device=device)
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return SplicedBatch(inputs, attention, position_ids, label_tensor, segment_tensor)

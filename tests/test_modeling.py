@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tone
+from selfpowered.errors import ModelNotFoundError
+from selfpowered.model import SpeechLM
+from tiny import tiny_lsm
+
+INSTRUCTIONS = ["transcribe the speech", "translate the given english content into chinese", "transcribe"]
+
+
+def _randomise_lora(model: SpeechLM) -> None:
+    """LoRA B starts at zero; make the adapter matter so round-trip tests can see it."""
+    with torch.no_grad():
+        for name, param in model.llm.named_parameters():
+            if "lora_" in name:
+                param.normal_(0, 0.5)
+
+
+def _clips():
+    return [tone(1.3, 200), tone(4.0, 300), tone(0.6, 410)]
+
+
+def test_only_connector_and_lora_train_encoder_frozen():
+    model = tiny_lsm()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("connector.") or "lora_" in n for n in trainable)
+    assert any("lora_" in n for n in trainable)
+    out = model(instruction=INSTRUCTIONS[:2], response=["he hoped", "the dog"], audio=_clips()[:2])
+    out.loss.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert model.connector.output_proj.weight.grad.abs().sum() > 0
+
+
+def test_full_finetune_and_frozen_modes():
+    full = tiny_lsm(finetune="full")
+    assert all(p.requires_grad for p in full.llm.parameters())
+    frozen = tiny_lsm(finetune="frozen")
+    assert not any(p.requires_grad for p in frozen.llm.parameters())
+    assert all(p.requires_grad for p in frozen.connector.parameters())
+
+
+def test_training_steps_lower_the_loss():
+    # full fine-tuning: a random tiny LLM has near-uniform logits that LoRA on q/v barely moves
+    model = tiny_lsm(connector_dropout=0.0, finetune="full")
+    clips = _clips()[:2]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    features = model.featurize(clips)
+    losses = []
+    for _ in range(15):
+        loss = model(instruction=INSTRUCTIONS[:2], response=["he hoped", "the dog"], mel_chunks=features).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_speech_inputs_at_any_stage_agree():
+    model = tiny_lsm().eval()
+    clips = _clips()
+    mel = model.featurize(clips)
+    states = model.encode(mel)
+    embeds = model.connect(*states)
+    kwargs = dict(instruction=INSTRUCTIONS, response=["a", "b", "c"])
+    reference = model(audio=clips, **kwargs).logits
+    for given in (dict(mel_chunks=mel), dict(encoder_states=states), dict(speech_embeds=embeds)):
+        torch.testing.assert_close(model(**given, **kwargs).logits, reference)
+
+
+def test_speech_token_count_follows_duration():
+    model = tiny_lsm()
+    embeds = model.embed_speech([tone(1.0), tone(3.0), tone(9.0)])
+    assert [e.shape[0] for e in embeds] == [3, 9, 27]  # 50 frames/s, 17-frame windows
+
+
+def test_audio_over_30_seconds_is_encoded_in_full():
+    model = tiny_lsm(connector="stack_mlp", stack_factor=4)
+    (embeds,) = model.embed_speech([tone(65.0)])
+    assert embeds.shape[0] == (1500 + 1500 + 250) // 4 + 1  # 3250 frames, stacks of 4
+
+
+def test_batched_generation_equals_one_by_one():
+    model = tiny_lsm()
+    _randomise_lora(model)
+    clips = _clips()
+    batched = model.generate(audio=clips, instruction=INSTRUCTIONS, max_new_tokens=8, batch_size=3)
+    alone = [model.generate(audio=clip, instruction=ins, max_new_tokens=8) for clip, ins in zip(clips, INSTRUCTIONS)]
+    assert batched == alone
+    assert any(answer for answer in batched)  # the random model does emit tokens
+
+
+def test_generation_first_logits_match_between_padded_and_alone():
+    model = tiny_lsm().eval()
+    clips = _clips()
+    speech = model.embed_speech(clips)
+    batch = model.build_inputs(INSTRUCTIONS, speech, padding_side="left")
+    logits = model.llm(
+        inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+    ).logits[:, -1]
+    for i in range(3):
+        alone = model.build_inputs(INSTRUCTIONS[i : i + 1], speech[i : i + 1], padding_side="left")
+        single = model.llm(inputs_embeds=alone.inputs_embeds).logits[0, -1]
+        torch.testing.assert_close(logits[i], single, atol=1e-4, rtol=1e-4)
+
+
+def test_text_mode_runs_bare_llm_and_adapter_switch():
+    model = tiny_lsm()
+    _randomise_lora(model)
+    with_adapter = model.generate(text=["the quick brown fox"], max_new_tokens=6)
+    base = model.generate(text=["the quick brown fox"], max_new_tokens=6, use_adapter=False)
+    plain = model.base_llm()
+    pieces = model.prompt.pieces("the quick brown fox", with_speech=False)
+    with model.llm.disable_adapter():
+        tokens = plain.generate(
+            torch.tensor([pieces.prefix_ids]),
+            max_new_tokens=6,
+            do_sample=False,
+            eos_token_id=model.prompt.stop_token_ids(),
+            pad_token_id=model.tokenizer.pad_token_id,
+        )
+    expected = model.tokenizer.decode(tokens[0, len(pieces.prefix_ids) :], skip_special_tokens=True).strip()
+    assert base == [expected]
+    assert with_adapter != base  # the (randomised) adapter changes the answer
+
+
+@pytest.mark.parametrize(
+    "overrides", [dict(), dict(finetune="full"), dict(connector="stack_mlp"), dict(finetune="frozen")]
+)
+def test_save_load_round_trip_is_bit_exact(tmp_path, overrides):
+    model = tiny_lsm(**overrides)
+    if overrides.get("finetune", "lora") == "lora":
+        _randomise_lora(model)
+    if overrides.get("finetune") == "full":
+        with torch.no_grad():
+            model.llm.model.layers[0].mlp.up_proj.weight.add_(1.0)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = SpeechLM.from_pretrained(tmp_path / "ckpt")
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
+    assert loaded.config.to_dict()["connector"] == model.config.connector
+    assert loaded.tokenizer("transcribe the dog")["input_ids"] == model.tokenizer("transcribe the dog")["input_ids"]
+    assert loaded.mel.feature_extractor.to_dict() == model.mel.feature_extractor.to_dict()
+    clip = [tone(2.0)]
+    assert loaded.generate(audio=clip, instruction="transcribe", max_new_tokens=5) == model.generate(
+        audio=clip, instruction="transcribe", max_new_tokens=5
+    )
+
+
+def test_checkpoint_layout(tmp_path):
+    model = tiny_lsm()
+    model.save_pretrained(tmp_path / "ckpt")
+    names = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"config.json", "model.safetensors", "adapter", "tokenizer.json", "preprocessor_config.json"} <= names
+    assert {"encoder", "llm"} <= names  # random base weights are bundled
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging folder left
+
+
+def test_from_pretrained_errors(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="not a SpeechLM checkpoint"):
+        SpeechLM.from_pretrained(tmp_path / "nowhere")
+    model = tiny_lsm()
+    model.save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "model.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError, match="model.safetensors is missing"):
+        SpeechLM.from_pretrained(tmp_path / "ckpt")
+
+
+def test_generate_argument_errors():
+    model = tiny_lsm()
+    with pytest.raises(ValueError, match="both audio and instruction"):
+        model.generate(audio=[tone(1.0)])
+    with pytest.raises(ValueError, match="2 audio inputs but 1 instructions"):
+        model.generate(audio=[tone(1.0), tone(1.0)], instruction=["a"])

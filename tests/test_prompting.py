@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfpowered.errors import PromptFormatError
+from selfpowered.model.prompting import (
+    IGNORE_INDEX,
+    SEGMENT_ANSWER,
+    SEGMENT_PAD,
+    SEGMENT_SPEECH,
+    PromptBuilder,
+    splice,
+)
+from tiny import tiny_tokenizer
+
+
+@pytest.fixture
+def builder() -> PromptBuilder:
+    return PromptBuilder(tiny_tokenizer())
+
+
+def test_chat_template_places_speech_after_instruction(builder):
+    pieces = builder.pieces("transcribe the speech", "he hoped")
+    tok = builder.tokenizer
+    assert tok.decode(pieces.prefix_ids) == "<|im_start|>user\ntranscribe the speech\n"
+    assert tok.decode(pieces.suffix_ids) == "<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.decode(pieces.answer_ids) == "he hoped<|im_end|>"  # answer + end-of-turn token only
+
+
+def test_stop_tokens_include_end_of_turn(builder):
+    assert builder.tokenizer.convert_tokens_to_ids("<|im_end|>") in builder.stop_token_ids()
+
+
+def test_labels_cover_only_answer_and_end_token(builder):
+    embed = torch.nn.Embedding(len(builder.tokenizer), 8)
+    pieces = [builder.pieces("transcribe", "he hoped"), builder.pieces("translate the text", "the dog")]
+    speech = [torch.randn(5, 8), torch.randn(9, 8)]
+    batch = splice(pieces, speech, embed, padding_side="right")
+    for i, (piece, sp) in enumerate(zip(pieces, speech)):
+        n_prompt = len(piece.prefix_ids) + sp.shape[0] + len(piece.suffix_ids)
+        row = batch.labels[i]
+        assert (row[:n_prompt] == IGNORE_INDEX).all()
+        assert row[n_prompt : n_prompt + len(piece.answer_ids)].tolist() == piece.answer_ids
+        assert (row[n_prompt + len(piece.answer_ids) :] == IGNORE_INDEX).all()
+        start = len(piece.prefix_ids)
+        assert (batch.segments[i, start : start + sp.shape[0]] == SEGMENT_SPEECH).all()
+        torch.testing.assert_close(batch.inputs_embeds[i, start : start + sp.shape[0]], sp)
+        assert (batch.segments[i][row != IGNORE_INDEX] == SEGMENT_ANSWER).all()
+
+
+def test_left_padding_for_generation_ends_prompts_together(builder):
+    embed = torch.nn.Embedding(len(builder.tokenizer), 8)
+    pieces = [builder.pieces("transcribe"), builder.pieces("translate the given english content")]
+    batch = splice(pieces, [torch.randn(3, 8), torch.randn(3, 8)], embed, padding_side="left")
+    short = batch.attention_mask[0]
+    pad = int((short == 0).sum())
+    assert pad > 0 and short[:pad].sum() == 0 and short[pad:].all()
+    assert (batch.segments[0, :pad] == SEGMENT_PAD).all()
+    assert batch.position_ids[0, pad:].tolist() == list(range(short.numel() - pad))
+    assert (batch.labels == IGNORE_INDEX).all()  # nothing to learn at generation time
+
+
+def test_text_mode_has_no_speech(builder):
+    pieces = builder.pieces("what is the capital of france", with_speech=False)
+    assert pieces.suffix_ids == []
+    assert builder.tokenizer.decode(pieces.prefix_ids).endswith("<|im_start|>assistant\n")
+
+
+def test_missing_chat_template_is_a_clear_error():
+    with pytest.raises(PromptFormatError, match="prompt_format: vicuna_v1.1"):
+        PromptBuilder(tiny_tokenizer(chat_template=False))
+
+
+def test_vicuna_fallback_when_chosen():
+    builder = PromptBuilder(tiny_tokenizer(chat_template=False), prompt_format="vicuna_v1.1")
+    pieces = builder.pieces("transcribe", "he hoped")
+    tok = builder.tokenizer
+    assert tok.decode(pieces.prefix_ids).startswith("<s>A chat between a curious user")
+    assert tok.decode(pieces.prefix_ids).endswith("USER: transcribe\n")
+    assert tok.decode(pieces.suffix_ids) == " ASSISTANT:"
+    assert tok.decode(pieces.answer_ids) == " he hoped<|im_end|>"
+
+
+def test_placeholder_inside_instruction_is_rejected(builder):
+    with pytest.raises(PromptFormatError, match="placeholder"):
+        builder.pieces("say <speech> twice")
