@@ -13,21 +13,10 @@ import argparse
 import importlib.util
 import platform
 import time
-from pathlib import Path
 
 from selfpowered.asr import WhisperTranscriber
-from selfpowered.assets import EMBEDDED_MODELS
+from selfpowered.assets import EMBEDDED_MODELS, librivox_clips
 from selfpowered.evaluate.metrics import word_error_rate
-
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-
-
-def librivox_clips() -> list[tuple[Path, str]]:
-    clips = []
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        text, _, name = line.rpartition("(")
-        clips.append((LIBRIVOX / f"{name.strip(') ')}.wav", text.replace("<s>", "").replace("</s>", "").strip()))
-    return clips
 
 
 def main() -> None:

@@ -12,8 +12,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "assets: needs the packaged real weights (installed by make setup)")
@@ -41,13 +39,10 @@ def tone(seconds: float, freq: float = 220.0, rate: int = 16_000) -> np.ndarray:
 @pytest.fixture(scope="session")
 def librivox() -> list[tuple[Path, str]]:
     """The 5 public-domain LibriVox clips of Debian's pocketsphinx-testdata, with transcripts."""
-    transcription = LIBRIVOX / "transcription"
-    if not transcription.is_file():
-        message = "pocketsphinx-testdata is not installed: run `make setup` (it installs it with apt)"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    clips = []
-    for line in transcription.read_text().splitlines():
-        text, _, name = line.rpartition("(")
-        words = text.replace("<s>", "").replace("</s>", "").strip()
-        clips.append((LIBRIVOX / f"{name.strip(') ')}.wav", words))
-    return clips
+    from selfpowered.assets import librivox_clips
+    from selfpowered.errors import AssetError
+
+    try:
+        return librivox_clips()
+    except AssetError as exc:  # required in CI (make setup installs it); optional elsewhere
+        pytest.fail(str(exc)) if os.environ.get("CI") else pytest.skip(str(exc))

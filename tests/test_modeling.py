@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import tone
-from selfpowered.errors import ModelNotFoundError
+from selfpowered.errors import ModelNotFoundError, PromptFormatError
 from selfpowered.model import SpeechLM
 from tiny import tiny_lsm
 
@@ -176,3 +176,15 @@ def test_generate_argument_errors():
         model.generate(audio=[tone(1.0)])
     with pytest.raises(ValueError, match="2 audio inputs but 1 instructions"):
         model.generate(audio=[tone(1.0), tone(1.0)], instruction=["a"])
+
+
+def test_llm_without_chat_template_needs_an_explicit_fallback(tmp_path):
+    with pytest.raises(PromptFormatError, match="prompt_format: vicuna_v1.1"):
+        tiny_lsm(chat_template=False)
+    model = tiny_lsm(chat_template=False, prompt_format="vicuna_v1.1")
+    loss = model(instruction=["transcribe"], response=["he hoped"], audio=[tone(1.0)]).loss
+    assert torch.isfinite(loss)
+    model.save_pretrained(tmp_path / "vicuna")
+    loaded = SpeechLM.from_pretrained(tmp_path / "vicuna")
+    assert loaded.config.prompt_format == "vicuna_v1.1"
+    assert loaded.prompt.pieces("transcribe", "x") == model.prompt.pieces("transcribe", "x")

@@ -17,12 +17,12 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfpowered.atomic import atomic_directory
 from selfpowered.errors import AssetError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         ),
     )
 }
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 DEFAULT_ENCODER = "whisper-tiny.en"
 DEFAULT_LLM = "smollm2-135m-instruct"
 
@@ -211,16 +212,9 @@ def prepare(name: str, force: bool = False) -> Path:
             logger.warning("cached %s is unusable (%s); rebuilding it", name, problem)
         package_dir = _package_dir(spec.module, spec.package)
         logger.info("converting embedded model %s from package %s (once)", name, spec.package)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
-        try:
+        with atomic_directory(target) as staging:
             spec.convert(package_dir, staging)
             _write_checksums(staging, {"package": spec.package, "version": _package_version(spec.package)})
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return target
 
 
@@ -268,3 +262,19 @@ def list_assets() -> list[dict]:
             }
         )
     return rows
+
+
+def librivox_clips(folder: Path = LIBRIVOX_DIR) -> list[tuple[Path, str]]:
+    """The 5 public-domain LibriVox clips of Debian's `pocketsphinx-testdata`, with transcripts.
+
+    Real human speech that exists offline: what proves a Whisper conversion is exact.
+    """
+    transcription = folder / "transcription"
+    if not transcription.is_file():
+        raise AssetError(f"{transcription} not found: install Debian's pocketsphinx-testdata (make setup does)")
+    clips = []
+    for line in transcription.read_text().splitlines():
+        text, _, name = line.rpartition("(")
+        words = text.replace("<s>", "").replace("</s>", "").strip()
+        clips.append((folder / f"{name.strip(') ')}.wav", words))
+    return clips

@@ -42,6 +42,11 @@ def _friendly(func: F) -> F:
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # per-tensor "Loading weights" bars and library chatter drown the answer
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
 
 
 @assets_app.command("list")

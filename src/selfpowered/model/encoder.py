@@ -94,7 +94,7 @@ class SpeechEncoder(nn.Module):
         for chunks in mel_chunks:
             outputs.append(torch.cat(encoded[position : position + len(chunks)], dim=0))
             position += len(chunks)
-        lengths = torch.tensor([out.shape[0] for out in outputs], device=outputs[0].device)
+        lengths = torch.tensor([out.shape[0] for out in outputs], device=outputs[0].device)  # host ints
         states = nn.utils.rnn.pad_sequence(outputs, batch_first=True)
         return states, lengths
 
@@ -102,16 +102,19 @@ class SpeechEncoder(nn.Module):
         whisper = self.whisper
         dtype = whisper.conv1.weight.dtype
         device = whisper.conv1.weight.device
-        frames = torch.tensor([chunk.shape[-1] for chunk in chunks], device=device)
-        if int(frames.max()) > self.max_mel_frames:
-            raise ValueError(f"a mel chunk has {int(frames.max())} frames; at most {self.max_mel_frames} fit")
+        # Lengths are known on the host: keep them there, so no step waits on the device.
+        frame_counts = [int(chunk.shape[-1]) for chunk in chunks]
+        if max(frame_counts) > self.max_mel_frames:
+            raise ValueError(f"a mel chunk has {max(frame_counts)} frames; at most {self.max_mel_frames} fit")
+        out_counts = [encoder_output_length(count) for count in frame_counts]
+        frames = torch.tensor(frame_counts, device=device)
         mel = nn.utils.rnn.pad_sequence([chunk.T for chunk in chunks], batch_first=True).transpose(1, 2)
         mel = mel.to(device=device, dtype=dtype)
         steps = torch.arange(mel.shape[-1], device=device)
         conv1_mask = (steps[None, :] < frames[:, None]).to(dtype)[:, None, :]
         hidden = nn.functional.gelu(whisper.conv1(mel)) * conv1_mask
         hidden = nn.functional.gelu(whisper.conv2(hidden)).transpose(1, 2)
-        out_lengths = (frames + 1) // 2
+        out_lengths = torch.tensor(out_counts, device=device)
         length = hidden.shape[1]
         hidden = hidden + whisper.embed_positions.weight[:length].to(dtype)
         keep = torch.arange(length, device=device)[None, :] < out_lengths[:, None]
@@ -121,4 +124,4 @@ class SpeechEncoder(nn.Module):
         for layer in whisper.layers:
             hidden = layer(hidden, additive)
         hidden = whisper.layer_norm(hidden)
-        return [hidden[i, : int(out_lengths[i])] for i in range(len(chunks))]
+        return [hidden[i, :count] for i, count in enumerate(out_counts)]

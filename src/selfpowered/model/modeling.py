@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, WhisperConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from selfpowered.atomic import atomic_directory
 from selfpowered.audio import AudioInput, LogMelExtractor, as_samples
 from selfpowered.errors import ModelNotFoundError
 from selfpowered.model.configuration import LSMConfig
@@ -100,7 +102,9 @@ class SpeechLM(PreTrainedModel):
                 target_modules=config.lora_target_modules,
                 task_type="CAUSAL_LM",
             )
-            self.llm = get_peft_model(self.llm, lora)
+            with warnings.catch_warnings():  # peft reads a transformers property deprecated in v5
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                self.llm = get_peft_model(self.llm, lora)
         elif config.finetune == "full":
             self.llm.requires_grad_(True)
         elif config.finetune == "frozen":
@@ -183,21 +187,15 @@ class SpeechLM(PreTrainedModel):
     def save_pretrained(self, save_directory: str | os.PathLike, bundle_base: bool | None = None, **_: Any) -> None:
         """Write a checkpoint folder (see module docstring). Written to a temporary sibling folder
         and renamed into place, so a kill never leaves a half-written checkpoint behind."""
-        import shutil
-        import tempfile
-
         from safetensors.torch import save_file
 
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        bundle_base = (
+            bundle_base
+            if bundle_base is not None
+            else not (self.config.encoder_name_or_path and self.config.llm_name_or_path)
+        )
+        with atomic_directory(save_directory) as staging:
             config = LSMConfig.from_dict(self.config.to_dict())
-            bundle_base = (
-                bundle_base
-                if bundle_base is not None
-                else not (self.config.encoder_name_or_path and self.config.llm_name_or_path)
-            )
             if bundle_base:
                 self._save_base(staging)
                 config.encoder_name_or_path, config.llm_name_or_path = BUNDLED_ENCODER, BUNDLED_LLM
@@ -207,12 +205,6 @@ class SpeechLM(PreTrainedModel):
                 self.llm.save_pretrained(str(staging / ADAPTER_DIR))
             self.tokenizer.save_pretrained(str(staging))
             self.mel.feature_extractor.save_pretrained(str(staging))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     def _save_base(self, folder: Path) -> None:
         from safetensors.torch import save_file
@@ -318,7 +310,7 @@ class SpeechLM(PreTrainedModel):
         """Encoder states -> one (tokens, d_llm) tensor of speech embeddings per utterance."""
         param = next(self.connector.parameters())
         embeds, token_lengths = self.connector(states.to(param.dtype), lengths.to(states.device))
-        return [embeds[i, : int(token_lengths[i])] for i in range(embeds.shape[0])]
+        return [embeds[i, :count] for i, count in enumerate(token_lengths.tolist())]  # one host sync
 
     def embed_speech(self, audio: Sequence[AudioInput]) -> list[torch.Tensor]:
         """Audio -> speech embeddings in the LLM's input space, one tensor per utterance."""

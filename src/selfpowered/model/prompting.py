@@ -139,39 +139,48 @@ def splice(
 
     Training pads on the right; generation pads on the left so every prompt ends at the same
     position. Labels are IGNORE_INDEX everywhere except the answer and its end-of-turn token.
+
+    The layout is planned on the host and sent to the device in a few tensors; the token
+    embeddings come from one lookup and the speech is scattered in with one `masked_scatter`, so
+    the cost does not grow with the batch in kernel launches (it was the bottleneck on a GPU).
     """
     if len(pieces) != len(speech):
         raise ValueError(f"{len(pieces)} prompts but {len(speech)} speech inputs")
-    weight_device = embed_tokens.weight.device if hasattr(embed_tokens, "weight") else None
-    rows, labels, segments = [], [], []
-    for piece, speech_embeds in zip(pieces, speech):
-        text_after = piece.suffix_ids + piece.answer_ids
-        prefix = embed_tokens(torch.tensor(piece.prefix_ids, dtype=torch.long, device=weight_device))
-        after = embed_tokens(torch.tensor(text_after, dtype=torch.long, device=weight_device))
-        n_speech = 0 if speech_embeds is None else speech_embeds.shape[0]
-        parts = [prefix] + ([speech_embeds.to(prefix.dtype)] if n_speech else []) + [after]
-        rows.append(torch.cat(parts, dim=0))
-        n_prompt = len(piece.prefix_ids) + n_speech + len(piece.suffix_ids)
-        labels.append([IGNORE_INDEX] * n_prompt + piece.answer_ids)
-        segments.append(
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    counts = [0 if embeds is None else int(embeds.shape[0]) for embeds in speech]
+    rows = []  # per sample: (token ids or None for a speech slot, label, segment) per position
+    for piece, n_speech in zip(pieces, counts):
+        ids = piece.prefix_ids + [None] * n_speech + piece.suffix_ids + piece.answer_ids
+        n_prompt = len(ids) - len(piece.answer_ids)
+        labels = [IGNORE_INDEX] * n_prompt + piece.answer_ids
+        segments = (
             [SEGMENT_PROMPT] * len(piece.prefix_ids)
             + [SEGMENT_SPEECH] * n_speech
             + [SEGMENT_PROMPT] * len(piece.suffix_ids)
             + [SEGMENT_ANSWER] * len(piece.answer_ids)
         )
-    longest = max(row.shape[0] for row in rows)
-    batch, hidden = len(rows), rows[0].shape[-1]
-    device, dtype = rows[0].device, rows[0].dtype
-    inputs = torch.zeros(batch, longest, hidden, dtype=dtype, device=device)
-    attention = torch.zeros(batch, longest, dtype=torch.long, device=device)
-    label_tensor = torch.full((batch, longest), IGNORE_INDEX, dtype=torch.long, device=device)
-    segment_tensor = torch.full((batch, longest), SEGMENT_PAD, dtype=torch.long, device=device)
-    for i, row in enumerate(rows):
-        n = row.shape[0]
-        span = slice(longest - n, longest) if padding_side == "left" else slice(0, n)
-        inputs[i, span] = row
-        attention[i, span] = 1
-        label_tensor[i, span] = torch.tensor(labels[i], dtype=torch.long, device=device)
-        segment_tensor[i, span] = torch.tensor(segments[i], dtype=torch.long, device=device)
+        rows.append((ids, labels, segments))
+    longest = max(len(ids) for ids, _, _ in rows)
+    batch = len(rows)
+    token_ids = torch.zeros(batch, longest, dtype=torch.long)
+    label_tensor = torch.full((batch, longest), IGNORE_INDEX, dtype=torch.long)
+    segment_tensor = torch.full((batch, longest), SEGMENT_PAD, dtype=torch.long)
+    for i, (ids, labels, segments) in enumerate(rows):
+        start = longest - len(ids) if padding_side == "left" else 0
+        span = slice(start, start + len(ids))
+        token_ids[i, span] = torch.tensor([0 if token is None else token for token in ids], dtype=torch.long)
+        label_tensor[i, span] = torch.tensor(labels, dtype=torch.long)
+        segment_tensor[i, span] = torch.tensor(segments, dtype=torch.long)
+    weight = getattr(embed_tokens, "weight", None)
+    device = weight.device if weight is not None else next(e for e in speech if e is not None).device
+    token_ids, label_tensor, segment_tensor = (t.to(device) for t in (token_ids, label_tensor, segment_tensor))
+    text_mask = (segment_tensor == SEGMENT_PROMPT) | (segment_tensor == SEGMENT_ANSWER)
+    inputs = embed_tokens(token_ids) * text_mask.unsqueeze(-1).to(weight.dtype if weight is not None else torch.float)
+    if any(counts):
+        speech_values = torch.cat([embeds for embeds in speech if embeds is not None and embeds.shape[0]])
+        speech_mask = (segment_tensor == SEGMENT_SPEECH).unsqueeze(-1)
+        inputs = inputs.masked_scatter(speech_mask, speech_values.to(inputs.dtype))
+    attention = (segment_tensor != SEGMENT_PAD).long()
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
     return SplicedBatch(inputs, attention, position_ids, label_tensor, segment_tensor)
