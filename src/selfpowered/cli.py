@@ -22,6 +22,8 @@ assets_app = typer.Typer(
     help="Embedded default models (packaged weights, converted once, cached).", no_args_is_help=True
 )
 app.add_typer(assets_app, name="assets")
+corpus_app = typer.Typer(help="ASR corpora: validate, import, synthesise the demo corpus.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
 console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -161,6 +163,246 @@ def chat(
     answers = lsm.generate(audio=clips, instruction=settings.instruction, use_adapter=settings.use_adapter, **gen)
     for path, answer in zip(settings.audio, answers):
         typer.echo(f"{path}\t{answer}" if len(clips) > 1 else answer)
+
+
+def _print_summary(title: str, summary: dict) -> None:
+    typer.echo(title)
+    for key, value in summary.items():
+        typer.echo(f"  {key:<16}{value}")
+
+
+@corpus_app.command("validate")
+@_friendly
+def corpus_validate(
+    manifest: str = typer.Argument(..., help="manifest (.jsonl) to check"),
+    output: str | None = typer.Option(None, help="write the valid rows to this manifest"),
+    max_duration: float | None = typer.Option(None, help="limits.max_duration (s)"),
+    min_duration: float | None = typer.Option(None, help="limits.min_duration (s)"),
+    decode: bool | None = typer.Option(None, "--decode", help="limits.decode: decode every sample"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with ValidateConfig keys"),
+) -> None:
+    """Check every line; rejects go to MANIFEST.rejects.jsonl with line numbers and reasons."""
+    from selfpowered.config import ValidateConfig, load_config
+    from selfpowered.corpus.manifest import ValidationLimits, read_manifest, write_manifest, write_rejects
+
+    settings = load_config(
+        ValidateConfig,
+        config,
+        {
+            "manifest": manifest,
+            "output": output,
+            "limits.max_duration": max_duration,
+            "limits.min_duration": min_duration,
+            "limits.decode": decode,
+        },
+    )
+    report = read_manifest(settings.manifest, ValidationLimits(**settings.limits.model_dump()), progress=True)
+    rejects = write_rejects(settings.manifest, report.rejects)
+    _print_summary(f"{settings.manifest}:", report.summary())
+    typer.echo(f"  rejects         {rejects}")
+    if settings.output:
+        write_manifest(settings.output, report.rows, base=Path(settings.manifest).parent)
+        typer.echo(f"  valid rows ->   {settings.output}")
+
+
+@corpus_app.command("import")
+@_friendly
+def corpus_import(
+    kind: str = typer.Argument(..., help="librispeech | commonvoice | table | hf"),
+    source: str = typer.Argument(..., help="corpus folder, table file or saved dataset"),
+    output: str = typer.Argument(..., help="manifest to write (.jsonl)"),
+    tsv: str | None = typer.Option(None, help="commonvoice: which tsv (default validated.tsv)"),
+    split: str | None = typer.Option(None, help="hf: which split"),
+    id_column: str | None = typer.Option(None, help="table/hf: id column"),
+    audio_column: str | None = typer.Option(None, help="table/hf: audio column"),
+    text_column: str | None = typer.Option(None, help="table/hf: transcript column"),
+    speaker_column: str | None = typer.Option(None, help="table/hf: speaker column"),
+    max_duration: float | None = typer.Option(None, help="limits.max_duration (s)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with ImportConfig keys"),
+) -> None:
+    """Turn an ASR corpus into a validated manifest (+ OUTPUT.rejects.jsonl)."""
+    from selfpowered.config import ImportConfig, load_config
+    from selfpowered.corpus.importers import candidates_for, import_corpus
+    from selfpowered.corpus.manifest import ValidationLimits
+
+    settings = load_config(
+        ImportConfig,
+        config,
+        {
+            "kind": kind,
+            "source": source,
+            "output": output,
+            "tsv": tsv,
+            "split": split,
+            "id_column": id_column,
+            "audio_column": audio_column,
+            "text_column": text_column,
+            "speaker_column": speaker_column,
+            "limits.max_duration": max_duration,
+        },
+    )
+    candidates = candidates_for(settings.kind, settings.source, settings.output, settings.importer_options())
+    report = import_corpus(candidates, settings.output, ValidationLimits(**settings.limits.model_dump()))
+    _print_summary(f"{settings.output}:", report.summary())
+
+
+@corpus_app.command("synth")
+@_friendly
+def corpus_synth(
+    output: str = typer.Argument(..., help="corpus folder to create or resume"),
+    size: str | None = typer.Option(None, help="small (tests, ~1 min) | demo (>= 10,000 utterances)"),
+    voice: list[str] | None = typer.Option(None, "--voice", help="ENGINE:NAME; repeat (default: all known)"),
+    test_voice: str | None = typer.Option(None, help="voice held out of train/dev (default flite:rms)"),
+    seed: int | None = typer.Option(None, help="seed for sentences, splits, voices, tempi"),
+    workers: int | None = typer.Option(None, help="synthesis processes (default: all cores)"),
+    check_wer: int | None = typer.Option(None, help="Whisper-transcribe N test utterances and report WER"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with SynthConfig keys"),
+) -> None:
+    """Synthesise the multi-voice demo corpus (resumable; reruns skip finished files)."""
+    from selfpowered.config import SynthConfig, load_config
+    from selfpowered.corpus.synth import plan_corpus, synthesise_corpus
+
+    settings = load_config(
+        SynthConfig,
+        config,
+        {
+            "output": output,
+            "size": size,
+            "voices": voice or None,
+            "test_voice": test_voice,
+            "seed": seed,
+            "workers": workers,
+            "check_wer": check_wer,
+        },
+    )
+    plan = plan_corpus(
+        settings.size,
+        settings.voices,
+        settings.test_voice,
+        settings.voices_per_sentence,
+        settings.seed,
+        (settings.tempo_min, settings.tempo_max),
+    )
+    stats = synthesise_corpus(plan, settings.output, settings.workers)
+    for split, info in stats["splits"].items():
+        typer.echo(
+            f"{split:<6} {info['utterances']:>6} utterances  {info['sentences']:>5} sentences  {info['hours']:.2f} h"
+        )
+    typer.echo(
+        f"made {stats['made']}, reused {stats['reused']}, failed {stats['failed']} in {stats['seconds']} s; "
+        f"held-out voice {stats['held_out_test_voice']}; see {settings.output}/README.md"
+    )
+    if settings.check_wer:
+        from selfpowered.corpus.quality import intelligibility
+
+        result = intelligibility(Path(settings.output) / "test.jsonl", settings.check_wer, settings.seed)
+        typer.echo(f"Whisper {result['asr_model']} WER on {result['utterances']} test utterances: {result['wer']:.3f}")
+        typer.echo(f"  per voice: {result['wer_per_speaker']}")
+
+
+@app.command()
+@_friendly
+def augment(
+    manifest: str = typer.Argument(..., help="ASR manifest (.jsonl)"),
+    output: str = typer.Argument(..., help="instruction samples to write or continue (.jsonl)"),
+    recipe: str | None = typer.Option(None, help="selfpowered (LLM answers) | vanilla (all ASR)"),
+    tasks: str | None = typer.Option(None, help="task library: paper | demo | preset YAML path"),
+    engine: str | None = typer.Option(None, help="hf (local transformers) | openai (HTTP server)"),
+    llm: str | None = typer.Option(None, help="hf: model folder or embedded name"),
+    server_url: str | None = typer.Option(None, help="openai: base URL, e.g. http://127.0.0.1:8000/v1"),
+    concurrency: int | None = typer.Option(None, help="openai: requests in flight"),
+    shard: str | None = typer.Option(None, help="i/N: this process's share"),
+    seed: int | None = typer.Option(None, help="task/template draw seed"),
+    max_new_tokens: int | None = typer.Option(None, help="answer length limit (tokens)"),
+    max_prompt_tokens: int | None = typer.Option(None, help="prompts this long or longer are dropped"),
+    device: str | None = typer.Option(None, help="hf: cpu, cuda ..."),
+    limit: int | None = typer.Option(None, help="only the first N rows of the shard"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with AugmentConfig keys"),
+) -> None:
+    """Self-powered augmentation: the LLM answers instructions about each transcript (resumable)."""
+    import os
+
+    from selfpowered.augment.engines import HFGenerator, OpenAIGenerator
+    from selfpowered.augment.filters import FilterSettings
+    from selfpowered.augment.run import AugmentSettings, parse_shard
+    from selfpowered.augment.run import augment as run_augment
+    from selfpowered.augment.tasks import TaskLibrary
+    from selfpowered.config import AugmentConfig, dump_config, load_config
+
+    settings = load_config(
+        AugmentConfig,
+        config,
+        {
+            "manifest": manifest,
+            "output": output,
+            "recipe": recipe,
+            "tasks": tasks,
+            "engine": engine,
+            "llm": llm,
+            "server_url": server_url,
+            "concurrency": concurrency,
+            "shard": shard,
+            "seed": seed,
+            "max_new_tokens": max_new_tokens,
+            "max_prompt_tokens": max_prompt_tokens,
+            "device": device,
+            "limit": limit,
+        },
+    )
+    typer.echo(dump_config(settings))
+    library = TaskLibrary.load(settings.tasks, settings.seed, settings.task_weights, settings.task_variants)
+    generator = None
+    if settings.recipe == "selfpowered":
+        if settings.engine == "openai":
+            if not settings.server_url:
+                raise SelfPoweredError("engine openai needs --server-url (e.g. http://127.0.0.1:8000/v1)")
+            generator = OpenAIGenerator(
+                settings.server_url,
+                settings.server_model,
+                os.environ.get(settings.api_key_env),
+                settings.max_new_tokens,
+                settings.concurrency,
+                settings.max_retries,
+            )
+        else:
+            generator = HFGenerator(
+                settings.llm,
+                settings.max_new_tokens,
+                settings.token_budget,
+                settings.max_batch,
+                device=settings.device,
+                repetition_penalty=settings.repetition_penalty,
+            )
+    run_settings = AugmentSettings(
+        settings.recipe,
+        settings.seed,
+        parse_shard(settings.shard),
+        settings.max_prompt_tokens,
+        settings.chunk_size,
+        settings.limit,
+        FilterSettings(**settings.filters.model_dump()),
+    )
+    stats = run_augment(settings.manifest, settings.output, library, generator, run_settings)
+    run = stats["this_run"]
+    kept, rejected = run["kept_per_task"], run["rejected_per_reason"]
+    typer.echo(
+        f"kept {sum(kept.values())} {kept}, rejected {sum(rejected.values())} {rejected}, "
+        f"skipped (already done) {run['skipped_already_done']}; "
+        f"{run['generated_tokens']} tokens at {run['generated_tokens_per_s']} tok/s; totals {stats['totals']}"
+    )
+
+
+@app.command("augment-merge")
+@_friendly
+def augment_merge(
+    output: str = typer.Argument(..., help="merged samples file to write"),
+    shards: list[str] = typer.Argument(..., help="shard outputs to join"),
+) -> None:
+    """Join `augment --shard i/N` outputs (and their rejects) into one file, sorted by id."""
+    from selfpowered.augment.run import merge_shards
+
+    counts = merge_shards(shards, output)
+    typer.echo(f"{output}: {counts['samples']} samples, {counts['rejects']} rejects from {len(shards)} shards")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,112 @@ class InitConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
 
 
+class LimitsConfig(StrictModel):
+    """What counts as a usable utterance (corpus validation and import)."""
+
+    min_duration: float = Field(0.1, ge=0)
+    max_duration: float = Field(60.0, gt=0)
+    min_sample_rate: int = Field(8000, ge=1)
+    decode: bool = Field(False, description="decode every sample too (finds NaN / corrupt bodies; slower)")
+
+
+class ValidateConfig(StrictModel):
+    """`selfpowered corpus validate`: check a manifest, list rejects, optionally write the good rows."""
+
+    manifest: str
+    output: str | None = Field(None, description="write the valid rows here")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+
+class ImportConfig(StrictModel):
+    """`selfpowered corpus import KIND SRC OUT`: an ASR corpus -> manifest + rejects."""
+
+    kind: Literal["librispeech", "commonvoice", "table", "hf"]
+    source: str
+    output: str
+    lowercase: bool = Field(True, description="librispeech: lower-case the all-caps transcripts")
+    tsv: str = Field("validated.tsv", description="commonvoice: which tsv")
+    lang: str = "en"
+    split: str | None = Field(None, description="hf: which split of a DatasetDict")
+    id_column: str | None = None
+    audio_column: str | None = None
+    text_column: str | None = None
+    speaker_column: str | None = None
+    duration_column: str | None = None
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    def importer_options(self) -> dict[str, Any]:
+        """The keyword arguments the chosen importer takes (unset columns keep its defaults)."""
+        columns = {
+            key: value
+            for key, value in (
+                ("id_column", self.id_column),
+                ("audio_column", self.audio_column),
+                ("text_column", self.text_column),
+                ("speaker_column", self.speaker_column),
+            )
+            if value is not None
+        }
+        if self.kind == "librispeech":
+            return {"lowercase": self.lowercase}
+        if self.kind == "commonvoice":
+            return {"tsv": self.tsv, "lang": self.lang}
+        if self.kind == "table":
+            extra = {"duration_column": self.duration_column} if self.duration_column else {}
+            return {**columns, **extra}
+        return {**columns, "split": self.split}
+
+
+class SynthConfig(StrictModel):
+    """`selfpowered corpus synth`: the offline multi-voice TTS demo corpus."""
+
+    output: str
+    size: Literal["small", "demo"] = "small"
+    voices: list[str] | None = Field(None, description="ENGINE:NAME list; default: every known voice")
+    test_voice: str | None = Field("flite:rms", description="voice held out of train/dev")
+    voices_per_sentence: int = Field(2, ge=1)
+    seed: int = 0
+    workers: int | None = Field(None, ge=1, description="processes; default: all cores")
+    tempo_min: float = Field(0.9, gt=0)
+    tempo_max: float = Field(1.1, gt=0)
+    check_wer: int = Field(0, ge=0, description="after synthesis, Whisper-transcribe this many test utterances")
+
+
+class FilterConfig(StrictModel):
+    require_final_punctuation: bool = True
+    copy_max_wer: float = Field(0.3, ge=0, description="answer this close to the transcript = a copy")
+    drop_refusals: bool = True
+
+
+class AugmentConfig(StrictModel):
+    """`selfpowered augment MANIFEST OUT`: self-powered (or vanilla) instruction samples."""
+
+    manifest: str
+    output: str
+    recipe: Literal["selfpowered", "vanilla"] = "selfpowered"
+    tasks: str = Field("demo", description="task library: paper | demo | path to a YAML preset")
+    task_weights: dict[str, float] = Field(default_factory=dict)
+    task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
+    engine: Literal["hf", "openai"] = "hf"
+    llm: str = Field("smollm2-135m-instruct", description="hf: model folder or embedded name")
+    server_url: str | None = Field(None, description="openai: base URL ending in /v1")
+    server_model: str | None = Field(None, description="openai: model name (default: the first served)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key")
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(5, ge=0)
+    device: str = "cpu"
+    max_new_tokens: int = Field(225, ge=1)
+    max_prompt_tokens: int = Field(150, ge=1)
+    token_budget: int = Field(8192, ge=64, description="hf: batch rows x (prompt + new tokens) at most")
+    max_batch: int = Field(64, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    seed: int = 0
+    shard: str = Field("0/1", description="i/N: this process's share of the manifest")
+    limit: int | None = Field(None, ge=1, description="only the first N rows of the shard")
+    chunk_size: int = Field(64, ge=1)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+
+
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 

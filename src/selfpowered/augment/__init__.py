@@ -1,0 +1,1 @@
+"""Self-powered augmentation: the LLM writes the training targets from transcripts."""

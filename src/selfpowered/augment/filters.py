@@ -1,0 +1,62 @@
+"""Post-filters for LLM answers, each a named reason (counted in stats, listed in rejects).
+
+The official code keeps an answer only if it ends in punctuation; we also drop empty answers,
+refusals / assistant boilerplate, answers cut by the token limit, and answers that merely copy the
+transcript when the task asked for something else (a copy would teach the LSM the very speech
+anchor bias we are removing).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from selfpowered.evaluate.metrics import normalize_english, word_error_rate
+
+FINAL_PUNCTUATION = tuple(".!?。！？\"')]*»”’")
+REFUSAL_PATTERNS = [
+    r"\bas an ai\b",
+    r"\bas a (?:language model|chatbot|digital assistant|text-based)\b",
+    r"\bi(?:'m| am) (?:sorry|not able|unable)\b",
+    r"\bi can(?:no|')t (?:help|assist|provide|do that)\b",
+    r"\bi don't have the (?:capability|ability)\b",
+    r"\bsmollm\b",
+]
+_REFUSAL = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    require_final_punctuation: bool = True
+    copy_max_wer: float = 0.3  # answer within this normalised WER of the transcript = a copy
+    drop_refusals: bool = True
+
+
+def is_copy(answer: str, transcript: str, max_wer: float) -> bool:
+    """True when the answer is the transcript again (normalised WER <= max_wer)."""
+    if not normalize_english(answer).strip():
+        return False
+    return word_error_rate([transcript], [answer]).wer <= max_wer
+
+
+def reject_reason(
+    answer: str,
+    transcript: str,
+    finish_reason: str,
+    copy_allowed: bool,
+    settings: FilterSettings,
+    final_punctuation: bool = True,
+) -> str | None:
+    """None when the answer is kept, else the filter that dropped it."""
+    text = answer.strip()
+    if not text:
+        return "empty"
+    if finish_reason == "length":
+        return "truncated: hit max_new_tokens"
+    if settings.require_final_punctuation and final_punctuation and not text.endswith(FINAL_PUNCTUATION):
+        return "truncated: no final punctuation"
+    if settings.drop_refusals and _REFUSAL.search(text):
+        return "refusal or boilerplate"
+    if not copy_allowed and is_copy(text, transcript, settings.copy_max_wer):
+        return "copies the transcript"
+    return None

@@ -1,0 +1,293 @@
+"""The augmentation loop: manifest rows -> instruction samples whose answers the LLM wrote.
+
+For each row (of this shard): draw a task and template (stable per id), build the text-mode
+prompt "{instruction}: {transcript}", ask the engine, filter, write. `asr` samples (and every
+sample of the `vanilla` recipe) keep the transcript as the answer and need no LLM.
+
+Resumable by construction: `OUT` (samples) and `OUT.rejects.jsonl` are append-only and keyed by
+sample id; on start, every id already in either is skipped, and a line cut short by a kill is
+dropped (truncated away) before appending. Each finished sample is written and flushed at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from selfpowered.atomic import atomic_write_text
+from selfpowered.augment.engines import GenerationRequest, TextGenerator
+from selfpowered.augment.filters import FilterSettings, reject_reason
+from selfpowered.augment.tasks import ASR_TASK, Draw, TaskLibrary
+from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest, rejects_path
+from selfpowered.errors import SelfPoweredError
+
+RECIPES = ("selfpowered", "vanilla")
+
+
+@dataclass
+class AugmentSettings:
+    recipe: str = "selfpowered"
+    seed: int = 0
+    shard: tuple[int, int] = (0, 1)
+    max_prompt_tokens: int = 150
+    chunk_size: int = 64  # requests handed to the engine at a time (bounds the work a kill loses)
+    limit: int | None = None  # only the first N rows of this shard (smoke runs)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' -> (i, N), 0 <= i < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as exc:
+        raise SelfPoweredError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from exc
+    if not 0 <= index < count:
+        raise SelfPoweredError(f"--shard {text}: need 0 <= i < N")
+    return index, count
+
+
+def sample_id(row: ManifestRow, draw: Draw) -> str:
+    return f"{row.id}#{draw.task.name}"
+
+
+class AppendLog:
+    """An append-only JSONL file whose ids are known; a torn last line is cut off on open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.ids: set[str] = set()
+        self.records = 0
+        if path.exists():
+            self._recover()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(path, "a", encoding="utf-8")
+
+    def _recover(self) -> None:
+        data = self.path.read_bytes()
+        keep = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
+        if keep < len(data):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(keep)
+        for line in data[:keep].decode("utf-8").splitlines():
+            if line.strip():
+                self.ids.add(json.loads(line)["id"])
+                self.records += 1
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+        self.ids.add(record["id"])
+        self.records += 1
+
+    def close(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+
+
+def _sample(row: ManifestRow, base: Path, out: Path, draw: Draw, response: str, source: dict) -> dict[str, Any]:
+    return {
+        "id": sample_id(row, draw),
+        "audio": os.path.relpath(row.audio_path(base).resolve(), out.parent.resolve()),
+        "task": draw.task.name,
+        "instruction": draw.instruction,
+        "response": response,
+        "transcript": row.text,
+        "duration": round(row.duration, 3),
+        "speaker": row.speaker,
+        "source": {**source, "template": draw.template_index},
+    }
+
+
+def augment(
+    manifest: str | Path,
+    out: str | Path,
+    library: TaskLibrary,
+    engine: TextGenerator | None,
+    settings: AugmentSettings | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write (or continue) OUT, OUT.rejects.jsonl and OUT.stats.json; returns the stats."""
+    settings = settings or AugmentSettings()
+    if settings.recipe not in RECIPES:
+        raise SelfPoweredError(f"recipe must be one of {RECIPES}, got {settings.recipe!r}")
+    manifest, out = Path(manifest), Path(out)
+    started = time.perf_counter()
+    report = read_manifest(manifest, ValidationLimits(check_audio=False))
+    index, count = settings.shard
+    rows = [row for position, row in enumerate(report.rows) if position % count == index]
+    if settings.limit is not None:
+        rows = rows[: settings.limit]
+    samples, rejects = AppendLog(out), AppendLog(rejects_path(out))
+    for reject in report.rejects:  # bad manifest lines are reported once, with their line number
+        key = f"manifest-line-{reject.line}"
+        if key not in rejects.ids:
+            rejects.append({"id": key, "line": reject.line, "reason": f"manifest: {reject.reason}"})
+    source = {"generator": engine.model_id if engine else None, "tasks": library.name, "seed": settings.seed}
+    source["recipe"] = settings.recipe
+    stats: Counter = Counter()
+    kept_per_task: Counter = Counter()
+    reasons: Counter = Counter()
+    planned: list[tuple[ManifestRow, Draw]] = []
+    for row in rows:
+        draw = library.draw(row.id, only=ASR_TASK if settings.recipe == "vanilla" else None)
+        sid = sample_id(row, draw)
+        if sid in samples.ids or sid in rejects.ids:
+            stats["already_done"] += 1
+        else:
+            planned.append((row, draw))
+    bar = tqdm(total=len(planned), desc=f"augment {out.name}", unit=" sample", disable=not progress)
+
+    def keep(row: ManifestRow, draw: Draw, response: str) -> None:
+        samples.append(_sample(row, manifest.parent, out, draw, response, source))
+        kept_per_task[draw.task.name] += 1
+        bar.update(1)
+
+    def drop(row: ManifestRow, draw: Draw, reason: str, response: str = "") -> None:
+        rejects.append(
+            {"id": sample_id(row, draw), "line": None, "task": draw.task.name, "reason": reason, "response": response}
+        )
+        reasons[reason] += 1
+        bar.update(1)
+
+    try:
+        llm_work: list[tuple[ManifestRow, Draw]] = []
+        for row, draw in planned:
+            if draw.task.answer == "transcript":
+                keep(row, draw, row.text)
+            else:
+                llm_work.append((row, draw))
+        if llm_work and engine is None:
+            raise SelfPoweredError("this recipe and task library need an LLM engine")
+        _run_llm(llm_work, engine, settings, keep, drop, stats, bar)
+    finally:
+        bar.close()
+        samples.close()
+        rejects.close()
+    elapsed = time.perf_counter() - started
+    result = _stats(manifest, out, library, engine, settings, samples, rejects, stats, kept_per_task, reasons, elapsed)
+    atomic_write_text(
+        out.with_name(out.name.removesuffix(".jsonl") + ".stats.json"), json.dumps(result, indent=1) + "\n"
+    )
+    return result
+
+
+def _run_llm(work, engine, settings, keep, drop, stats, bar) -> None:
+    by_id: dict[str, tuple[ManifestRow, Draw]] = {}
+    requests: list[GenerationRequest] = []
+    for row, draw in work:
+        prompt = f"{draw.instruction}: {row.text}"
+        tokens = engine.count_prompt_tokens(prompt)
+        if tokens is not None and tokens >= settings.max_prompt_tokens:
+            drop(row, draw, f"prompt too long: {tokens} >= {settings.max_prompt_tokens} tokens")
+            continue
+        sid = sample_id(row, draw)
+        by_id[sid] = (row, draw)
+        requests.append(GenerationRequest(sid, prompt, group=draw.task.name))
+    generation_started = time.perf_counter()
+    for start in range(0, len(requests), settings.chunk_size):
+        for result in engine.generate(requests[start : start + settings.chunk_size]):
+            row, draw = by_id[result.id]
+            stats["prompt_tokens"] += result.prompt_tokens
+            stats["completion_tokens"] += result.completion_tokens
+            stats["llm_calls"] += 1
+            if result.error:
+                drop(row, draw, f"engine error: {result.error}")
+                continue
+            if result.prompt_tokens >= settings.max_prompt_tokens:
+                drop(row, draw, f"prompt too long: {result.prompt_tokens} >= {settings.max_prompt_tokens} tokens")
+                continue
+            task = draw.task
+            reason = reject_reason(
+                result.text, row.text, result.finish_reason, task.copy_allowed, settings.filters, task.final_punctuation
+            )
+            if reason:
+                drop(row, draw, reason, result.text)
+            else:
+                keep(row, draw, result.text)
+            seconds = time.perf_counter() - generation_started
+            bar.set_postfix(tok_s=f"{stats['completion_tokens'] / max(seconds, 1e-9):.1f}")
+    stats["generation_seconds"] = round(time.perf_counter() - generation_started, 3)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata
+
+    found = {}
+    for package in ("selfpowered", "torch", "transformers", "peft"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _stats(manifest, out, library, engine, settings, samples, rejects, stats, kept, reasons, elapsed) -> dict:
+    generated = stats["completion_tokens"]
+    generation_seconds = stats.get("generation_seconds", 0.0)
+    this_run = sum(kept.values()) + sum(reasons.values())
+    return {
+        "manifest": str(manifest),
+        "output": str(out),
+        "recipe": settings.recipe,
+        "tasks": library.name,
+        "model": engine.model_id if engine else None,
+        "seed": settings.seed,
+        "shard": f"{settings.shard[0]}/{settings.shard[1]}",
+        "this_run": {
+            "processed": this_run,
+            "kept_per_task": dict(sorted(kept.items())),
+            "rejected_per_reason": dict(sorted(reasons.items())),
+            "skipped_already_done": stats["already_done"],
+            "llm_calls": stats["llm_calls"],
+            "prompt_tokens": stats["prompt_tokens"],
+            "generated_tokens": generated,
+            "wall_seconds": round(elapsed, 2),
+            "samples_per_s": round(this_run / elapsed, 3) if elapsed else None,
+            "generated_tokens_per_s": round(generated / generation_seconds, 2) if generation_seconds else None,
+        },
+        "totals": {"samples": samples.records, "rejects": rejects.records},
+        "versions": _versions(),
+    }
+
+
+def merge_shards(shards: Iterable[str | Path], out: str | Path) -> dict[str, int]:
+    """Join shard outputs (and their rejects) into OUT, sorted by id; the same id twice is an
+    error unless both copies are identical (a shard rerun)."""
+    out = Path(out)
+    merged: dict[str, dict] = {}
+    merged_rejects: dict[str, dict] = {}
+    for shard in shards:
+        shard = Path(shard)
+        if not shard.is_file():
+            raise SelfPoweredError(f"{shard}: shard output not found")
+        for target, path in ((merged, shard), (merged_rejects, rejects_path(shard))):
+            if not path.is_file():
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line of a killed shard: that sample was not finished
+                if "audio" in record:  # paths are relative to the file they are in: re-anchor them
+                    audio = (shard.parent / record["audio"]).resolve()
+                    record["audio"] = os.path.relpath(audio, out.parent.resolve())
+                previous = target.get(record["id"])
+                if previous is not None and previous != record:
+                    raise SelfPoweredError(
+                        f"{path}:{number}: id {record['id']!r} also appears, different, in another shard"
+                    )
+                target[record["id"]] = record
+    for target, path in ((merged, out), (merged_rejects, rejects_path(out))):
+        atomic_write_text(path, "".join(json.dumps(target[key], ensure_ascii=False) + "\n" for key in sorted(target)))
+    return {"samples": len(merged), "rejects": len(merged_rejects)}

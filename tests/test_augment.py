@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from selfpowered.augment.engines import GenerationRequest, HFGenerator
+from selfpowered.augment.filters import FilterSettings, reject_reason
+from selfpowered.augment.run import AugmentSettings, augment, merge_shards, parse_shard
+from selfpowered.augment.tasks import TaskLibrary
+from selfpowered.errors import ConfigError, SelfPoweredError
+from tiny import tiny_llama_config, tiny_tokenizer
+
+TRANSCRIPTS = [
+    "my sister baked a loaf of bread at the market yesterday",
+    "please close the kitchen window before the storm arrives",
+    "the old bridge was closed to cars",
+    "do you think the baker will open a small cafe next week",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """A real (random, tiny) causal LM folder with a chat-template tokenizer."""
+    from transformers import LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    tokenizer = tiny_tokenizer()
+    LlamaForCausalLM(tiny_llama_config(len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_manifest(path, count):
+    rows = [
+        {"id": f"utt{i:04d}", "audio": f"audio/utt{i:04d}.flac", "text": TRANSCRIPTS[i % 4], "duration": 2.0}
+        for i in range(count)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def read_ids(path):
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+# -- task library -------------------------------------------------------------------------------
+def test_paper_preset_is_the_papers_library():
+    library = TaskLibrary.load("paper")
+    assert [t.name for t in library.tasks] == [
+        "translation",
+        "continuation",
+        "repetition",
+        "keywords",
+        "intent",
+        "sentiment",
+        "asr",
+    ]
+    assert all(len(t.templates) == 5 for t in library.tasks)
+    assert "Chinese" in library.task("continuation").templates[0]
+    english = TaskLibrary.load("paper", variants={"continuation": "en"})
+    assert "Chinese" not in english.task("continuation").templates[0]
+    assert library.task("asr").answer == "transcript" and library.task("repetition").copy_allowed
+
+
+def test_draw_is_stable_per_id_and_follows_weights():
+    library = TaskLibrary.load("paper", seed=7)
+    ids = [f"spk-{i}" for i in range(7000)]
+    first = [library.draw(i) for i in ids]
+    assert [library.draw(i) for i in reversed(ids)] == list(reversed(first))  # order-independent
+    assert (
+        TaskLibrary.load("paper", seed=8).draw("spk-1") != first[1]
+        or TaskLibrary.load("paper", seed=9).draw("spk-1") != first[1]
+    )
+    counts = Counter(d.task.name for d in first)
+    assert all(abs(n / 7000 - 1 / 7) < 0.025 for n in counts.values())
+    templates = Counter(d.template_index for d in first)
+    assert set(templates) == set(range(5))
+    weighted = TaskLibrary.load("demo", weights={"continuation": 0, "asr": 3})
+    names = Counter(weighted.draw(i).task.name for i in ids[:3000])
+    assert "continuation" not in names and abs(names["asr"] / 3000 - 3 / 6) < 0.03
+
+
+def test_bad_task_library_errors(tmp_path):
+    with pytest.raises(ConfigError, match="neither a preset"):
+        TaskLibrary.load("nope")
+    with pytest.raises(ConfigError, match="no task\\(s\\) \\['transation'\\]"):
+        TaskLibrary.load("paper", weights={"transation": 2})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks:\n  x: {templates: []}\n")
+    with pytest.raises(ConfigError, match="needs a non-empty list"):
+        TaskLibrary.load(str(bad))
+
+
+# -- filters --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "answer, finish, copy_allowed, reason",
+    [
+        ("", "stop", False, "empty"),
+        ("A long answer that was cut", "length", False, "truncated: hit max_new_tokens"),
+        ("An answer without an ending", "stop", False, "truncated: no final punctuation"),
+        ("As an AI language model, I cannot do that.", "stop", False, "refusal or boilerplate"),
+        ("I'm sorry, but I can't help with that.", "stop", False, "refusal or boilerplate"),
+        ("My sister baked a loaf of bread at the market yesterday.", "stop", False, "copies the transcript"),
+        ("My sister baked a loaf of bread at the market yesterday.", "stop", True, None),
+        ("She sold every slice before noon.", "stop", False, None),
+    ],
+)
+def test_filters(answer, finish, copy_allowed, reason):
+    assert reject_reason(answer, TRANSCRIPTS[0], finish, copy_allowed, FilterSettings()) == reason
+
+
+def test_titles_need_no_final_punctuation():
+    assert reject_reason("The Baker's Bread", TRANSCRIPTS[0], "stop", False, FilterSettings(), False) is None
+
+
+# -- the hf engine ----------------------------------------------------------------------------------
+def test_hf_batches_group_by_task_and_respect_the_token_budget(tiny_llm):
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=10, token_budget=200, max_batch=3)
+    requests = [GenerationRequest(f"r{i}", f"transcribe: {TRANSCRIPTS[i % 4]}", group="ab"[i % 2]) for i in range(10)]
+    batches = engine.batches(requests)
+    assert sorted(r.id for batch in batches for r, _ in batch) == sorted(r.id for r in requests)
+    for batch in batches:
+        assert len({r.group for r, _ in batch}) == 1 and len(batch) <= 3
+        assert len(batch) * (max(len(ids) for _, ids in batch) + 10) <= 200 or len(batch) == 1
+
+
+def test_hf_batched_answers_equal_one_by_one(tiny_llm):
+    batched = HFGenerator(str(tiny_llm), max_new_tokens=12, token_budget=10_000)
+    single = HFGenerator(str(tiny_llm), max_new_tokens=12, max_batch=1)
+    requests = [GenerationRequest(f"r{i}", f"continue this: {t}", "x") for i, t in enumerate(TRANSCRIPTS)]
+    together = {r.id: r for r in batched.generate(requests)}
+    alone = {r.id: r for r in single.generate(requests)}
+    assert len(together) == 4
+    assert {k: (v.text, v.completion_tokens) for k, v in together.items()} == {
+        k: (v.text, v.completion_tokens) for k, v in alone.items()
+    }
+
+
+# -- the run loop -----------------------------------------------------------------------------------
+def test_vanilla_recipe_needs_no_llm_and_keeps_transcripts(tmp_path):
+    manifest = write_manifest(tmp_path / "m.jsonl", 20)
+    stats = augment(
+        manifest,
+        tmp_path / "out" / "v.jsonl",
+        TaskLibrary.load("paper"),
+        None,
+        AugmentSettings(recipe="vanilla"),
+        progress=False,
+    )
+    samples = [json.loads(line) for line in (tmp_path / "out" / "v.jsonl").read_text().splitlines()]
+    assert len(samples) == 20 and all(s["task"] == "asr" and s["response"] == s["transcript"] for s in samples)
+    assert samples[0]["audio"] == "../audio/utt0000.flac"
+    assert stats["this_run"]["kept_per_task"] == {"asr": 20} and stats["model"] is None
+    assert json.loads((tmp_path / "out" / "v.stats.json").read_text())["totals"]["samples"] == 20
+
+
+def test_selfpowered_run_resume_and_torn_line(tiny_llm, tmp_path):
+    manifest = write_manifest(tmp_path / "m.jsonl", 24)
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=8)
+    out = tmp_path / "sp.jsonl"
+    library = TaskLibrary.load("demo")
+    stats = augment(manifest, out, library, engine, progress=False)
+    run = stats["this_run"]
+    assert run["processed"] == 24 and run["llm_calls"] == sum(
+        library.draw(f"utt{i:04d}").task.answer == "llm" for i in range(24)
+    )
+    done = read_ids(out) + read_ids(tmp_path / "sp.rejects.jsonl")
+    assert sorted(done) == sorted(f"utt{i:04d}#{library.draw(f'utt{i:04d}').task.name}" for i in range(24))
+    # simulate a kill in the middle of a write: a torn last line
+    with open(out, "a") as handle:
+        handle.write('{"id": "utt0099#asr", "aud')
+    again = augment(manifest, out, library, engine, progress=False)
+    assert again["this_run"]["processed"] == 0 and again["this_run"]["skipped_already_done"] == 24
+    assert sorted(read_ids(out) + read_ids(tmp_path / "sp.rejects.jsonl")) == sorted(done)
+
+
+def test_prompt_limit_drops_long_prompts(tiny_llm, tmp_path):
+    manifest = write_manifest(tmp_path / "m.jsonl", 8)
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=4)
+    augment(
+        manifest,
+        tmp_path / "o.jsonl",
+        TaskLibrary.load("demo", weights={"asr": 0}),
+        engine,
+        AugmentSettings(max_prompt_tokens=5),
+        progress=False,
+    )
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "o.rejects.jsonl").read_text().splitlines()]
+    assert len(reasons) == 8 and all(r.startswith("prompt too long") for r in reasons)
+
+
+def test_shards_merge_to_the_unsharded_result(tiny_llm, tmp_path):
+    manifest = write_manifest(tmp_path / "m.jsonl", 15)
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=6)
+    library = TaskLibrary.load("demo")
+    augment(manifest, tmp_path / "all.jsonl", library, engine, progress=False)
+    for i in range(3):
+        augment(
+            manifest,
+            tmp_path / "shards" / f"s{i}.jsonl",
+            library,
+            engine,
+            AugmentSettings(shard=(i, 3)),
+            progress=False,
+        )
+    counts = merge_shards([tmp_path / "shards" / f"s{i}.jsonl" for i in range(3)], tmp_path / "merged.jsonl")
+    whole = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "all.jsonl").read_text().splitlines()}
+    merged = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "merged.jsonl").read_text().splitlines()}
+    assert merged == whole  # same samples, same answers, audio paths re-anchored to the merged file
+    assert counts["samples"] + counts["rejects"] == 15
+    assert read_ids(tmp_path / "merged.jsonl") == sorted(merged)
+
+
+def test_shard_parsing():
+    assert parse_shard("2/5") == (2, 5)
+    for bad in ("5/5", "x", "1-2"):
+        with pytest.raises(SelfPoweredError):
+            parse_shard(bad)
+
+
+def test_shrinking_greedy_equals_transformers_generate(tiny_llm):
+    import torch
+
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=20, repetition_penalty=1.3)
+    prompts = [engine.prompt_ids(f"continue this: {t}") for t in TRANSCRIPTS]
+    ours = engine.greedy(prompts)
+    for ids, (tokens, stopped) in zip(prompts, ours):
+        reference = engine.model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=20,
+            do_sample=False,
+            repetition_penalty=1.3,
+            eos_token_id=engine.stop_ids,
+            pad_token_id=engine.tokenizer.pad_token_id,
+        )[0, len(ids) :].tolist()
+        reference = reference[: next((i + 1 for i, t in enumerate(reference) if t in engine.stop_ids), len(reference))]
+        assert tokens == reference
+        assert stopped == (tokens[-1] in engine.stop_ids)
