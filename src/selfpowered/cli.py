@@ -320,9 +320,7 @@ def augment(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with AugmentConfig keys"),
 ) -> None:
     """Self-powered augmentation: the LLM answers instructions about each transcript (resumable)."""
-    import os
-
-    from selfpowered.augment.engines import HFGenerator, OpenAIGenerator
+    from selfpowered.augment.engines import build_generator
     from selfpowered.augment.filters import FilterSettings
     from selfpowered.augment.run import AugmentSettings, parse_shard
     from selfpowered.augment.run import augment as run_augment
@@ -351,28 +349,7 @@ def augment(
     )
     typer.echo(dump_config(settings))
     library = TaskLibrary.load(settings.tasks, settings.seed, settings.task_weights, settings.task_variants)
-    generator = None
-    if settings.recipe == "selfpowered":
-        if settings.engine == "openai":
-            if not settings.server_url:
-                raise SelfPoweredError("engine openai needs --server-url (e.g. http://127.0.0.1:8000/v1)")
-            generator = OpenAIGenerator(
-                settings.server_url,
-                settings.server_model,
-                os.environ.get(settings.api_key_env),
-                settings.max_new_tokens,
-                settings.concurrency,
-                settings.max_retries,
-            )
-        else:
-            generator = HFGenerator(
-                settings.llm,
-                settings.max_new_tokens,
-                settings.token_budget,
-                settings.max_batch,
-                device=settings.device,
-                repetition_penalty=settings.repetition_penalty,
-            )
+    generator = build_generator(settings) if settings.recipe == "selfpowered" else None
     run_settings = AugmentSettings(
         settings.recipe,
         settings.seed,
@@ -403,6 +380,39 @@ def augment_merge(
 
     counts = merge_shards(shards, output)
     typer.echo(f"{output}: {counts['samples']} samples, {counts['rejects']} rejects from {len(shards)} shards")
+
+
+@app.command()
+@_friendly
+def features(
+    inputs: list[str] = typer.Argument(None, help="manifests or sample files whose audio to encode"),
+    cache: str | None = typer.Option(None, help="feature cache folder"),
+    encoder: str | None = typer.Option(None, help="Whisper folder or embedded name (default whisper-tiny.en)"),
+    batch_size: int | None = typer.Option(None, help="utterances per encoder batch"),
+    device: str | None = typer.Option(None, help="cpu, cuda ..."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with FeaturesConfig keys"),
+) -> None:
+    """Run the frozen encoder once per audio file and cache its output (fp16, memory-mapped)."""
+    from selfpowered.assets import resolve_model
+    from selfpowered.audio import LogMelExtractor
+    from selfpowered.config import FeaturesConfig, load_config
+    from selfpowered.model.encoder import SpeechEncoder
+    from selfpowered.train.features import audio_paths_of, build_feature_cache
+
+    settings = load_config(
+        FeaturesConfig,
+        config,
+        {"inputs": inputs or None, "cache": cache, "encoder": encoder, "batch_size": batch_size, "device": device},
+    )
+    path = resolve_model(settings.encoder, kind="encoder")
+    speech_encoder = SpeechEncoder.from_pretrained(path).to(settings.device)
+    mel = LogMelExtractor.from_pretrained(path)
+    audio = [audio for item in settings.inputs for audio in audio_paths_of(item)]
+    stats = build_feature_cache(speech_encoder, mel, audio, settings.cache, settings.batch_size)
+    typer.echo(
+        f"{settings.cache}: {stats['encoded']} encoded, {stats['cached_before']} already cached, "
+        f"{stats['total']} in the cache ({stats['seconds']} s)"
+    )
 
 
 if __name__ == "__main__":

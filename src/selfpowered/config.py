@@ -172,14 +172,24 @@ class AugmentConfig(StrictModel):
     device: str = "cpu"
     max_new_tokens: int = Field(225, ge=1)
     max_prompt_tokens: int = Field(150, ge=1)
-    token_budget: int = Field(8192, ge=64, description="hf: batch rows x (prompt + new tokens) at most")
-    max_batch: int = Field(64, ge=1)
+    token_budget: int = Field(65536, ge=64, description="hf: batch rows x (prompt + new tokens) at most")
+    max_batch: int = Field(256, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
     seed: int = 0
     shard: str = Field("0/1", description="i/N: this process's share of the manifest")
     limit: int | None = Field(None, ge=1, description="only the first N rows of the shard")
     chunk_size: int = Field(64, ge=1)
     filters: FilterConfig = Field(default_factory=FilterConfig)
+
+
+class FeaturesConfig(StrictModel):
+    """`selfpowered features`: cache the frozen encoder's output for every audio file once."""
+
+    inputs: list[str] = Field(..., min_length=1, description="manifests or sample files")
+    cache: str = Field(..., description="feature cache folder")
+    encoder: str = Field("whisper-tiny.en", description="Whisper folder or embedded name")
+    batch_size: int = Field(8, ge=1)
+    device: str = "cpu"
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

@@ -191,7 +191,7 @@ def _run_llm(work, engine, settings, keep, drop, stats, bar) -> None:
             continue
         sid = sample_id(row, draw)
         by_id[sid] = (row, draw)
-        requests.append(GenerationRequest(sid, prompt, group=draw.task.name))
+        requests.append(GenerationRequest(sid, prompt))
     generation_started = time.perf_counter()
     for start in range(0, len(requests), settings.chunk_size):
         for result in engine.generate(requests[start : start + settings.chunk_size]):

@@ -18,9 +18,15 @@ from torch import nn
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from selfpowered.audio import AudioInput, LogMelExtractor, as_samples
 from selfpowered.errors import ModelNotFoundError
 
 ENCODER_PREFIX = "model.encoder."
+
+
+def featurize(mel: LogMelExtractor, audio: list[AudioInput]) -> list[list[torch.Tensor]]:
+    """Paths or 16 kHz arrays -> Whisper log-mel chunks (<= 30 s each), real frames only."""
+    return [[torch.from_numpy(chunk) for chunk in mel(as_samples(item))] for item in audio]
 
 
 def encoder_output_length(mel_frames: int) -> int:

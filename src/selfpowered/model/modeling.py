@@ -27,11 +27,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from selfpowered.atomic import atomic_directory
-from selfpowered.audio import AudioInput, LogMelExtractor, as_samples
+from selfpowered.audio import AudioInput, LogMelExtractor
 from selfpowered.errors import ModelNotFoundError
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import build_connector
-from selfpowered.model.encoder import SpeechEncoder
+from selfpowered.model.encoder import SpeechEncoder, featurize
 from selfpowered.model.prompting import PromptBuilder, SplicedBatch, splice
 
 logger = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ class SpeechLM(PreTrainedModel):
 
     def featurize(self, audio: Sequence[AudioInput]) -> list[list[torch.Tensor]]:
         """Paths or 16 kHz arrays -> Whisper log-mel chunks (<= 30 s each), real frames only."""
-        return [[torch.from_numpy(chunk) for chunk in self.mel(as_samples(item))] for item in audio]
+        return featurize(self.mel, list(audio))
 
     def encode(self, mel_chunks: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder states (batch, frames, d_enc) and lengths; no graph when the encoder is frozen."""

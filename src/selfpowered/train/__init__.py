@@ -1,0 +1,1 @@
+"""Training: feature cache, datasets, trainer."""
