@@ -52,3 +52,14 @@ def test_bad_config_names_file_and_field(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(ChatConfig, tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml"])
+def test_shipped_training_configs_validate(name):
+    from selfpowered.config import TrainConfig
+
+    config = load_config(TrainConfig, CONFIGS / name)
+    assert config.data.train and config.optim.token_budget > 0
+    if name == "paper.yaml":
+        assert (config.optim.lr_llm, config.optim.weight_decay, config.optim.warmup_steps) == (2e-5, 0.05, 100)
+        assert config.precision == "bf16" and config.optim.max_batch * config.optim.grad_accum * 4 == 384

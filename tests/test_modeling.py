@@ -188,3 +188,12 @@ def test_llm_without_chat_template_needs_an_explicit_fallback(tmp_path):
     loaded = SpeechLM.from_pretrained(tmp_path / "vicuna")
     assert loaded.config.prompt_format == "vicuna_v1.1"
     assert loaded.prompt.pieces("transcribe", "x") == model.prompt.pieces("transcribe", "x")
+
+
+def test_a_loaded_bundled_checkpoint_saves_again_with_its_base(tmp_path):
+    model = tiny_lsm()
+    model.save_pretrained(tmp_path / "a")
+    SpeechLM.from_pretrained(tmp_path / "a").save_pretrained(tmp_path / "b")
+    again = SpeechLM.from_pretrained(tmp_path / "b")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key

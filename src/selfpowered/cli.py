@@ -415,5 +415,51 @@ def features(
     )
 
 
+@app.command("train")
+@_friendly
+def train_command(
+    config: Path = typer.Argument(..., help="training config YAML (see configs/demo.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in output"),
+    output: str | None = typer.Option(None, help="output folder (overrides `output`)"),
+    max_steps: int | None = typer.Option(None, help="optim.max_steps"),
+    init_from: str | None = typer.Option(None, help="start from this checkpoint"),
+    feature_cache: str | None = typer.Option(None, help="data.feature_cache: cache encoder outputs here"),
+) -> None:
+    """Train a SpeechLM (HF Trainer: `accelerate launch` gives DDP / FSDP / DeepSpeed)."""
+    from selfpowered.config import TrainConfig, load_config
+    from selfpowered.train.trainer import train
+
+    settings = load_config(
+        TrainConfig,
+        config,
+        {"output": output, "optim.max_steps": max_steps, "init_from": init_from, "data.feature_cache": feature_cache},
+    )
+    summary = train(settings, resume=resume)
+    typer.echo(
+        f"trained {summary['steps']} steps on {summary['samples']} samples in {summary['seconds']} s; "
+        f"mean loss {summary['train_loss']}; model: {summary['output']}/final"
+    )
+
+
+@app.command("align")
+@_friendly
+def align_command(
+    config: Path = typer.Argument(..., help="align config YAML (see configs/align-demo.yaml)"),
+    output: str | None = typer.Option(None, help="output folder"),
+    steps: int | None = typer.Option(None, help="training steps"),
+) -> None:
+    """Pre-align the connector to the LLM's token embeddings with CTC (no LLM forward; fast)."""
+    from selfpowered.config import AlignConfig, load_config
+    from selfpowered.train.align import align
+
+    settings = load_config(AlignConfig, config, {"output": output, "steps": steps})
+    summary = align(settings)
+    typer.echo(
+        f"aligned {summary['steps']} steps in {summary['seconds']} s; CTC WER train {summary['train_ctc_wer']}"
+        + (f", dev {summary['dev_ctc_wer']}" if "dev_ctc_wer" in summary else "")
+        + f"; checkpoint {settings.output}/final"
+    )
+
+
 if __name__ == "__main__":
     app()

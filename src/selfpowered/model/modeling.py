@@ -189,11 +189,9 @@ class SpeechLM(PreTrainedModel):
         and renamed into place, so a kill never leaves a half-written checkpoint behind."""
         from safetensors.torch import save_file
 
-        bundle_base = (
-            bundle_base
-            if bundle_base is not None
-            else not (self.config.encoder_name_or_path and self.config.llm_name_or_path)
-        )
+        if bundle_base is None:  # no base to point at: built from configs, or itself loaded from a bundle
+            references = (self.config.encoder_name_or_path, self.config.llm_name_or_path)
+            bundle_base = any(ref in (None, BUNDLED_ENCODER, BUNDLED_LLM) for ref in references)
         with atomic_directory(save_directory) as staging:
             config = LSMConfig.from_dict(self.config.to_dict())
             if bundle_base:
@@ -229,7 +227,6 @@ class SpeechLM(PreTrainedModel):
         **_: Any,
     ) -> SpeechLM:
         """Load a checkpoint written by `save_pretrained` (base weights resolved from its config)."""
-        from safetensors.torch import load_file
 
         from selfpowered.assets import resolve_model
 
@@ -254,31 +251,39 @@ class SpeechLM(PreTrainedModel):
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         feature_extractor = LogMelExtractor.from_pretrained(folder).feature_extractor
         model = cls(config, encoder, llm, tokenizer, feature_extractor)
-        if config.finetune == "lora":
-            model._load_adapter(folder / ADAPTER_DIR)
-        weights = folder / WEIGHTS_NAME
-        if not weights.is_file():
-            raise ModelNotFoundError(f"{folder}: {WEIGHTS_NAME} is missing")
-        state = load_file(str(weights))
-        connector_state = {k.removeprefix("connector."): v for k, v in state.items() if k.startswith("connector.")}
-        model.connector.load_state_dict(connector_state, strict=True)
-        if config.train_encoder:
-            model.encoder.whisper.load_state_dict(
-                {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-            )
-        if config.finetune == "full":
-            llm_state = {k.removeprefix("llm."): v for k, v in state.items() if k.startswith("llm.")}
-            missing, unexpected = model.llm.load_state_dict(llm_state, strict=False)
-            tied = {"lm_head.weight"} if model.llm.config.tie_word_embeddings else set()
-            if unexpected or set(missing) - tied:
-                raise ModelNotFoundError(
-                    f"{weights}: LLM weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})"
-                )
+        model.load_trained_weights(folder)
         if not is_trainable:
             model.eval()
         if dtype is not None:
             model = model.to(dtype)
         return model.to(device) if device is not None else model
+
+    def load_trained_weights(self, folder: Path) -> None:
+        """Load what `save_pretrained` stored (connector, trained encoder / full LLM, LoRA adapter)
+        into this model; also how a training run resumes from a checkpoint folder."""
+        from safetensors.torch import load_file
+
+        config = self.config
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ModelNotFoundError(f"{folder}: {WEIGHTS_NAME} is missing")
+        state = load_file(str(weights))
+        connector_state = {k.removeprefix("connector."): v for k, v in state.items() if k.startswith("connector.")}
+        self.connector.load_state_dict(connector_state, strict=True)
+        if config.train_encoder:
+            self.encoder.whisper.load_state_dict(
+                {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+            )
+        if config.finetune == "full":
+            llm_state = {k.removeprefix("llm."): v for k, v in state.items() if k.startswith("llm.")}
+            missing, unexpected = self.llm.load_state_dict(llm_state, strict=False)
+            tied = {"lm_head.weight"} if self.llm.config.tie_word_embeddings else set()
+            if unexpected or set(missing) - tied:
+                raise ModelNotFoundError(
+                    f"{weights}: LLM weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})"
+                )
+        if config.finetune == "lora":
+            self._load_adapter(folder / ADAPTER_DIR)
 
     def _load_adapter(self, adapter: Path) -> None:
         """Load saved LoRA weights into the adapter that __init__ created from the same config."""

@@ -1,0 +1,184 @@
+"""The `align` stage: teach the connector alone to speak the LLM's token language, cheaply.
+
+A random connector makes the LLM see noise; learning both at once through the LLM is too slow on
+a CPU. Here the connector's output at every speech position is scored against the LLM's *frozen*
+input embedding matrix (logits = scale x h . E^T, plus a learned blank), and a CTC loss asks the
+sequence of positions to spell the transcript's LLM tokens. No LLM forward, so a step costs the
+connector alone; afterwards the speech embeddings already lie near the token embeddings the LLM
+knows, and the `tune` stage starts from there.
+
+The vocabulary is restricted to tokens that can appear in a lower-cased transcript (no capitals),
+which removes about a third of SmolLM2's tokens and all their confusions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from selfpowered.atomic import atomic_write_text
+from selfpowered.evaluate.metrics import word_error_rate
+from selfpowered.model import SpeechLM
+from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
+from selfpowered.train.features import build_feature_cache, open_cache
+from selfpowered.train.trainer import tokens_per_second
+
+logger = logging.getLogger(__name__)
+
+
+def ctc_vocabulary(tokenizer) -> list[int]:
+    """Token ids a lower-cased transcript can use: no upper-case letters, no special tokens."""
+    special = set(tokenizer.all_special_ids)
+    keep = []
+    for token_id in range(len(tokenizer)):
+        if token_id in special:
+            continue
+        text = tokenizer.decode([token_id])
+        if text and not any(ch.isupper() for ch in text):
+            keep.append(token_id)
+    return keep
+
+
+class CTCHead(nn.Module):
+    """Scores connector outputs against the LLM's frozen embeddings of the kept vocabulary."""
+
+    def __init__(self, embeddings: torch.Tensor, vocabulary: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("table", embeddings[vocabulary].detach().clone(), persistent=False)
+        self.vocabulary = vocabulary
+        self.to_index = {token: index for index, token in enumerate(vocabulary)}
+        self.blank = nn.Parameter(torch.zeros(embeddings.shape[1]))
+        self.log_scale = nn.Parameter(torch.tensor(0.0))
+        self.blank_index = len(vocabulary)
+
+    def forward(self, speech: torch.Tensor) -> torch.Tensor:
+        """(batch, time, hidden) -> log-probabilities (batch, time, vocab + 1); blank is last.
+        A plain dot product with the embeddings (not a cosine), so the connector learns their
+        magnitude as well as their direction: that is what the LLM will read in `tune`."""
+        table = torch.cat([self.table, self.blank[None]], dim=0)
+        return torch.log_softmax(self.log_scale.exp() * speech @ table.T, dim=-1)
+
+    def targets(self, tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concatenated target indices and lengths; tokens outside the vocabulary are dropped."""
+        rows = [
+            [
+                self.to_index[t]
+                for t in tokenizer(text.lower(), add_special_tokens=False)["input_ids"]
+                if t in self.to_index
+            ]
+            for text in texts
+        ]
+        return torch.tensor([i for row in rows for i in row], dtype=torch.long), torch.tensor([len(r) for r in rows])
+
+    def greedy(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Best path, repeats merged, blanks removed -> LLM token ids per utterance."""
+        out = []
+        for row, length in zip(log_probs.argmax(dim=-1).tolist(), lengths.tolist()):
+            tokens, previous = [], None
+            for index in row[:length]:
+                if index != previous and index != self.blank_index:
+                    tokens.append(self.vocabulary[index])
+                previous = index
+            out.append(tokens)
+        return out
+
+
+def _connect(model: SpeechLM, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    states, lengths = batch["encoder_states"]
+    return model.connector(states, lengths)
+
+
+def ctc_word_error_rate(
+    model: SpeechLM, head: CTCHead, dataset: SpeechInstructionDataset, batch_size: int = 16
+) -> float:
+    """Greedy CTC transcription WER (Whisper-normalised) over a dataset."""
+    model.eval()
+    references, hypotheses = [], []
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            speech, lengths = _connect(model, batch)
+            hypotheses += [model.tokenizer.decode(t) for t in head.greedy(head(speech), lengths)]
+            references += batch["response"]
+    model.train()
+    return word_error_rate(references, hypotheses).wer
+
+
+def align(config) -> dict[str, Any]:
+    """Train the connector with CTC (config: `AlignConfig`); saves a SpeechLM checkpoint."""
+    started = time.perf_counter()
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    if config.init_from:
+        model = SpeechLM.from_pretrained(config.init_from, is_trainable=True)
+    else:
+        model = SpeechLM.build(config.model.encoder, config.model.llm, **config.model.lsm_kwargs())
+    model.train()
+
+    def dataset_of(paths: list[str]) -> SpeechInstructionDataset:
+        samples = [s for path in paths for s in read_samples(path, config.max_duration)]
+        build_feature_cache(model.encoder, model.mel, [s.audio for s in samples], config.feature_cache)
+        return SpeechInstructionDataset(samples, open_cache(config.feature_cache, model.encoder, model.mel))
+
+    train_set = dataset_of(config.train)
+    dev_set = dataset_of(config.dev) if config.dev else None
+    head = CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer))
+    parameters = list(model.connector.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=min(0.3, config.warmup_steps / config.steps)
+    )
+    sampler = TokenBudgetBatchSampler(
+        train_set.token_lengths(tokens_per_second(model)), config.token_budget, config.max_batch, config.seed
+    )
+    log: list[dict[str, float]] = []
+    step, epoch = 0, 0
+    bar = tqdm(total=config.steps, desc="align (CTC)", unit=" step")
+    while step < config.steps:
+        sampler.set_epoch(epoch)
+        for indices in sampler:
+            batch = collate([train_set[i] for i in indices])
+            speech, lengths = _connect(model, batch)
+            targets, target_lengths = head.targets(model.tokenizer, batch["response"])
+            log_probs = head(speech).transpose(0, 1)  # (time, batch, classes) for ctc_loss
+            loss = nn.functional.ctc_loss(
+                log_probs, targets, lengths, target_lengths, blank=head.blank_index, zero_infinity=True
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % config.logging_steps == 0:
+                log.append({"step": step, "loss": round(loss.item(), 4)})
+            if step >= config.steps:
+                break
+        epoch += 1
+    bar.close()
+    summary: dict[str, Any] = {
+        "steps": step,
+        "epochs": epoch,
+        "log": log,
+        "train_ctc_wer": round(ctc_word_error_rate(model, head, _subset(train_set, 200)), 4),
+    }
+    if dev_set is not None:
+        summary["dev_ctc_wer"] = round(ctc_word_error_rate(model, head, dev_set), 4)
+    model.save_pretrained(output / "final")
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_text(output / "align_summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _subset(dataset: SpeechInstructionDataset, count: int) -> SpeechInstructionDataset:
+    return SpeechInstructionDataset(dataset.samples[:count], dataset.cache)

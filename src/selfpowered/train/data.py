@@ -1,0 +1,188 @@
+"""Training data: instruction samples -> batches for the SpeechLM.
+
+A training file is an `augment` output (`id, audio, instruction, response, duration, ...`) or a
+plain ASR manifest (then the instruction is the first `asr` template and the answer the `text`).
+Bad lines are skipped, counted and listed in `<file>.train-rejects.jsonl`; an empty result is an
+error. Batches are length-grouped by a token budget: utterances of similar length go together and
+a batch holds at most `token_budget` tokens (speech + text, estimated), so short utterances get
+large batches and long ones small, with little padding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from selfpowered.corpus.manifest import iter_jsonl, rejects_path, write_jsonl
+from selfpowered.errors import SelfPoweredError
+
+DEFAULT_ASR_INSTRUCTION = "Provide the English transcription according to the speech"
+
+
+@dataclass(frozen=True)
+class TrainSample:
+    id: str
+    audio: Path
+    instruction: str
+    response: str
+    duration: float
+
+
+def read_samples(path: str | Path, max_duration: float = 30.0) -> list[TrainSample]:
+    """Read a samples file (or ASR manifest); skipped lines go to a rejects file beside it."""
+    path = Path(path)
+    if not path.is_file():
+        raise SelfPoweredError(f"{path}: training file not found")
+    samples, rejects = [], []
+    for number, record, error in iter_jsonl(path):
+        reason = error
+        if reason is None and not isinstance(record, dict):
+            reason = "record is not a JSON object"
+        if reason is None:
+            response = record.get("response", record.get("text"))
+            instruction = record.get("instruction", DEFAULT_ASR_INSTRUCTION if "text" in record else None)
+            missing = [
+                k
+                for k, v in (
+                    ("id", record.get("id")),
+                    ("audio", record.get("audio")),
+                    ("instruction", instruction),
+                    ("response", response),
+                )
+                if not v
+            ]
+            duration = record.get("duration")
+            if missing:
+                reason = f"missing or empty field(s) {missing}"
+            elif not isinstance(duration, (int, float)) or duration <= 0:
+                reason = "field 'duration' must be a positive number"
+            elif duration > max_duration:
+                reason = f"duration {duration:.1f} s is over max_duration {max_duration} s"
+        if reason is not None:
+            rejects.append(
+                {"line": number, "id": record.get("id") if isinstance(record, dict) else None, "reason": reason}
+            )
+            continue
+        audio = Path(record["audio"])
+        samples.append(
+            TrainSample(
+                str(record["id"]),
+                audio if audio.is_absolute() else path.parent / audio,
+                str(instruction),
+                str(response),
+                float(duration),
+            )
+        )
+    write_jsonl(rejects_path(path).with_name(path.name.removesuffix(".jsonl") + ".train-rejects.jsonl"), rejects)
+    if not samples:
+        raise SelfPoweredError(f"{path}: no usable training samples ({len(rejects)} lines rejected)")
+    return samples
+
+
+class SpeechInstructionDataset(Dataset):
+    """Items carry the cached encoder states when a feature cache is given, else the audio path."""
+
+    def __init__(self, samples: list[TrainSample], cache=None) -> None:
+        self.samples, self.cache = samples, cache
+        if cache is not None:
+            from selfpowered.train.features import audio_key
+
+            missing = [s.audio for s in samples if audio_key(s.audio) not in cache]
+            if missing:
+                raise SelfPoweredError(
+                    f"{len(missing)} training audio files are not in the feature cache {cache.folder} "
+                    f"(e.g. {missing[0]}); run `selfpowered features` with the same files and encoder"
+                )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        item: dict[str, Any] = {"instruction": sample.instruction, "response": sample.response}
+        if self.cache is not None:
+            from selfpowered.train.features import audio_key
+
+            item["states"] = self.cache.get(audio_key(sample.audio))
+        else:
+            item["audio"] = str(sample.audio)
+        return item
+
+    def token_lengths(self, tokens_per_second: float) -> list[int]:
+        """Estimated tokens per sample (speech tokens + ~4 characters per text token)."""
+        return [
+            math.ceil(s.duration * tokens_per_second) + (len(s.instruction) + len(s.response)) // 4 + 16
+            for s in self.samples
+        ]
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Strings stay lists; cached states become one padded float tensor plus lengths."""
+    batch: dict[str, Any] = {
+        "instruction": [item["instruction"] for item in items],
+        "response": [item["response"] for item in items],
+    }
+    if "states" in items[0]:
+        states = [item["states"].float() for item in items]
+        lengths = torch.tensor([s.shape[0] for s in states])
+        batch["encoder_states"] = (torch.nn.utils.rnn.pad_sequence(states, batch_first=True), lengths)
+    else:
+        batch["audio"] = [item["audio"] for item in items]
+    return batch
+
+
+class TokenBudgetBatchSampler(Sampler[list[int]]):
+    """Length-grouped batches under a token budget (longest item x rows <= budget), shuffled by
+    (seed, epoch): sort by length within random pools of 50 batches' worth, cut, shuffle batches."""
+
+    def __init__(self, lengths: list[int], token_budget: int, max_batch: int = 64, seed: int = 0) -> None:
+        if token_budget < max(lengths):
+            raise SelfPoweredError(f"token_budget {token_budget} is below the longest sample ({max(lengths)} tokens)")
+        self.lengths, self.budget, self.max_batch, self.seed = lengths, token_budget, max_batch, seed
+        self.epoch = 0
+        self._batches = self._make_batches()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._batches = self._make_batches()
+
+    def _make_batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        pool = max(1, 50 * self.budget // max(1, int(sum(self.lengths) / len(self.lengths))))
+        batches: list[list[int]] = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
+            current: list[int] = []
+            longest = 0
+            for index in chunk:
+                longest_if = max(longest, self.lengths[index])
+                if current and (len(current) + 1 > self.max_batch or longest_if * (len(current) + 1) > self.budget):
+                    batches.append(current)
+                    current, longest_if = [], self.lengths[index]
+                current.append(index)
+                longest = longest_if
+            if current:
+                batches.append(current)
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+def describe(samples: list[TrainSample]) -> str:
+    hours = sum(s.duration for s in samples) / 3600
+    return json.dumps({"samples": len(samples), "hours": round(hours, 2)})

@@ -1,0 +1,202 @@
+"""`selfpowered train`: Hugging Face Trainer around the SpeechLM.
+
+Trainer gives DDP, FSDP and DeepSpeed through `accelerate launch` and a config file; we add what
+a speech model needs: token-budget length-grouped batches, cached encoder states, separate
+learning rates for the connector and the LLM (LoRA or full), checkpoints written atomically
+(staged, then renamed: a kill never leaves a half checkpoint that `--resume` would pick), and
+resume that restores our weights (connector, adapter) along with Trainer's optimizer, scheduler,
+RNG and data position.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from selfpowered.atomic import atomic_write_text
+from selfpowered.model import SpeechLM
+from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
+
+logger = logging.getLogger(__name__)
+
+
+class SpeechTrainer(Trainer):
+    """Trainer with our batching, optimizer groups, atomic checkpoints and resume."""
+
+    def __init__(self, *args: Any, batch_sampler: TokenBudgetBatchSampler, lr_connector: float, **kwargs: Any):
+        self.batch_sampler, self.lr_connector = batch_sampler, lr_connector
+        super().__init__(*args, **kwargs)
+
+    def get_train_dataloader(self) -> DataLoader:
+        loader = DataLoader(self.train_dataset, batch_sampler=self.batch_sampler, collate_fn=collate)
+        return self.accelerator.prepare(loader)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        return 0  # transformers' estimate expects token-id tensors; ours are strings + speech
+
+    def create_optimizer(self, model=None):
+        """AdamW with two learning rates: the connector (new, random) and the LLM (LoRA or full)."""
+        if self.optimizer is None:
+            model = model or self.model
+            groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    key = (name.startswith("connector."), param.ndim >= 2)
+                    groups.setdefault(key, []).append(param)
+            self.optimizer = torch.optim.AdamW(
+                [
+                    {
+                        "params": params,
+                        "lr": self.lr_connector if is_connector else self.args.learning_rate,
+                        "weight_decay": self.args.weight_decay if is_matrix else 0.0,
+                    }
+                    for (is_connector, is_matrix), params in groups.items()
+                ],
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+        return self.optimizer
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Let Trainer write the checkpoint into a staging folder, then rename it into place."""
+        run_dir = Path(self._get_output_dir(trial=trial))
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_dir)) if self.args.should_save else run_dir
+        original = self._get_output_dir
+        self._get_output_dir = lambda trial: str(staging)  # type: ignore[method-assign]
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._get_output_dir = original  # type: ignore[method-assign]
+        if self.args.should_save:
+            name = f"checkpoint-{self.state.global_step}"
+            target = run_dir / name
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging / name, target)
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        (model or self.model).load_trained_weights(Path(resume_from_checkpoint))
+
+
+def build_model(config) -> SpeechLM:
+    """A fresh LSM from `config.model`, or the checkpoint named by `config.init_from`."""
+    if config.init_from:
+        return SpeechLM.from_pretrained(config.init_from, is_trainable=True)
+    return SpeechLM.build(config.model.encoder, config.model.llm, **config.model.lsm_kwargs())
+
+
+def tokens_per_second(model: SpeechLM) -> float:
+    """Speech tokens per second of audio for this model's connector (for batch sizing)."""
+    frames = model.config.encoder_frame_rate
+    if model.config.connector == "stack_mlp":
+        return frames / model.config.stack_factor
+    return frames / model.config.window_frames * model.config.queries_per_window
+
+
+def _checkpointing_argument(enabled: bool) -> dict[str, bool]:
+    """transformers renamed gradient_checkpointing to activation_checkpointing (5.2x)."""
+    if not enabled:
+        return {}
+    fields = TrainingArguments.__dataclass_fields__
+    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": True}
+
+
+def train(config, resume: bool = False) -> dict[str, Any]:
+    """Run one training job from a validated `TrainConfig`; returns a summary."""
+    from selfpowered.config import dump_config
+    from selfpowered.train.features import build_feature_cache, open_cache
+
+    started = time.perf_counter()
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    for stale in output.glob(".staging-*"):  # a checkpoint that a kill interrupted: never used
+        shutil.rmtree(stale, ignore_errors=True)
+    atomic_write_text(output / "train_config.yaml", dump_config(config))
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    model.train()
+    samples = [s for path in config.data.train for s in read_samples(path, config.data.max_duration)]
+    cache = None
+    if config.data.feature_cache:
+        build_feature_cache(
+            model.encoder,
+            model.mel,
+            [s.audio for s in samples],
+            config.data.feature_cache,
+            config.data.cache_batch_size,
+        )
+        cache = open_cache(config.data.feature_cache, model.encoder, model.mel)
+    dataset = SpeechInstructionDataset(samples, cache)
+    sampler = TokenBudgetBatchSampler(
+        dataset.token_lengths(tokens_per_second(model)), config.optim.token_budget, config.optim.max_batch, config.seed
+    )
+    checkpoint = None
+    if resume:
+        checkpoint = get_last_checkpoint(str(output))
+        if checkpoint is None:
+            logger.warning("--resume: no checkpoint in %s yet; starting from the beginning", output)
+    use_cpu = not torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(output),
+        max_steps=config.optim.max_steps,
+        num_train_epochs=config.optim.epochs,
+        learning_rate=config.optim.lr_llm,
+        weight_decay=config.optim.weight_decay,
+        warmup_steps=config.optim.warmup_steps,
+        lr_scheduler_type=config.optim.schedule,
+        max_grad_norm=config.optim.max_grad_norm,
+        gradient_accumulation_steps=config.optim.grad_accum,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        **_checkpointing_argument(config.gradient_checkpointing),
+        remove_unused_columns=False,
+        report_to=[],
+        dataloader_num_workers=0,
+        use_cpu=use_cpu,
+        disable_tqdm=False,
+        ddp_find_unused_parameters=False,
+    )
+    trainer = SpeechTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collate,
+        batch_sampler=sampler,
+        lr_connector=config.optim.lr_connector,
+    )
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    summary = {
+        "output": str(output),
+        "steps": trainer.state.global_step,
+        "train_loss": round(float(result.training_loss), 4),
+        "samples": len(samples),
+        "batches_per_epoch": len(sampler),
+        "resumed_from": checkpoint,
+        "seconds": round(time.perf_counter() - started, 1),
+        "log": [entry for entry in trainer.state.log_history if "loss" in entry],
+    }
+    if trainer.args.should_save:
+        model.save_pretrained(output / "final")
+        atomic_write_text(output / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary

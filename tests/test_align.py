@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+
+import soundfile as sf
+import torch
+
+from conftest import tone
+from selfpowered.config import AlignConfig
+from selfpowered.model import SpeechLM
+from selfpowered.train.align import CTCHead, align, ctc_vocabulary
+from tiny import tiny_lsm
+
+
+def test_vocabulary_has_no_capitals_or_specials():
+    model = tiny_lsm()
+    vocabulary = ctc_vocabulary(model.tokenizer)
+    assert vocabulary and not set(vocabulary) & set(model.tokenizer.all_special_ids)
+    assert all(not any(c.isupper() for c in model.tokenizer.decode([t])) for t in vocabulary)
+
+
+def test_greedy_ctc_decoding_merges_repeats_and_drops_blanks():
+    head = CTCHead(torch.randn(10, 4), vocabulary=[3, 5, 7])
+    blank = head.blank_index
+    path = torch.tensor([[0, 0, blank, 0, 2, 2, blank, 1]])
+    log_probs = torch.nn.functional.one_hot(path, 4).float().log()
+    assert head.greedy(log_probs, torch.tensor([8])) == [[3, 3, 7, 5]]
+    assert head.greedy(log_probs, torch.tensor([2])) == [[3]]
+
+
+def test_align_lowers_ctc_loss_and_saves_a_speechlm(tmp_path):
+    tiny_lsm(connector="stack_mlp", connector_dropout=0.0).save_pretrained(tmp_path / "init")
+    rows = []
+    for i in range(8):
+        sf.write(tmp_path / f"u{i}.wav", tone(1.5, 150 + 40 * i), 16_000)
+        rows.append(
+            {
+                "id": f"u{i}",
+                "audio": f"u{i}.wav",
+                "text": ["the quick brown fox", "the lazy dog"][i % 2],
+                "duration": 1.5,
+            }
+        )
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = AlignConfig.model_validate(
+        {
+            "output": str(tmp_path / "align"),
+            "init_from": str(tmp_path / "init"),
+            "train": [str(tmp_path / "m.jsonl")],
+            "dev": [str(tmp_path / "m.jsonl")],
+            "feature_cache": str(tmp_path / "cache"),
+            "steps": 60,
+            "lr": 1e-2,
+            "warmup_steps": 5,
+            "token_budget": 400,
+            "max_batch": 4,
+            "logging_steps": 5,
+        }
+    )
+    summary = align(config)
+    losses = [entry["loss"] for entry in summary["log"]]
+    assert losses[-1] < 0.5 * losses[0]
+    assert summary["dev_ctc_wer"] < 1.0  # it learned to spell at least part of the two sentences
+    aligned = SpeechLM.from_pretrained(tmp_path / "align" / "final")
+    initial = SpeechLM.from_pretrained(tmp_path / "init")
+    assert not torch.equal(aligned.connector.mlp[0].weight, initial.connector.mlp[0].weight)

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import tone
+from selfpowered.config import TrainConfig
+from selfpowered.errors import SelfPoweredError
+from selfpowered.model import SpeechLM
+from selfpowered.train.data import TokenBudgetBatchSampler, read_samples
+from selfpowered.train.trainer import train
+from tiny import tiny_lsm
+
+RESPONSES = ["he hoped for stew", "the dog slept", "close the window", "a question about bread"]
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A bundled tiny checkpoint and a samples file of 12 real (tone) clips."""
+    tiny_lsm(connector_dropout=0.0, lora_dropout=0.0).save_pretrained(tmp_path / "init")
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(12):
+        seconds = 0.8 + 0.3 * (i % 5)
+        sf.write(tmp_path / "audio" / f"u{i}.wav", tone(seconds, 180 + 20 * i), 16_000)
+        rows.append(
+            {
+                "id": f"u{i}#asr",
+                "audio": f"audio/u{i}.wav",
+                "instruction": "transcribe",
+                "response": RESPONSES[i % 4],
+                "duration": seconds,
+            }
+        )
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def make_config(workspace, **optim) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "output": str(workspace / "run"),
+            "init_from": str(workspace / "init"),
+            "data": {"train": [str(workspace / "train.jsonl")], "feature_cache": str(workspace / "cache")},
+            "optim": {
+                "max_steps": 8,
+                "token_budget": 200,
+                "max_batch": 4,
+                "lr_connector": 3e-3,
+                "lr_llm": 3e-3,
+                "schedule": "constant",
+                **optim,
+            },
+            "save_steps": 4,
+            "logging_steps": 1,
+        }
+    )
+
+
+def test_train_logs_saves_and_lowers_the_loss(workspace):
+    summary = train(make_config(workspace))
+    assert summary["steps"] == 8
+    losses = [entry["loss"] for entry in summary["log"]]
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    run = workspace / "run"
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    assert not list(run.glob(".staging-*"))  # checkpoints were renamed into place
+    trained = SpeechLM.from_pretrained(run / "final")
+    initial = SpeechLM.from_pretrained(workspace / "init")
+    assert not torch.equal(trained.connector.output_proj.weight, initial.connector.output_proj.weight)
+    assert (run / "train_summary.json").is_file() and (run / "train_config.yaml").is_file()
+
+
+def test_resume_continues_exactly(workspace):
+    straight = train(make_config(workspace))
+    reference = SpeechLM.from_pretrained(workspace / "run" / "final").state_dict()
+    # a second run stopped after the first checkpoint, then resumed to the end
+    config = make_config(workspace)
+    config.output = str(workspace / "run2")
+    config.optim.max_steps = 4
+    train(config)
+    config.optim.max_steps = 8
+    resumed = train(config, resume=True)
+    assert resumed["resumed_from"].endswith("checkpoint-4")
+    assert [e["loss"] for e in resumed["log"]][-4:] == pytest.approx(
+        [e["loss"] for e in straight["log"]][-4:], rel=1e-4
+    )
+    state = SpeechLM.from_pretrained(workspace / "run2" / "final").state_dict()
+    for key, value in reference.items():
+        torch.testing.assert_close(state[key], value, atol=1e-5, rtol=1e-4)
+
+
+def test_bad_training_data_errors(workspace):
+    (workspace / "empty.jsonl").write_text('{"id": "x"}\n')
+    with pytest.raises(SelfPoweredError, match="no usable training samples"):
+        read_samples(workspace / "empty.jsonl")
+    rejects = (workspace / "empty.train-rejects.jsonl").read_text()
+    assert "missing or empty field(s)" in rejects
+    with pytest.raises(SelfPoweredError, match="training file not found"):
+        read_samples(workspace / "none.jsonl")
+
+
+def test_token_budget_batches():
+    lengths = [10, 50, 20, 40, 30, 60, 15, 25]
+    sampler = TokenBudgetBatchSampler(lengths, token_budget=100, max_batch=3, seed=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    assert all(len(b) <= 3 and max(lengths[i] for i in b) * len(b) <= 100 for b in batches)
+    sampler.set_epoch(1)
+    assert sorted(i for b in sampler for i in b) == list(range(8))
+    with pytest.raises(SelfPoweredError, match="below the longest sample"):
+        TokenBudgetBatchSampler(lengths, token_budget=50)
+
+
+def test_two_process_cpu_ddp_with_accelerate_launch(workspace):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    config = make_config(workspace, max_steps=4)
+    config_path = workspace / "train.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    accelerate_config = Path(__file__).parent.parent / "configs" / "accelerate" / "cpu_ddp.yaml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(accelerate_config),
+            "-m",
+            "selfpowered.cli",
+            "train",
+            str(config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained 4 steps") == 2  # one line per process
+    summary = json.loads((workspace / "run" / "train_summary.json").read_text())
+    steps_per_epoch = -(-summary["batches_per_epoch"] // 2)  # the batches are shared by 2 processes
+    assert summary["log"][0]["epoch"] == pytest.approx(1 / steps_per_epoch)
+    trained = SpeechLM.from_pretrained(workspace / "run" / "final")  # the same kind of checkpoint
+    assert trained.config.finetune == "lora"
+    assert sorted(p.name for p in (workspace / "run").glob("checkpoint-*")) == ["checkpoint-4"]
+
+
+def test_sigkilled_training_resumes_to_the_same_model(workspace):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    def run(config, extra=()):
+        path = workspace / f"{Path(config.output).name}.yaml"
+        path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        return [sys.executable, "-m", "selfpowered.cli", "train", str(path), *extra]
+
+    reference = make_config(workspace, max_steps=12)
+    reference.save_steps = 2
+    subprocess.run(run(reference), check=True, capture_output=True, timeout=600)
+
+    killed = make_config(workspace, max_steps=12)
+    killed.save_steps = 2
+    killed.output = str(workspace / "killed")
+    process = subprocess.Popen(run(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (workspace / "killed" / "checkpoint-4").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (workspace / "killed" / "final").exists(), "the run should have been killed before the end"
+    subprocess.run(run(killed, ["--resume"]), check=True, capture_output=True, timeout=600)
+    summary = json.loads((workspace / "killed" / "train_summary.json").read_text())
+    assert summary["resumed_from"] and summary["steps"] == 12
+    expected = SpeechLM.from_pretrained(workspace / "run" / "final").state_dict()
+    got = SpeechLM.from_pretrained(workspace / "killed" / "final").state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, atol=1e-5, rtol=1e-4)
