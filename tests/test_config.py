@@ -54,7 +54,7 @@ def test_missing_config_file(tmp_path):
         load_config(ChatConfig, tmp_path / "none.yaml")
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-vanilla.yaml", "paper.yaml"])
 def test_shipped_training_configs_validate(name):
     from selfpowered.config import TrainConfig
 
