@@ -187,3 +187,10 @@ def test_sigkilled_training_resumes_to_the_same_model(workspace):
     got = SpeechLM.from_pretrained(workspace / "killed" / "final").state_dict()
     for key, value in expected.items():
         torch.testing.assert_close(got[key], value, atol=1e-5, rtol=1e-4)
+
+
+def test_missing_init_checkpoint_says_how_to_make_it(workspace):
+    config = make_config(workspace)
+    config.init_from = str(workspace / "not-aligned-yet")
+    with pytest.raises(SelfPoweredError, match="selfpowered align configs/align-demo.yaml"):
+        train(config)

@@ -25,6 +25,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from selfpowered.atomic import atomic_write_text
+from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
 
@@ -97,6 +98,11 @@ class SpeechTrainer(Trainer):
 def build_model(config) -> SpeechLM:
     """A fresh LSM from `config.model`, or the checkpoint named by `config.init_from`."""
     if config.init_from:
+        if not Path(config.init_from).exists():
+            raise SelfPoweredError(
+                f"init_from {config.init_from} does not exist: make it first (for the demo configs: "
+                "selfpowered align configs/align-demo.yaml), or remove init_from to start from `model:`"
+            )
         return SpeechLM.from_pretrained(config.init_from, is_trainable=True)
     return SpeechLM.build(config.model.encoder, config.model.llm, **config.model.lsm_kwargs())
 
