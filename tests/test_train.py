@@ -151,6 +151,8 @@ def test_two_process_cpu_ddp_with_accelerate_launch(workspace):
     trained = SpeechLM.from_pretrained(workspace / "run" / "final")  # the same kind of checkpoint
     assert trained.config.finetune == "lora"
     assert sorted(p.name for p in (workspace / "run").glob("checkpoint-*")) == ["checkpoint-4"]
+    saved = {p.name for p in (workspace / "run" / "checkpoint-4").iterdir()}
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "model.safetensors"} <= saved
 
 
 def test_sigkilled_training_resumes_to_the_same_model(workspace):

@@ -74,15 +74,19 @@ class SpeechTrainer(Trainer):
         return self.optimizer
 
     def _save_checkpoint(self, model, trial) -> None:
-        """Let Trainer write the checkpoint into a staging folder, then rename it into place."""
+        """Let Trainer write the checkpoint into a staging folder, then rename it into place.
+
+        The staging name depends only on the step, so every process (each writes its own RNG state)
+        writes into the same folder; the main process renames it once all have finished."""
         run_dir = Path(self._get_output_dir(trial=trial))
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=run_dir)) if self.args.should_save else run_dir
+        staging = run_dir / f".staging-{self.state.global_step}"
         original = self._get_output_dir
         self._get_output_dir = lambda trial: str(staging)  # type: ignore[method-assign]
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self._get_output_dir = original  # type: ignore[method-assign]
+        self.accelerator.wait_for_everyone()
         if self.args.should_save:
             name = f"checkpoint-{self.state.global_step}"
             target = run_dir / name
@@ -90,6 +94,25 @@ class SpeechTrainer(Trainer):
                 shutil.rmtree(target)
             os.replace(staging / name, target)
             shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Write the model into `output_dir` *beside* what other processes already put there
+        (their RNG states): SpeechLM.save_pretrained replaces a folder whole, so it writes to a
+        temporary folder whose files are then moved in."""
+        if not self.args.should_save:
+            return
+        target = Path(output_dir or self.args.output_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            written = Path(scratch) / "model"
+            self.accelerator.unwrap_model(self.model).save_pretrained(written)
+            for item in written.iterdir():
+                destination = target / item.name
+                if destination.is_dir():
+                    shutil.rmtree(destination)
+                os.replace(item, destination)
+        torch.save(self.args, target / "training_args.bin")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         (model or self.model).load_trained_weights(Path(resume_from_checkpoint))
@@ -131,27 +154,14 @@ def train(config, resume: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    for stale in output.glob(".staging-*"):  # a checkpoint that a kill interrupted: never used
-        shutil.rmtree(stale, ignore_errors=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # one process tidies up
+        for stale in output.glob(".staging-*"):  # a checkpoint that a kill interrupted: never used
+            shutil.rmtree(stale, ignore_errors=True)
     atomic_write_text(output / "train_config.yaml", dump_config(config))
     torch.manual_seed(config.seed)
     model = build_model(config)
     model.train()
     samples = [s for path in config.data.train for s in read_samples(path, config.data.max_duration)]
-    cache = None
-    if config.data.feature_cache:
-        build_feature_cache(
-            model.encoder,
-            model.mel,
-            [s.audio for s in samples],
-            config.data.feature_cache,
-            config.data.cache_batch_size,
-        )
-        cache = open_cache(config.data.feature_cache, model.encoder, model.mel)
-    dataset = SpeechInstructionDataset(samples, cache)
-    sampler = TokenBudgetBatchSampler(
-        dataset.token_lengths(tokens_per_second(model)), config.optim.token_budget, config.optim.max_batch, config.seed
-    )
     checkpoint = None
     if resume:
         checkpoint = get_last_checkpoint(str(output))
@@ -182,6 +192,23 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         use_cpu=use_cpu,
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
+    )
+    cache = None
+    if config.data.feature_cache:
+        # One process encodes; the others wait, then find every file cached (two writers would
+        # interleave their appends to the same cache file).
+        with args.main_process_first(desc="feature cache"):
+            build_feature_cache(
+                model.encoder,
+                model.mel,
+                [s.audio for s in samples],
+                config.data.feature_cache,
+                config.data.cache_batch_size,
+            )
+        cache = open_cache(config.data.feature_cache, model.encoder, model.mel)
+    dataset = SpeechInstructionDataset(samples, cache)
+    sampler = TokenBudgetBatchSampler(
+        dataset.token_lengths(tokens_per_second(model)), config.optim.token_budget, config.optim.max_batch, config.seed
     )
     trainer = SpeechTrainer(
         model=model,
