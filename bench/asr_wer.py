@@ -10,16 +10,13 @@ The full evaluation suite (issue 6) will supersede this; until then this is the 
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
+from report import emit
 
-from selfpowered.corpus.manifest import ValidationLimits, read_manifest
-from selfpowered.evaluate.metrics import word_error_rate
+from selfpowered.corpus.quality import sample_rows, score_transcripts
 from selfpowered.model import SpeechLM
 
 
@@ -35,8 +32,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    rows = read_manifest(args.manifest, ValidationLimits(check_audio=False)).rows
-    rows = random.Random(args.seed).sample(rows, min(args.n, len(rows)))
+    rows = sample_rows(args.manifest, args.n, args.seed)
     base = Path(args.manifest).parent
     model = SpeechLM.from_pretrained(args.model)
     start = time.perf_counter()
@@ -48,25 +44,9 @@ def main() -> None:
         batch_size=16,
     )
     seconds = time.perf_counter() - start
-    by_speaker: dict[str, list[int]] = defaultdict(list)
-    for index, row in enumerate(rows):
-        by_speaker[row.speaker or "?"].append(index)
-    report = {
-        "model": args.model,
-        "manifest": args.manifest,
-        "utterances": len(rows),
-        "wer": round(word_error_rate([r.text for r in rows], answers).wer, 4),
-        "wer_per_speaker": {
-            speaker: round(word_error_rate([rows[i].text for i in idx], [answers[i] for i in idx]).wer, 4)
-            for speaker, idx in sorted(by_speaker.items())
-        },
-        "seconds": round(seconds, 1),
-        "examples": [{"ref": rows[i].text, "hyp": answers[i]} for i in range(min(5, len(rows)))],
-    }
-    print(json.dumps(report, indent=1))
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=1)
+    report = {"model": args.model, "manifest": args.manifest, **score_transcripts(rows, answers)}
+    report["seconds"] = round(seconds, 1)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

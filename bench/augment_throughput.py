@@ -13,11 +13,11 @@ machine, the same 200 prompts.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
 import torch
+from report import emit
 
 from selfpowered.augment.engines import GenerationRequest, HFGenerator
 from selfpowered.augment.tasks import TaskLibrary
@@ -94,10 +94,7 @@ def main() -> None:
     }
     report["tok_s_ratio"] = round(report["ours"]["tok_s"] / report["official"]["tok_s"], 2)
     report["wall_ratio"] = round(base_s / our_s, 2)
-    print(json.dumps(report, indent=1))
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=1)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ samples, AdamW, one pass over the samples, fp32 on this CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 
 import torch
+from report import emit
 
 from selfpowered.model import SpeechLM
 from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
@@ -103,10 +103,7 @@ def main() -> None:
     }
     report["ratio"] = round(report["ours"]["samples_per_s"] / report["official"]["samples_per_s"], 2)
     report["ratio_including_cache_build"] = round(official_s / (ours_s + cache_s), 2)
-    print(json.dumps(report, indent=1))
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=1)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

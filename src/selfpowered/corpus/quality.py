@@ -1,13 +1,36 @@
-"""Is a corpus real, intelligible speech? Transcribe a sample with Whisper and score it."""
+"""Scoring transcripts of a manifest sample: is a corpus intelligible, does a model transcribe it?"""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
-from selfpowered.corpus.manifest import ValidationLimits, read_manifest
+from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest
 from selfpowered.evaluate.metrics import word_error_rate
+
+
+def sample_rows(manifest: str | Path, sample: int, seed: int = 0) -> list[ManifestRow]:
+    """A seeded random sample of a manifest's rows (all of them when `sample` >= its size)."""
+    rows = read_manifest(manifest, ValidationLimits(check_audio=False)).rows
+    return random.Random(seed).sample(rows, min(sample, len(rows)))
+
+
+def score_transcripts(rows: Sequence[ManifestRow], hypotheses: Sequence[str]) -> dict:
+    """Corpus WER overall and per speaker (Whisper-normalised), with a few examples."""
+    by_speaker: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_speaker[row.speaker or "?"].append(index)
+    return {
+        "utterances": len(rows),
+        "wer": round(word_error_rate([row.text for row in rows], hypotheses).wer, 4),
+        "wer_per_speaker": {
+            speaker: round(word_error_rate([rows[i].text for i in idx], [hypotheses[i] for i in idx]).wer, 4)
+            for speaker, idx in sorted(by_speaker.items())
+        },
+        "examples": [{"ref": rows[i].text, "hyp": hypotheses[i]} for i in range(min(5, len(rows)))],
+    }
 
 
 def intelligibility(manifest: str | Path, sample: int = 200, seed: int = 0, asr_model: str = "whisper-tiny.en") -> dict:
@@ -15,22 +38,6 @@ def intelligibility(manifest: str | Path, sample: int = 200, seed: int = 0, asr_
     from selfpowered.asr import WhisperTranscriber
 
     manifest = Path(manifest)
-    rows = read_manifest(manifest, ValidationLimits(check_audio=False)).rows
-    chosen = random.Random(seed).sample(rows, min(sample, len(rows)))
+    chosen = sample_rows(manifest, sample, seed)
     hypotheses = WhisperTranscriber(asr_model).transcribe([row.audio_path(manifest.parent) for row in chosen])
-    by_speaker: dict[str, list[int]] = defaultdict(list)
-    for index, row in enumerate(chosen):
-        by_speaker[row.speaker or "?"].append(index)
-    per_speaker = {
-        speaker: round(word_error_rate([chosen[i].text for i in idx], [hypotheses[i] for i in idx]).wer, 4)
-        for speaker, idx in sorted(by_speaker.items())
-    }
-    overall = word_error_rate([row.text for row in chosen], hypotheses)
-    return {
-        "manifest": str(manifest),
-        "asr_model": asr_model,
-        "utterances": len(chosen),
-        "wer": round(overall.wer, 4),
-        "wer_per_speaker": per_speaker,
-        "examples": [{"ref": chosen[i].text, "hyp": hypotheses[i]} for i in range(min(3, len(chosen)))],
-    }
+    return {"manifest": str(manifest), "asr_model": asr_model, **score_transcripts(chosen, hypotheses)}
