@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.selfpowered-setup
 
-.PHONY: setup test test-fast lint clean
+.PHONY: setup test test-fast lint demo clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,9 @@ test: setup
 
 test-fast: setup  ## tiny random models only, no packaged weights
 	$(PY) -m pytest -q -m "not assets and not slow"
+
+demo: setup  ## the main job: vanilla vs self-powered LSM, measured (DEMO_ARGS="--retrain" for the whole pipeline)
+	$(VENV)/bin/selfpowered demo $(DEMO_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

@@ -197,3 +197,20 @@ def test_a_loaded_bundled_checkpoint_saves_again_with_its_base(tmp_path):
     again = SpeechLM.from_pretrained(tmp_path / "b")
     for key, value in model.state_dict().items():
         assert torch.equal(value, again.state_dict()[key]), key
+
+
+def test_a_checkpoint_stripped_to_its_trained_weights_loads_tokenizer_and_extractor_from_its_bases(tmp_path):
+    model = tiny_lsm()
+    _randomise_lora(model)
+    folder = tmp_path / "ckpt"
+    model.save_pretrained(folder)
+    model.tokenizer.save_pretrained(folder / "llm")  # a base LLM folder carries its tokenizer
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json"):
+        (folder / name).unlink(missing_ok=True)
+    loaded = SpeechLM.from_pretrained(folder)
+    assert loaded.tokenizer("transcribe the dog")["input_ids"] == model.tokenizer("transcribe the dog")["input_ids"]
+    assert loaded.mel.feature_extractor.to_dict() == model.mel.feature_extractor.to_dict()
+    clip = [tone(1.5)]
+    assert loaded.generate(audio=clip, instruction="transcribe", max_new_tokens=5) == model.generate(
+        audio=clip, instruction="transcribe", max_new_tokens=5
+    )

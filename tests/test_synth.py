@@ -41,6 +41,14 @@ def test_plan_splits_are_disjoint_and_hold_out_a_voice(all_voices_available):
     assert synth.plan_corpus("small", seed=1).jobs == plan.jobs  # deterministic
 
 
+def test_a_test_only_plan_is_the_full_corpus_test_split(all_voices_available):
+    full = synth.plan_corpus("demo", seed=0)
+    test_only = synth.plan_corpus("demo", seed=0, splits=["test"])
+    assert test_only.jobs == [job for job in full.jobs if job.split == "test"] and test_only.splits == ("test",)
+    with pytest.raises(synth.SelfPoweredError, match="unknown split"):
+        synth.plan_corpus("small", splits=["valid"])
+
+
 def test_demo_size_plans_over_ten_thousand_utterances(all_voices_available):
     assert len(synth.plan_corpus("demo").jobs) >= 10_000
 

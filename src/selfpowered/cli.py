@@ -256,6 +256,7 @@ def corpus_synth(
     seed: int | None = typer.Option(None, help="seed for sentences, splits, voices, tempi"),
     workers: int | None = typer.Option(None, help="synthesis processes (default: all cores)"),
     check_wer: int | None = typer.Option(None, help="Whisper-transcribe N test utterances and report WER"),
+    split: list[str] | None = typer.Option(None, "--split", help="only this split (repeatable): train | dev | test"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with SynthConfig keys"),
 ) -> None:
     """Synthesise the multi-voice demo corpus (resumable; reruns skip finished files)."""
@@ -273,6 +274,7 @@ def corpus_synth(
             "seed": seed,
             "workers": workers,
             "check_wer": check_wer,
+            "splits": split or None,
         },
     )
     plan = plan_corpus(
@@ -282,6 +284,7 @@ def corpus_synth(
         settings.voices_per_sentence,
         settings.seed,
         (settings.tempo_min, settings.tempo_max),
+        splits=settings.splits,
     )
     stats = synthesise_corpus(plan, settings.output, settings.workers)
     for split, info in stats["splits"].items():
@@ -459,6 +462,81 @@ def align_command(
         + (f", dev {summary['dev_ctc_wer']}" if "dev_ctc_wer" in summary else "")
         + f"; checkpoint {settings.output}/final"
     )
+
+
+@app.command("eval")
+@_friendly
+def eval_command(
+    models: list[str] = typer.Option(None, "--models", "-m", help="LSM checkpoints: PATH or NAME=PATH (repeatable)"),
+    data: str | None = typer.Option(None, help="held-out ASR manifest, e.g. demo-output/corpus/test.jsonl"),
+    suites: str | None = typer.Option(None, help="comma list of asr,instruct,conflict,sqa,text,bias (default all)"),
+    baselines: str | None = typer.Option(None, help="comma list of cascade,text (default both; 'none' for none)"),
+    output: str | None = typer.Option(None, help="report folder (default eval-output)"),
+    limit: int | None = typer.Option(None, help="utterances drawn from --data for asr and instruct"),
+    tasks: str | None = typer.Option(None, help="task library the models were trained with: demo | paper | YAML"),
+    heldout_tasks: str | None = typer.Option(None, help="held-out wording library (demo-heldout | paper-heldout)"),
+    llm: str | None = typer.Option(None, help="LLM of the baselines (default: the first model's)"),
+    probe_voice: str | None = typer.Option(None, help="TTS voice for the conflict/sqa probes"),
+    max_new_tokens: int | None = typer.Option(None, help="generation.max_new_tokens (paper: 128)"),
+    batch_size: int | None = typer.Option(None, help="generation.batch_size"),
+    device: str | None = typer.Option(None, help="cpu, cuda ..."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with EvalConfig keys"),
+) -> None:
+    """Score checkpoints + cascade + text baselines; write report.md, report.json and plots."""
+    from selfpowered.config import EvalConfig, dump_config, load_config
+    from selfpowered.evaluate.run import evaluate
+
+    split = lambda text: None if text is None else [x.strip() for x in text.split(",") if x.strip() and x != "none"]  # noqa: E731
+    settings = load_config(
+        EvalConfig,
+        config,
+        {
+            "models": models or None,
+            "data": data,
+            "suites": split(suites),
+            "baselines": split(baselines),
+            "output": output,
+            "limit": limit,
+            "tasks": tasks,
+            "heldout_tasks": heldout_tasks,
+            "llm": llm,
+            "probe_voice": probe_voice,
+            "generation.max_new_tokens": max_new_tokens,
+            "generation.batch_size": batch_size,
+            "device": device,
+        },
+    )
+    typer.echo(dump_config(settings))
+    results = evaluate(settings)
+    from selfpowered.evaluate.report import headline
+
+    for name, row in results["systems"].items():
+        numbers = {k: v for k, v in headline(row).items() if v is not None}
+        typer.echo(f"{name}: {numbers}")
+    typer.echo(f"report: {settings.output}/report.md ({results['seconds']} s)")
+
+
+@app.command("demo")
+@_friendly
+def demo_command(
+    retrain: bool = typer.Option(None, "--retrain", help="run the whole pipeline, not the shipped checkpoints"),
+    fresh: bool = typer.Option(None, "--fresh", help="rerun finished stages from scratch"),
+    checkpoints: str | None = typer.Option(None, help="shipped checkpoints folder (default checkpoints/demo)"),
+    eval_config: str | None = typer.Option(None, help="eval stage config (default configs/eval-demo.yaml)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with DemoConfig keys"),
+) -> None:
+    """The main job: vanilla vs self-powered LSM, measured (`make demo`). Stages are reused."""
+    from selfpowered.config import DemoConfig, load_config
+    from selfpowered.demo import run_demo
+
+    settings = load_config(
+        DemoConfig,
+        config,
+        {"retrain": retrain, "fresh": fresh, "checkpoints": checkpoints, "eval_config": eval_config},
+    )
+    summary = run_demo(settings.retrain, settings.fresh, settings.checkpoints, settings.eval_config, echo=typer.echo)
+    if not all(check["passed"] for check in summary["verdict"]):
+        typer.echo("some demo targets were missed: see demo-output/verdict.md (the report states the numbers)")
 
 
 if __name__ == "__main__":

@@ -145,6 +145,9 @@ class SynthConfig(StrictModel):
     tempo_min: float = Field(0.9, gt=0)
     tempo_max: float = Field(1.1, gt=0)
     check_wer: int = Field(0, ge=0, description="after synthesis, Whisper-transcribe this many test utterances")
+    splits: list[Literal["train", "dev", "test"]] | None = Field(
+        None, description="make only these splits (same utterances as in the whole corpus); default all"
+    )
 
 
 class FilterConfig(StrictModel):
@@ -248,6 +251,53 @@ class AlignConfig(StrictModel):
     max_batch: int = Field(16, ge=1)
     seed: int = 0
     logging_steps: int = Field(20, ge=1)
+
+
+EVAL_SUITES = ("asr", "instruct", "conflict", "sqa", "text", "bias")
+BASELINES = ("cascade", "text")
+
+
+class EvalConfig(StrictModel):
+    """`selfpowered eval`: score LSM checkpoints and the baselines on the same samples."""
+
+    models: list[str] = Field(
+        default_factory=list, description="LSM checkpoints, as PATH or NAME=PATH (the name labels the report)"
+    )
+    baselines: list[Literal["cascade", "text"]] = Field(default_factory=lambda: list(BASELINES))
+    suites: list[Literal["asr", "instruct", "conflict", "sqa", "text", "bias"]] = Field(
+        default_factory=lambda: list(EVAL_SUITES)
+    )
+    data: str = Field(..., description="held-out ASR manifest (e.g. demo-output/corpus/test.jsonl)")
+    output: str = Field("eval-output", description="report folder (predictions cached here: resumable)")
+    limit: int = Field(200, ge=1, description="utterances drawn (seeded) from `data` for asr and instruct")
+    tasks: str = Field("demo", description="task library the models were trained with: paper | demo | YAML")
+    heldout_tasks: str | None = Field(
+        "demo-heldout", description="never-trained paraphrases of the same tasks (paper-heldout for paper)"
+    )
+    task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
+    asr_tasks: str = Field("paper", description="library whose `asr` templates the asr suite uses")
+    llm: str | None = Field(None, description="LLM of the baselines (default: the first model's base LLM)")
+    asr_model: str = Field("whisper-tiny.en", description="Whisper of the cascade baseline")
+    probe_voice: str = Field("flite:rms", description="TTS voice of the conflict/sqa probes (held out in the demo)")
+    conflict_items: int = Field(48, ge=1)
+    sqa_items: int = Field(60, ge=2)
+    bias_samples: int = Field(24, ge=1, description="instruct samples per model for attention/saliency")
+    seed: int = 0
+    device: str = "cpu"
+    chunk_size: int = Field(32, ge=1, description="queries per progress step (and per timing)")
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
+class DemoConfig(StrictModel):
+    """`selfpowered demo`: the whole experiment on the embedded default (writes demo-output/)."""
+
+    retrain: bool = Field(
+        False,
+        description="run every stage (corpus, augment, align, train) instead of evaluating the shipped checkpoints",
+    )
+    fresh: bool = Field(False, description="remove finished stages' outputs and run them again")
+    checkpoints: str = Field("checkpoints/demo", description="shipped checkpoints (vanilla/, selfpowered/)")
+    eval_config: str = Field("configs/eval-demo.yaml", description="EvalConfig YAML of the eval stage")
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

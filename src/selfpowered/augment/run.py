@@ -25,7 +25,7 @@ from tqdm import tqdm
 from selfpowered.atomic import atomic_write_text
 from selfpowered.augment.engines import GenerationRequest, TextGenerator
 from selfpowered.augment.filters import FilterSettings, reject_reason
-from selfpowered.augment.tasks import ASR_TASK, Draw, TaskLibrary
+from selfpowered.augment.tasks import ASR_TASK, Draw, TaskLibrary, text_prompt
 from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest, rejects_path
 from selfpowered.errors import SelfPoweredError
 
@@ -184,7 +184,7 @@ def _run_llm(work, engine, settings, keep, drop, stats, bar) -> None:
     by_id: dict[str, tuple[ManifestRow, Draw]] = {}
     requests: list[GenerationRequest] = []
     for row, draw in work:
-        prompt = f"{draw.instruction}: {row.text}"
+        prompt = text_prompt(draw.instruction, row.text)
         tokens = engine.count_prompt_tokens(prompt)
         if tokens is not None and tokens >= settings.max_prompt_tokens:
             drop(row, draw, f"prompt too long: {tokens} >= {settings.max_prompt_tokens} tokens")

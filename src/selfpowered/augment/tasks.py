@@ -25,7 +25,7 @@ import yaml
 
 from selfpowered.errors import ConfigError
 
-PRESETS = ("paper", "demo")
+PRESETS = ("paper", "demo", "paper-heldout", "demo-heldout")
 ASR_TASK = "asr"
 
 
@@ -47,6 +47,13 @@ class Draw:
     @property
     def instruction(self) -> str:
         return self.task.templates[self.template_index]
+
+
+def text_prompt(instruction: str, transcript: str) -> str:
+    """The text-mode user turn that asks the LLM about a transcript (the official generation
+    script's "{instruction}: {transcript}"). Augmentation and every text-mode evaluation baseline
+    use it, so a reference answer is made exactly as a training target was."""
+    return f"{instruction}: {transcript}"
 
 
 def _unit_interval(seed: int, key: str, salt: str) -> float:

@@ -20,6 +20,7 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class Plan:
     train_voices: list[Voice]
     test_voice: Voice
     skipped_voices: list[Voice]
+    splits: tuple[str, ...] = SPLITS
 
 
 def plan_corpus(
@@ -66,8 +68,12 @@ def plan_corpus(
     seed: int = 0,
     tempo_range: tuple[float, float] = (0.9, 1.1),
     sentence_counts: dict[str, int] | None = None,
+    splits: Sequence[str] | None = None,
 ) -> Plan:
-    """Decide every utterance (id, split, sentence, voice, tempo) before any audio is made."""
+    """Decide every utterance (id, split, sentence, voice, tempo) before any audio is made.
+
+    `splits` keeps only those splits' jobs, so a test split alone is exactly the full corpus's
+    test split (the plan is made whole first, then filtered)."""
     from selfpowered.corpus.tts import DEFAULT_VOICES
 
     counts = sentence_counts or SIZES.get(size)
@@ -106,10 +112,15 @@ def plan_corpus(
                 tempo = round(rng.uniform(*tempo_range), 3)
                 jobs.append(Job(utt, split, text, voice, tempo, f"audio/{voice.id}/{utt}.flac"))
         start += counts[split]
-    return Plan(jobs, train_voices, held_out, skipped)
+    wanted_splits = tuple(splits) if splits else SPLITS
+    unknown = set(wanted_splits) - set(SPLITS)
+    if unknown:
+        raise SelfPoweredError(f"unknown split(s) {sorted(unknown)}; choose from {', '.join(SPLITS)}")
+    jobs = [job for job in jobs if job.split in wanted_splits]
+    return Plan(jobs, train_voices, held_out, skipped, tuple(s for s in SPLITS if s in wanted_splits))
 
 
-def _synthesise_job(job_and_root: tuple[Job, str]) -> tuple[str, float | None, str | None]:
+def synthesise_job(job_and_root: tuple[Job, str]) -> tuple[str, float | None, str | None]:
     """Worker: make one file (atomically); returns (id, duration or None, error or None)."""
     import soundfile as sf
 
@@ -155,7 +166,7 @@ def synthesise_corpus(plan: Plan, out: str | Path, workers: int | None = None, p
         context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
         with context.Pool(workers) as pool:
             for utt, duration, error in pool.imap_unordered(
-                _synthesise_job, [(job, str(out)) for job in pending], chunksize=4
+                synthesise_job, [(job, str(out)) for job in pending], chunksize=4
             ):
                 if error:
                     failures[utt] = error
@@ -182,7 +193,7 @@ def _json(data: dict) -> str:
 
 def _write_outputs(plan: Plan, out: Path, durations: dict[str, float], failures: dict[str, str]) -> dict:
     per_split: dict[str, dict] = {}
-    for split in SPLITS:
+    for split in plan.splits:  # only the planned splits: a test-only run leaves train.jsonl alone
         rows = [
             ManifestRow(job.id, job.audio, job.text, durations[job.id], "en", job.voice.id, {"tempo": job.tempo})
             for job in plan.jobs

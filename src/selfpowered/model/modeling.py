@@ -247,9 +247,18 @@ class SpeechLM(PreTrainedModel):
             return resolve_model(name, kind=kind)
 
         encoder = SpeechEncoder.from_pretrained(locate(config.encoder_name_or_path, "encoder"))
-        llm = AutoModelForCausalLM.from_pretrained(str(locate(config.llm_name_or_path, "llm")), dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        feature_extractor = LogMelExtractor.from_pretrained(folder).feature_extractor
+        llm_path = locate(config.llm_name_or_path, "llm")
+        llm = AutoModelForCausalLM.from_pretrained(str(llm_path), dtype=torch.float32)
+        # Training never changes the tokenizer or the feature extractor; a checkpoint stripped to
+        # its trained weights (the shipped demo checkpoints) takes them from its base models.
+        has_tokenizer = (folder / "tokenizer_config.json").is_file()
+        tokenizer = AutoTokenizer.from_pretrained(str(folder if has_tokenizer else llm_path))
+        extractor_source = (
+            folder
+            if (folder / "preprocessor_config.json").is_file()
+            else locate(config.encoder_name_or_path, "encoder")
+        )
+        feature_extractor = LogMelExtractor.from_pretrained(extractor_source).feature_extractor
         model = cls(config, encoder, llm, tokenizer, feature_extractor)
         model.load_trained_weights(folder)
         if not is_trainable:

@@ -26,7 +26,9 @@ VICUNA_SYSTEM = (
 )
 
 # Segment ids of every spliced position: what the bias analysis needs to tell speech from text.
-SEGMENT_PAD, SEGMENT_PROMPT, SEGMENT_SPEECH, SEGMENT_ANSWER = 0, 1, 2, 3
+# PROMPT is the template around the turn (system line, role markers); INSTRUCTION is the user's
+# text instruction inside it.
+SEGMENT_PAD, SEGMENT_PROMPT, SEGMENT_SPEECH, SEGMENT_ANSWER, SEGMENT_INSTRUCTION = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -36,6 +38,7 @@ class PromptPieces:
     prefix_ids: list[int]
     suffix_ids: list[int]
     answer_ids: list[int]  # empty at generation time; answer + end-of-turn token when training
+    instruction_span: tuple[int, int] = (0, 0)  # [start, end) of the instruction's tokens in prefix_ids
 
 
 class PromptBuilder:
@@ -106,7 +109,17 @@ class PromptBuilder:
         else:
             prefix, suffix = prompt, ""
         answer = self._encode(self.render_answer(user, response)) if response is not None else []
-        return PromptPieces(self._encode(prefix), self._encode(suffix), answer)
+        prefix_ids = self._encode(prefix)
+        return PromptPieces(prefix_ids, self._encode(suffix), answer, self._instruction_span(prefix, instruction))
+
+    def _instruction_span(self, prefix: str, instruction: str) -> tuple[int, int]:
+        """Token span of the instruction inside the prefix, by encoding the text before and up to
+        its end (the turn's boundaries are newlines and role markers, where BPE does not merge
+        across). Only the bias analysis reads it, to tell the instruction from the template."""
+        start = prefix.rfind(instruction) if instruction else -1
+        if start < 0:
+            return (0, 0)
+        return (len(self._encode(prefix[:start])), len(self._encode(prefix[: start + len(instruction)])))
 
     def stop_token_ids(self) -> list[int]:
         """Tokens that end an answer: EOS and the template's end-of-turn token (e.g. <|im_end|>)."""
@@ -154,8 +167,11 @@ def splice(
         ids = piece.prefix_ids + [None] * n_speech + piece.suffix_ids + piece.answer_ids
         n_prompt = len(ids) - len(piece.answer_ids)
         labels = [IGNORE_INDEX] * n_prompt + piece.answer_ids
+        first, last = (min(bound, len(piece.prefix_ids)) for bound in piece.instruction_span)
+        prefix_segments = [SEGMENT_PROMPT] * len(piece.prefix_ids)
+        prefix_segments[first:last] = [SEGMENT_INSTRUCTION] * (last - first)
         segments = (
-            [SEGMENT_PROMPT] * len(piece.prefix_ids)
+            prefix_segments
             + [SEGMENT_SPEECH] * n_speech
             + [SEGMENT_PROMPT] * len(piece.suffix_ids)
             + [SEGMENT_ANSWER] * len(piece.answer_ids)
@@ -175,7 +191,7 @@ def splice(
     weight = getattr(embed_tokens, "weight", None)
     device = weight.device if weight is not None else next(e for e in speech if e is not None).device
     token_ids, label_tensor, segment_tensor = (t.to(device) for t in (token_ids, label_tensor, segment_tensor))
-    text_mask = (segment_tensor == SEGMENT_PROMPT) | (segment_tensor == SEGMENT_ANSWER)
+    text_mask = (segment_tensor != SEGMENT_PAD) & (segment_tensor != SEGMENT_SPEECH)
     inputs = embed_tokens(token_ids) * text_mask.unsqueeze(-1).to(weight.dtype if weight is not None else torch.float)
     if any(counts):
         speech_values = torch.cat([embeds for embeds in speech if embeds is not None and embeds.shape[0]])

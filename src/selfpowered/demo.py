@@ -1,0 +1,203 @@
+"""`selfpowered demo`: the paper's experiment on the embedded default, stage by stage.
+
+Every stage is a public CLI command, run as a subprocess and printed first, so a user can copy any
+of them. A finished stage leaves a marker in demo-output/.stages/ (command, seconds) and is reused
+by the next run; `--fresh` removes the markers and the stages' outputs and runs everything again.
+
+Two modes:
+- default: the two demo checkpoints shipped in `checkpoints/demo/` (made by `--retrain` with the
+  commands below) are evaluated on the demo test split, which is synthesised on its own.
+- `--retrain`: the whole pipeline: corpus -> augment (self-powered and vanilla) -> align ->
+  train both arms -> evaluate.
+
+The run ends with the verdict: the issue's targets next to the measured numbers, pass or fail.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from selfpowered.atomic import atomic_write_text
+from selfpowered.errors import SelfPoweredError
+
+OUTPUT = Path("demo-output")  # the demo configs (configs/demo*.yaml, align-demo.yaml) write here
+
+
+@dataclass
+class Stage:
+    name: str
+    args: list[str]  # after `selfpowered`
+    outputs: list[Path] = field(default_factory=list)  # removed by --fresh
+
+    @property
+    def command(self) -> str:
+        return "selfpowered " + shlex.join(self.args)
+
+
+def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
+    corpus, aug = OUTPUT / "corpus", OUTPUT / "aug"
+    evaluate = ["eval", "--config", eval_config, "--data", str(corpus / "test.jsonl"), "--output", str(OUTPUT / "eval")]
+    if not retrain:
+        return [
+            Stage("corpus-test", ["corpus", "synth", str(corpus), "--size", "demo", "--split", "test"], [corpus]),
+            Stage(
+                "eval",
+                evaluate
+                + ["-m", f"vanilla={checkpoints / 'vanilla'}", "-m", f"selfpowered={checkpoints / 'selfpowered'}"],
+                [OUTPUT / "eval"],
+            ),
+        ]
+    return [
+        Stage("corpus", ["corpus", "synth", str(corpus), "--size", "demo", "--check-wer", "200"], [corpus]),
+        Stage(
+            "augment-selfpowered",
+            ["augment", str(corpus / "train.jsonl"), str(aug / "train.sp.jsonl"), "--tasks", "demo"],
+            [aug / "train.sp.jsonl"],
+        ),
+        Stage(
+            "augment-vanilla",
+            ["augment", str(corpus / "train.jsonl"), str(aug / "train.vanilla.jsonl"), "--recipe", "vanilla"],
+            [aug / "train.vanilla.jsonl"],
+        ),
+        Stage("align", ["align", "configs/align-demo.yaml"], [OUTPUT / "align"]),
+        Stage("train-vanilla", ["train", "configs/demo-vanilla.yaml", "--resume"], [OUTPUT / "train" / "vanilla"]),
+        Stage("train-selfpowered", ["train", "configs/demo.yaml", "--resume"], [OUTPUT / "train" / "selfpowered"]),
+        Stage(
+            "eval",
+            evaluate
+            + [
+                "-m",
+                f"vanilla={OUTPUT / 'train' / 'vanilla' / 'final'}",
+                "-m",
+                f"selfpowered={OUTPUT / 'train' / 'selfpowered' / 'final'}",
+            ],
+            [OUTPUT / "eval"],
+        ),
+    ]
+
+
+def _remove(path: Path) -> None:
+    """A stage output: a folder, or a samples file with its `.rejects` / `.stats` companions."""
+    if path.is_dir():
+        shutil.rmtree(path)
+        return
+    for file in path.parent.glob(path.stem + ".*"):
+        file.unlink()
+
+
+def run_demo(
+    retrain: bool = False,
+    fresh: bool = False,
+    checkpoints: str = "checkpoints/demo",
+    eval_config: str = "configs/eval-demo.yaml",
+    echo: Callable[[str], None] = print,
+    runner: Callable[[list[str]], int] | None = None,
+) -> dict:
+    """Run (or reuse) every stage, then write and return the verdict. `runner` runs one CLI
+    command (default: a `selfpowered` subprocess) and returns its exit code."""
+    shipped = Path(checkpoints)
+    if not retrain and not all((shipped / arm / "config.json").is_file() for arm in ("vanilla", "selfpowered")):
+        raise SelfPoweredError(
+            f"{shipped}: the shipped demo checkpoints (vanilla/, selfpowered/) are missing; "
+            "run from the repository root, or rebuild them with `selfpowered demo --retrain`"
+        )
+    if not Path(eval_config).is_file():
+        raise SelfPoweredError(f"{eval_config}: evaluation config not found (run from the repository root)")
+    runner = runner or _subprocess
+    markers = OUTPUT / ".stages"
+    stages = _stages(retrain, shipped, eval_config)
+    if fresh:
+        for stage in stages:
+            for path in stage.outputs:
+                _remove(path)
+            (markers / f"{stage.name}.json").unlink(missing_ok=True)
+    timings: dict[str, dict] = {}
+    started = time.perf_counter()
+    for number, stage in enumerate(stages, start=1):
+        marker = markers / f"{stage.name}.json"
+        if marker.is_file() and json.loads(marker.read_text()).get("command") == stage.command:
+            timings[stage.name] = {**json.loads(marker.read_text()), "reused": True}
+            echo(f"[{number}/{len(stages)}] {stage.name}: done before, reused ({stage.command})")
+            continue
+        echo(f"[{number}/{len(stages)}] {stage.name}\n$ {stage.command}")
+        stage_start = time.perf_counter()
+        code = runner(stage.args)
+        if code != 0:
+            raise SelfPoweredError(f"demo stage {stage.name} failed (exit {code}): {stage.command}")
+        record = {"command": stage.command, "seconds": round(time.perf_counter() - stage_start, 1)}
+        atomic_write_text(marker, json.dumps(record) + "\n")
+        timings[stage.name] = {**record, "reused": False}
+    verdict = demo_verdict(json.loads((OUTPUT / "eval" / "report.json").read_text()))
+    summary = {
+        "mode": "retrain" if retrain else "shipped checkpoints",
+        "stages": timings,
+        "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "verdict": verdict,
+    }
+    atomic_write_text(OUTPUT / "demo_summary.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(OUTPUT / "verdict.md", verdict_markdown(summary))
+    echo(verdict_markdown(summary))
+    echo(f"report: {OUTPUT / 'eval' / 'report.md'}")
+    return summary
+
+
+def _subprocess(args: list[str]) -> int:
+    return subprocess.call([sys.executable, "-m", "selfpowered.cli", *args])
+
+
+def demo_verdict(report: dict, vanilla: str = "vanilla", selfpowered: str = "selfpowered") -> list[dict]:
+    """The issue's targets, each with the measured numbers and pass / fail (never tuned to pass)."""
+    systems = report["systems"]
+    v, s = systems[vanilla], systems[selfpowered]
+
+    def get(row: dict, suite: str, key: str):
+        return row.get(suite, {}).get(key)
+
+    checks = []
+
+    def target(name: str, measured: str, passed: bool | None) -> None:
+        checks.append({"target": name, "measured": measured, "passed": passed})
+
+    v_echo, s_echo = get(v, "instruct", "echo_rate"), get(s, "instruct", "echo_rate")
+    v_chrf, s_chrf = get(v, "instruct", "consistency_chrf"), get(s, "instruct", "consistency_chrf")
+    v_wer, s_wer = get(v, "asr", "wer"), get(s, "asr", "wer")
+    v_text, s_text = get(v, "conflict", "follows_text"), get(s, "conflict", "follows_text")
+    known = lambda *xs: all(x is not None for x in xs)  # noqa: E731
+    target("vanilla echo rate on non-ASR instructions >= 0.8", f"{v_echo}", v_echo >= 0.8 if known(v_echo) else None)
+    target("self-powered echo rate <= 0.3", f"{s_echo}", s_echo <= 0.3 if known(s_echo) else None)
+    target(
+        "self-powered consistency (chrF) clearly above vanilla (>= +5)",
+        f"{s_chrf} vs {v_chrf}",
+        s_chrf >= v_chrf + 5 if known(s_chrf, v_chrf) else None,
+    )
+    target(
+        "self-powered ASR WER within 1.5x of vanilla",
+        f"{s_wer} vs {v_wer} ({s_wer / v_wer:.2f}x)" if known(s_wer, v_wer) and v_wer else f"{s_wer} vs {v_wer}",
+        s_wer <= 1.5 * v_wer if known(s_wer, v_wer) else None,
+    )
+    target(
+        "conflict probe: self-powered follows the text instruction more often than vanilla",
+        f"{s_text} vs {v_text}",
+        s_text > v_text if known(s_text, v_text) else None,
+    )
+    return checks
+
+
+def verdict_markdown(summary: dict) -> str:
+    lines = ["## Demo verdict", "", "| target | measured (self-powered vs vanilla) | result |", "|---|---|---|"]
+    for check in summary["verdict"]:
+        result = {True: "PASS", False: "**MISSED**", None: "not measured"}[check["passed"]]
+        lines.append(f"| {check['target']} | {check['measured']} | {result} |")
+    lines += ["", "| stage | seconds | reused |", "|---|---|---|"]
+    for name, info in summary["stages"].items():
+        lines.append(f"| {name} | {info['seconds']} | {'yes' if info['reused'] else 'no'} |")
+    lines.append(f"\nMode: {summary['mode']}; wall time of this run {summary['wall_seconds_this_run']} s.")
+    return "\n".join(lines) + "\n"

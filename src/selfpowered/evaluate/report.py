@@ -1,0 +1,331 @@
+"""report.md + report.json + PNG plots from `evaluate.run`'s results.
+
+The markdown leads with one table (every system, every headline number, its cost), then the
+detail per suite, the mechanism curves and answers side by side, so a reader sees the speech
+anchor bias before reading any prose.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from pathlib import Path
+
+from selfpowered.atomic import atomic_file, atomic_write_text
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _machine() -> str:
+    import torch
+
+    python = platform.python_version()
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, Python {python}"
+
+
+def headline(row: dict) -> dict:
+    """The numbers of the summary table for one system (None where a suite did not run)."""
+    get = lambda suite, key: row.get(suite, {}).get(key) if isinstance(row.get(suite), dict) else None  # noqa: E731
+    cost = row.get("cost", {}).get("instruct") or row.get("cost", {}).get("asr") or {}
+    return {
+        "asr_wer": get("asr", "wer"),
+        "echo_rate": get("instruct", "echo_rate"),
+        "consistency_chrf": get("instruct", "consistency_chrf"),
+        "task_check": get("instruct", "task_check"),
+        "conflict_follows_text": get("conflict", "follows_text"),
+        "conflict_follows_speech": get("conflict", "follows_speech"),
+        "sqa_accuracy": get("sqa", "accuracy"),
+        "text_chrf_vs_base": get("text", "chrf_vs_base"),
+        "seconds_per_answer": cost.get("seconds_per_answer"),
+        "real_time_factor": cost.get("real_time_factor"),
+    }
+
+
+def _summary_table(results: dict) -> list[str]:
+    lines = [
+        "| system | ASR WER ↓ | echo rate ↓ | consistency chrF ↑ | task check ↑ | conflict: text wins ↑ | "
+        "conflict: speech wins | SQA acc ↑ | text chrF vs base ↑ | s / answer | RTF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["systems"].items():
+        h = headline(row)
+        lines.append(
+            f"| {name} ({row['kind']}) | {_fmt(h['asr_wer'])} | {_fmt(h['echo_rate'])} | "
+            f"{_fmt(h['consistency_chrf'], 1)} | {_fmt(h['task_check'])} | {_fmt(h['conflict_follows_text'])} | "
+            f"{_fmt(h['conflict_follows_speech'])} | {_fmt(h['sqa_accuracy'])} | {_fmt(h['text_chrf_vs_base'], 1)} | "
+            f"{_fmt(h['seconds_per_answer'])} | {_fmt(h['real_time_factor'])} |"
+        )
+    return lines
+
+
+def _triple(block: dict) -> str:
+    return f"{_fmt(block['echo_rate'], 2)} / {_fmt(block['consistency_chrf'], 1)} / {_fmt(block['task_check'], 2)}"
+
+
+def _instruct_tables(results: dict) -> list[str]:
+    systems = {n: r["instruct"] for n, r in results["systems"].items() if "instruct" in r}
+    if not systems:
+        return []
+    first = next(iter(systems.values()))
+    lines = ["## Instruction following (instruct suite)", ""]
+    lines.append(
+        "Held-out speech x non-ASR instructions. **echo** = the answer is the transcript (normalised WER <= 0.3, "
+        "the speech anchor bias); **chrF** = speech-text consistency with the LLM's own text-mode answer to the "
+        "true transcript (the self-powered target); **check** = the task's own rule:"
+    )
+    lines += [f"- {task}: {rule}" for task, rule in first["checks"].items()]
+    lines += ["", "| task | n | " + " | ".join(f"{s} echo / chrF / check" for s in systems) + " |"]
+    lines.append("|---|---|" + "---|" * len(systems))
+    for task, block in first["per_task"].items():
+        cells = [_triple(r["per_task"][task]) for r in systems.values()]
+        lines.append(f"| {task} | {block['n']} | " + " | ".join(cells) + " |")
+    for wording in first["per_wording"]:
+        cells = [_triple(r["per_wording"][wording]) for r in systems.values()]
+        lines.append(f"| *{wording} wording* | {first['per_wording'][wording]['n']} | " + " | ".join(cells) + " |")
+    bleu = [(task, b) for task, b in first["per_task"].items() if "bleu" in b]
+    for task, block in bleu:
+        lines.append(
+            f"\nBLEU ({task}, sacreBLEU tokenizer `{block['bleu_tokenizer']}`, vs the text-mode answer): "
+            + ", ".join(f"{s} {_fmt(r['per_task'][task].get('bleu'), 1)}" for s, r in systems.items())
+        )
+    return lines + [""]
+
+
+def _asr_table(results: dict) -> list[str]:
+    systems = {n: r["asr"] for n, r in results["systems"].items() if "asr" in r}
+    if not systems:
+        return []
+    lines = ["## ASR (asr suite)", "", "WER and CER after the Whisper English normaliser (jiwer).", ""]
+    lines += [
+        "| system | WER | CER | S | D | I | ref words | mean over templates |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in systems.items():
+        lines.append(
+            f"| {name} | {_fmt(r['wer'])} | {_fmt(r['cer'])} | {r['substitutions']} | {r['deletions']} | "
+            f"{r['insertions']} | {r['reference_words']} | {_fmt(r['wer_mean_over_templates'])} |"
+        )
+    templates = list(next(iter(systems.values()))["wer_per_template"])
+    lines += ["", "| template | " + " | ".join(systems) + " |", "|---|" + "---|" * len(systems)]
+    for template in templates:
+        lines.append(
+            f"| {template} | " + " | ".join(_fmt(r["wer_per_template"].get(template)) for r in systems.values()) + " |"
+        )
+    return lines + [""]
+
+
+def _probe_tables(results: dict) -> list[str]:
+    lines: list[str] = []
+    conflict = {n: r["conflict"] for n, r in results["systems"].items() if "conflict" in r}
+    if conflict:
+        lines += [
+            "## Conflict probe (spoken command vs text instruction)",
+            "",
+            'The speech says a command (e.g. "Please count from one to five."), the text instruction asks for a '
+            "different task whose check cannot pass by accident (sentiment, translation or keywords). "
+            "Verdict per answer: obeys the voice (checked first), repeats it (echo), passes the text task's "
+            "check, or neither.",
+            "",
+            "| system | follows text | follows speech | echo | neither |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in conflict.items():
+            shares = " | ".join(_fmt(r[key]) for key in ("follows_text", "follows_speech", "echo", "neither"))
+            lines.append(f"| {name} | {shares} |")
+        lines.append("")
+    sqa = {n: r["sqa"] for n, r in results["systems"].items() if "sqa" in r}
+    if sqa:
+        lines += [
+            "## Spoken yes/no QA (sqa suite)",
+            "",
+            "A two-fact text context in the instruction, a spoken yes/no question (half yes). Chance = 0.5.",
+            "",
+            "| system | accuracy | unparsed | says yes |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {_fmt(r['accuracy'])} | {_fmt(r['unparsed'])} | {_fmt(r['yes_rate'])} |" for n, r in sqa.items()
+        ]
+        lines.append("")
+    text = {n: r["text"] for n, r in results["systems"].items() if "text" in r}
+    if text:
+        lines += [
+            "## Text ability kept (text suite)",
+            "",
+            f"{next(iter(text.values()))['n']} text-only prompts through each LSM's LLM with its adapter vs the "
+            "base LLM (adapter off), same decoding.",
+            "",
+            "| system | exact match | chrF vs base |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {n} | {_fmt(r['exact_match'])} | {_fmt(r['chrf_vs_base'], 1)} |" for n, r in text.items()]
+        lines.append("")
+    return lines
+
+
+def _bias_table(results: dict) -> list[str]:
+    bias = {n: r["bias"] for n, r in results["systems"].items() if "bias" in r}
+    if not bias:
+        return []
+    lines = [
+        "## Mechanism: where answer tokens look (bias suite)",
+        "",
+        "Mean share, over layers and samples, of attention and of saliency |A * dL/dA| that answer-predicting "
+        "positions give to speech, the text instruction and the rest (template, answer so far). "
+        "Per-layer curves with +-1 std over samples: `bias.png`.",
+        "",
+        "| system | samples | attn speech | attn instruction | attn rest | saliency speech | saliency instruction | "
+        "saliency rest | saliency speech / instruction |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, b in bias.items():
+        a, s = b["attention"], b["saliency"]
+        lines.append(
+            f"| {name} | {b['samples']} | {_fmt(a['speech']['mean'])} | {_fmt(a['instruction']['mean'])} | "
+            f"{_fmt(a['rest']['mean'])} | {_fmt(s['speech']['mean'])} | {_fmt(s['instruction']['mean'])} | "
+            f"{_fmt(s['rest']['mean'])} | {_fmt(s['speech_to_instruction'], 2)} |"
+        )
+    return lines + ["", "![attention and saliency per layer](bias.png)", ""]
+
+
+def _examples(results: dict, count: int = 8) -> list[str]:
+    lines: list[str] = []
+    instruct = results["examples"].get("instruct")
+    if instruct and "instruct" in results["suites"]:
+        suite = results["suites"]["instruct"]
+        systems = [s for s in instruct if s != "reference"]
+        lines += ["## Example answers (instruct suite, first of each task)", ""]
+        shown: dict[str, int] = {}
+        for i, meta in enumerate(suite["meta"]):
+            if shown.get(meta["task"], 0) >= max(1, count // max(1, len({m["task"] for m in suite["meta"]}))):
+                continue
+            shown[meta["task"]] = shown.get(meta["task"], 0) + 1
+            query = suite["queries"][i]
+            lines += [
+                f"**{meta['task']}** ({meta['wording']} wording) - instruction: *{_cell(query['instruction'])}*  ",
+                f'speech says: "{_cell(query["transcript"])}"',
+                "",
+                "| system | answer |",
+                "|---|---|",
+            ]
+            if "reference" in instruct:
+                lines.append(f"| reference (LLM on the transcript) | {_cell(instruct['reference'][i])} |")
+            lines += [f"| {s} | {_cell(instruct[s][i])} |" for s in systems if s != "text"]
+            lines.append("")
+    conflict = results["examples"].get("conflict")
+    if conflict and "conflict" in results["suites"]:
+        suite = results["suites"]["conflict"]
+        lines += ["## Example answers (conflict probe)", ""]
+        for i in range(min(4, suite["n"])):
+            query = suite["queries"][i]
+            lines += [
+                f'speech says: "{_cell(query["transcript"])}" - text instruction: *{_cell(query["instruction"])}*',
+                "",
+                "| system | verdict | answer |",
+                "|---|---|---|",
+            ]
+            for s, answers in conflict.items():
+                verdict = results["systems"][s]["conflict"]["verdicts"][i]
+                lines.append(f"| {s} | {verdict} | {_cell(answers[i])} |")
+            lines.append("")
+    return lines
+
+
+def _plots(results: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    made = []
+    systems = {n: r["instruct"] for n, r in results["systems"].items() if "instruct" in r}
+    if systems:
+        tasks = list(next(iter(systems.values()))["per_task"])
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        width = 0.8 / len(systems)
+        for k, (name, r) in enumerate(systems.items()):
+            x = np.arange(len(tasks)) + k * width
+            axes[0].bar(x, [r["per_task"][t]["echo_rate"] for t in tasks], width, label=name)
+            axes[1].bar(x, [r["per_task"][t]["consistency_chrf"] for t in tasks], width, label=name)
+        for ax, title, limit in ((axes[0], "echo rate (lower is better)", 1.0), (axes[1], "consistency chrF", 100)):
+            ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks)
+            ax.set_title(title)
+            ax.set_ylim(0, limit)
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        with atomic_file(out / "instruct.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        made.append("instruct.png")
+    bias = {n: r["bias"] for n, r in results["systems"].items() if "bias" in r}
+    if bias:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
+        for ax, kind in zip(axes, ("attention", "saliency")):
+            for name, b in bias.items():
+                for group, style in (("speech", "-"), ("instruction", "--")):
+                    mean = np.asarray(b[kind][group]["mean_per_layer"])
+                    std = np.asarray(b[kind][group]["std_per_layer"])
+                    layers = np.arange(len(mean))
+                    (line,) = ax.plot(layers, mean, style, label=f"{name}: {group}")
+                    ax.fill_between(layers, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+            ax.set_title(f"{kind} share of answer positions")
+            ax.set_xlabel("layer")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        with atomic_file(out / "bias.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        made.append("bias.png")
+    return made
+
+
+def write_report(results: dict, out: str | Path) -> Path:
+    """Write report.json, the plots and report.md into `out`; returns the markdown's path."""
+    out = Path(out)
+    results["machine"] = _machine()
+    results["date"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    atomic_write_text(out / "report.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    plots = _plots(results, out)
+    settings = results["settings"]
+    lines = [
+        "# selfpowered evaluation report",
+        "",
+        f"{results['date']} on {results['machine']}; {results['seconds']} s wall "
+        f"({len(results['cached'])} system/suite answer sets reused from the cache).  ",
+        f"Data: `{settings['data']}` ({settings['limit']} utterances drawn with seed {settings['seed']}); "
+        f"tasks `{settings['tasks']}` + held-out wording `{settings['heldout_tasks']}`; probes spoken by "
+        f"`{settings['probe_voice']}`. Decoding: greedy, max_new_tokens {settings['generation']['max_new_tokens']}, "
+        "the same for every system.",
+        "",
+        "## Summary",
+        "",
+        *_summary_table(results),
+        "",
+        "Cost = seconds per answer and real-time factor on the instruct suite (audio in -> answer out, "
+        "measured when the answers were made, batch size "
+        f"{settings['generation']['batch_size']}). `text` is given the true transcript: it is the consistency "
+        "upper bound (100 by construction) and has no audio cost; `cascade` = Whisper "
+        f"`{settings['asr_model']}` -> the same LLM.",
+        "",
+    ]
+    if "instruct.png" in plots:
+        lines += ["![echo rate and consistency per task](instruct.png)", ""]
+    lines += _asr_table(results) + _instruct_tables(results) + _probe_tables(results) + _bias_table(results)
+    lines += _examples(results)
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,305 @@
+"""`selfpowered eval`: every system answers every suite's queries; scores, costs, report.
+
+Answers are cached per (system, suite) under OUTPUT/predictions, keyed by a fingerprint of the
+queries, the decoding settings and the system's weights, so a killed evaluation resumes at the
+suite it was in, and adding a model to a finished evaluation runs only that model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from selfpowered.atomic import atomic_write_text
+from selfpowered.augment.tasks import TaskLibrary
+from selfpowered.config import EvalConfig
+from selfpowered.corpus.quality import sample_rows
+from selfpowered.errors import SelfPoweredError
+from selfpowered.evaluate import suites as S
+from selfpowered.evaluate.checks import SPECIFIC_CHECKS
+from selfpowered.evaluate.probes import conflict_items, sqa_items, synthesise_probes
+from selfpowered.evaluate.systems import CascadeSystem, LSMSystem, Query, TextSystem, TimedGenerator, timed
+
+logger = logging.getLogger(__name__)
+
+
+def parse_model(spec: str) -> tuple[str, str]:
+    """`NAME=PATH` or `PATH` (named after its folder, or the folder above a `final/`)."""
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        return name.strip(), path.strip()
+    path = Path(spec)
+    return (path.parent.name if path.name in ("final", "") else path.name) or spec, spec
+
+
+def _checkpoint_identity(path: str) -> str:
+    folder = Path(path)
+    parts = [str(folder.resolve())]
+    for name in ("model.safetensors", "adapter/adapter_model.safetensors"):
+        file = folder / name
+        if file.is_file():
+            stat = file.stat()
+            parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+class PredictionCache:
+    """OUTPUT/predictions/SYSTEM/SUITE.json: answers + cost, valid while the fingerprint matches."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def fingerprint(identity: str, queries: list[Query], settings: dict) -> str:
+        digest = hashlib.sha256(identity.encode())
+        digest.update(json.dumps(settings, sort_keys=True).encode())
+        for q in queries:
+            digest.update(f"\0{q.key}\0{q.instruction}\0{q.audio}\0{q.transcript}".encode())
+        return digest.hexdigest()[:16]
+
+    def path(self, system: str, suite: str) -> Path:
+        return self.folder / system / f"{suite}.json"
+
+    def load(self, system: str, suite: str, fingerprint: str) -> dict | None:
+        path = self.path(system, suite)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        return data if data.get("fingerprint") == fingerprint else None
+
+    def save(self, system: str, suite: str, fingerprint: str, record: dict) -> None:
+        atomic_write_text(self.path(system, suite), json.dumps({"fingerprint": fingerprint, **record}, indent=1) + "\n")
+
+
+def _predict(cache, system_name, identity, suite_name, queries, call, settings, chunk_size, key_suffix=""):
+    """Cached or fresh answers of one system on one suite, with the measured cost."""
+    stored_as = suite_name + key_suffix
+    fingerprint = cache.fingerprint(identity, queries, settings)
+    hit = cache.load(system_name, stored_as, fingerprint)
+    if hit is not None:
+        logger.info("%s / %s: %d cached answers", system_name, stored_as, len(hit["answers"]))
+        return hit["answers"], hit["cost"], True
+    answers: list[str] = []
+    cost = {"answers": 0, "seconds": 0.0, "audio_seconds": 0.0}
+    with tqdm(total=len(queries), desc=f"{system_name} / {stored_as}", unit=" q") as bar:
+        for start in range(0, len(queries), chunk_size):
+            chunk = queries[start : start + chunk_size]
+            out, part = timed(call, chunk)
+            answers.extend(out)
+            for key in cost:
+                cost[key] += part[key]
+            bar.update(len(chunk))
+    cost["seconds"] = round(cost["seconds"], 3)
+    cost["audio_seconds"] = round(cost["audio_seconds"], 2)
+    cost["seconds_per_answer"] = round(cost["seconds"] / max(cost["answers"], 1), 4)
+    cost["real_time_factor"] = round(cost["seconds"] / cost["audio_seconds"], 4) if cost["audio_seconds"] else None
+    cache.save(
+        system_name, stored_as, fingerprint, {"cost": cost, "answers": answers, "keys": [q.key for q in queries]}
+    )
+    return answers, cost, False
+
+
+def _probe_durations(folder: Path, items) -> list[float]:
+    import soundfile as sf
+
+    return [sf.info(str(folder / item.audio)).duration for item in items]
+
+
+def build_suites(settings: EvalConfig, out: Path) -> dict[str, S.Suite]:
+    """The queries of every requested suite (bias reuses the instruct queries)."""
+    data = Path(settings.data)
+    if not data.is_file():
+        raise SelfPoweredError(f"{data}: evaluation manifest not found (e.g. demo-output/corpus/test.jsonl)")
+    rows = sample_rows(data, settings.limit, settings.seed)
+    seen = TaskLibrary.load(settings.tasks, settings.seed, variants=settings.task_variants)
+    suites: dict[str, S.Suite] = {}
+    if "asr" in settings.suites:
+        suites["asr"] = S.asr_suite(rows, data.parent, TaskLibrary.load(settings.asr_tasks, settings.seed))
+    if {"instruct", "bias"} & set(settings.suites):
+        heldout = (
+            TaskLibrary.load(settings.heldout_tasks, settings.seed, variants=settings.task_variants)
+            if settings.heldout_tasks
+            else None
+        )
+        suites["instruct"] = S.instruct_suite(rows, data.parent, seen, heldout)
+    if "conflict" in settings.suites:
+        pairs = [(t.name, template) for t in seen.tasks if t.name in SPECIFIC_CHECKS for template in t.templates]
+        if not pairs:
+            raise SelfPoweredError(
+                f"the conflict suite needs a task with a specific check ({', '.join(SPECIFIC_CHECKS)}) in "
+                f"task library {settings.tasks!r}; drop `conflict` from the suites or use another library"
+            )
+        items = synthesise_probes(
+            conflict_items(settings.conflict_items, pairs, settings.seed),
+            out / "probes" / "conflict",
+            settings.probe_voice,
+        )
+        folder = out / "probes" / "conflict"
+        suites["conflict"] = S.probe_suite("conflict", items, folder, _probe_durations(folder, items))
+    if "sqa" in settings.suites:
+        folder = out / "probes" / "sqa"
+        items = synthesise_probes(sqa_items(settings.sqa_items, settings.seed), folder, settings.probe_voice)
+        suites["sqa"] = S.probe_suite("sqa", items, folder, _probe_durations(folder, items))
+    return suites
+
+
+def build_systems(settings: EvalConfig) -> tuple[list, TimedGenerator | None]:
+    """LSMs first, then the baselines (which share one copy of the base LLM)."""
+    systems: list = []
+    names = set()
+    for spec in settings.models:
+        name, path = parse_model(spec)
+        if name in names or name in settings.baselines:
+            raise SelfPoweredError(f"two systems are called {name!r}; name them with NAME=PATH")
+        names.add(name)
+        if not Path(path).is_dir():
+            raise SelfPoweredError(f"{path}: no such checkpoint folder (written by `selfpowered train`)")
+        systems.append(
+            LSMSystem(name, path, settings.generation.max_new_tokens, settings.generation.batch_size, settings.device)
+        )
+    llm_name = settings.llm
+    if llm_name is None and systems:
+        llm_name = systems[0].model.config.llm_name_or_path
+    if llm_name is None:
+        llm_name = "smollm2-135m-instruct"
+    generator = TimedGenerator(llm_name, settings.generation.max_new_tokens, settings.device)
+    if "cascade" in settings.baselines:
+        systems.append(CascadeSystem(settings.asr_model, generator, settings.device))
+    if "text" in settings.baselines:
+        systems.append(TextSystem(generator))
+    return systems, generator
+
+
+def evaluate(settings: EvalConfig) -> dict:
+    """Run every suite on every system; write report.json, report.md and plots into `output`."""
+    from selfpowered.evaluate.report import write_report
+
+    out = Path(settings.output)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    suites = build_suites(settings, out)
+    systems, generator = build_systems(settings)
+    cache = PredictionCache(out / "predictions")
+    decoding = {"max_new_tokens": settings.generation.max_new_tokens, "greedy": True}
+    identity = {s.name: _identity(s, generator) for s in systems}
+    results: dict = {"systems": {}, "suites": {}, "examples": {}, "cached": []}
+    references: list[str] | None = None
+
+    # references for instruct: the base LLM's text-mode answer to the true transcript
+    if "instruct" in suites:
+        reference_system = TextSystem(generator)
+        references, _, _ = _predict(
+            cache,
+            reference_system.name,
+            _identity(reference_system, generator),
+            "instruct",
+            suites["instruct"].queries,
+            reference_system.answer,
+            decoding,
+            settings.chunk_size,
+        )
+    for system in systems:
+        row: dict = {"kind": system.kind, "cost": {}}
+        for name, suite in suites.items():
+            if name == "instruct" and "instruct" not in settings.suites and system.kind != "lsm":
+                continue  # built only for bias / conflict instructions
+            call = system.transcribe if name == "asr" else system.answer
+            if name == "asr" and system.kind == "text":
+                continue
+            answers, cost, was_cached = _predict(
+                cache, system.name, identity[system.name], name, suite.queries, call, decoding, settings.chunk_size
+            )
+            if was_cached:
+                results["cached"].append(f"{system.name}/{name}")
+            row["cost"][name] = cost
+            row[name] = _score(name, suite, answers, references)
+            results["examples"].setdefault(name, {})[system.name] = answers
+        if "text" in settings.suites and system.kind == "lsm":
+            prompts = [Query(f"text-{i:03d}", "", p, p, 0.0) for i, p in enumerate(S.TEXT_PROMPTS)]
+            mine, _, _ = _predict(
+                cache,
+                system.name,
+                identity[system.name],
+                "text",
+                prompts,
+                lambda qs, lsm=system: lsm.text_answers([q.instruction for q in qs], True),
+                decoding,
+                settings.chunk_size,
+            )
+            base, _, _ = _predict(
+                cache,
+                system.name,
+                identity[system.name],
+                "text",
+                prompts,
+                lambda qs, lsm=system: lsm.text_answers([q.instruction for q in qs], False),
+                decoding,
+                settings.chunk_size,
+                key_suffix="-base",
+            )
+            row["text"] = S.score_text(mine, base)
+            results["examples"].setdefault("text", {})[system.name] = {"adapter": mine, "base": base}
+        if "bias" in settings.suites and system.kind == "lsm":
+            row["bias"] = _bias(system, suites["instruct"], results["examples"]["instruct"][system.name], settings, out)
+        results["systems"][system.name] = row
+    results["suites"] = {
+        name: {"n": len(suite.queries), "queries": [q.__dict__ for q in suite.queries], "meta": suite.meta}
+        for name, suite in suites.items()
+    }
+    if references is not None:
+        results["examples"].setdefault("instruct", {})["reference"] = references
+    results["settings"] = settings.model_dump(mode="json")
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    write_report(results, out)
+    return results
+
+
+def _identity(system, generator: TimedGenerator) -> str:
+    """What the cached answers depend on besides the queries: weights and models used."""
+    if system.kind == "lsm":
+        return _checkpoint_identity(system.checkpoint)
+    if system.kind == "cascade":
+        return f"cascade:{system.asr_model}:{generator.generator.model_id}"
+    return f"text:{generator.generator.model_id}"
+
+
+def _score(name: str, suite: S.Suite, answers: list[str], references: list[str] | None) -> dict:
+    if name == "asr":
+        return S.score_asr(suite, answers)
+    if name == "instruct":
+        return S.score_instruct(suite, answers, references)
+    if name == "conflict":
+        return S.score_conflict(suite, answers)
+    if name == "sqa":
+        return S.score_sqa(suite, answers)
+    raise ValueError(name)
+
+
+def _bias(system: LSMSystem, suite: S.Suite, answers: list[str], settings: EvalConfig, out: Path) -> dict:
+    """Attention/saliency shares on the first `bias_samples` non-copy instruct queries (cached)."""
+    from selfpowered.evaluate.bias import attention_shares, summarise
+
+    chosen = [i for i, m in enumerate(suite.meta) if not m["copy_allowed"]][: settings.bias_samples]
+    queries = [suite.queries[i] for i in chosen]
+    fingerprint = PredictionCache.fingerprint(
+        _checkpoint_identity(system.checkpoint), queries, {"answers": [answers[i] for i in chosen]}
+    )
+    path = out / "predictions" / system.name / "bias.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("fingerprint") == fingerprint:
+            return data["summary"]
+    shares = attention_shares(
+        system.model, [q.audio for q in queries], [q.instruction for q in queries], [answers[i] for i in chosen]
+    )
+    summary = summarise(shares)
+    atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "summary": summary}, indent=1) + "\n")
+    return summary

@@ -1,0 +1,128 @@
+"""The systems an evaluation compares, behind one interface: answer (audio, instruction) queries.
+
+- `LSMSystem`: a SpeechLM checkpoint (speech in, answer out).
+- `CascadeSystem`: Whisper ASR -> transcript -> the same LLM in text mode; the pipeline a user
+  would otherwise build, and the upper bound on speech-text consistency an LSM can hope for.
+- `TextSystem`: the LLM given the true transcript; its answers are also the references of the
+  instruct suite (the self-powered targets), so it scores 100 consistency by construction.
+
+Every text-mode answer goes through `augment.tasks.text_prompt` and `HFGenerator`, the same code
+that made the training targets, and every system decodes greedily with the same token limit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from selfpowered.augment.engines import GenerationRequest, HFGenerator
+from selfpowered.augment.tasks import text_prompt
+
+
+@dataclass(frozen=True)
+class Query:
+    key: str
+    audio: str  # absolute path
+    instruction: str
+    transcript: str  # what the audio says (text baseline, references, echo check)
+    duration: float  # seconds of audio (real-time factor)
+
+
+class System(Protocol):
+    name: str
+    kind: str  # "lsm" | "cascade" | "text"
+
+    def answer(self, queries: list[Query]) -> list[str]:
+        """Greedy answers to spoken queries, in order."""
+
+    def transcribe(self, queries: list[Query]) -> list[str] | None:
+        """Plain transcripts for the ASR suite (None: this system has no ASR of its own)."""
+
+
+class TimedGenerator:
+    """One HFGenerator shared by the cascade and text baselines (one copy of the LLM in memory)."""
+
+    def __init__(self, llm: str, max_new_tokens: int, device: str = "cpu") -> None:
+        self.generator = HFGenerator(llm, max_new_tokens=max_new_tokens, device=device)
+
+    def answers(self, prompts: list[str]) -> list[str]:
+        requests = [GenerationRequest(str(i), prompt) for i, prompt in enumerate(prompts)]
+        by_id = {result.id: result.text for result in self.generator.generate(requests)}
+        return [by_id[str(i)] for i in range(len(prompts))]
+
+
+class LSMSystem:
+    kind = "lsm"
+
+    def __init__(self, name: str, checkpoint: str | Path, max_new_tokens: int, batch_size: int, device: str = "cpu"):
+        from selfpowered.model import SpeechLM
+
+        self.name, self.checkpoint = name, str(checkpoint)
+        self.model = SpeechLM.from_pretrained(checkpoint).to(device).eval()
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    def answer(self, queries: list[Query]) -> list[str]:
+        return self.model.generate(
+            audio=[q.audio for q in queries],
+            instruction=[q.instruction for q in queries],
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+        )
+
+    def transcribe(self, queries: list[Query]) -> list[str]:
+        return self.answer(queries)  # the ASR suite's queries carry the transcription instruction
+
+    def text_answers(self, prompts: list[str], use_adapter: bool) -> list[str]:
+        """Text-only prompts through this LSM's LLM, with or without its LoRA adapter."""
+        return self.model.generate(
+            text=prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, use_adapter=use_adapter
+        )
+
+
+class CascadeSystem:
+    kind = "cascade"
+
+    def __init__(self, asr_model: str, llm: TimedGenerator, device: str = "cpu", name: str = "cascade") -> None:
+        from selfpowered.asr import WhisperTranscriber
+
+        self.name, self.llm = name, llm
+        self.asr = WhisperTranscriber(asr_model, device=device)
+        self.asr_model = asr_model
+
+    def transcribe(self, queries: list[Query]) -> list[str]:
+        return self.asr.transcribe([q.audio for q in queries])
+
+    def answer(self, queries: list[Query]) -> list[str]:
+        heard = self.transcribe(queries)
+        return self.llm.answers([text_prompt(q.instruction, text) for q, text in zip(queries, heard)])
+
+
+class TextSystem:
+    kind = "text"
+
+    def __init__(self, llm: TimedGenerator, name: str = "text") -> None:
+        self.name, self.llm = name, llm
+
+    def transcribe(self, queries: list[Query]) -> None:
+        return None  # it is given the transcript
+
+    def answer(self, queries: list[Query]) -> list[str]:
+        return self.llm.answers([text_prompt(q.instruction, q.transcript) for q in queries])
+
+
+def timed(call, queries: list[Query]) -> tuple[list[str] | None, dict]:
+    """Run `call(queries)` and measure its cost: seconds, per answer, and real-time factor."""
+    started = time.perf_counter()
+    out = call(queries)
+    seconds = time.perf_counter() - started
+    audio_seconds = sum(q.duration for q in queries)
+    cost = {
+        "answers": len(queries),
+        "seconds": round(seconds, 3),
+        "seconds_per_answer": round(seconds / max(len(queries), 1), 4),
+        "audio_seconds": round(audio_seconds, 2),
+        "real_time_factor": round(seconds / audio_seconds, 4) if audio_seconds else None,
+    }
+    return out, cost

@@ -1,0 +1,105 @@
+"""`selfpowered demo`: stage order, reuse, --fresh, failures, and the verdict against the targets.
+
+The stages themselves are the public commands, each tested on its own; here a recording runner
+stands in for the subprocess so the orchestration is checked in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from selfpowered.demo import demo_verdict, run_demo
+from selfpowered.errors import SelfPoweredError
+
+
+def _report(v_echo=0.9, s_echo=0.05, v_chrf=20.0, s_chrf=30.0, v_wer=0.1, s_wer=0.14, v_text=0.1, s_text=0.6):
+    def row(echo, chrf, wer, text):
+        return {
+            "instruct": {"echo_rate": echo, "consistency_chrf": chrf},
+            "asr": {"wer": wer},
+            "conflict": {"follows_text": text},
+        }
+
+    return {
+        "systems": {"vanilla": row(v_echo, v_chrf, v_wer, v_text), "selfpowered": row(s_echo, s_chrf, s_wer, s_text)}
+    }
+
+
+def test_verdict_passes_and_misses_on_the_numbers():
+    assert all(check["passed"] for check in demo_verdict(_report()))
+    missed = {c["target"]: c for c in demo_verdict(_report(s_wer=0.16, v_echo=0.7, s_chrf=24.0))}
+    assert missed["self-powered ASR WER within 1.5x of vanilla"]["passed"] is False
+    assert "1.60x" in missed["self-powered ASR WER within 1.5x of vanilla"]["measured"]
+    assert missed["vanilla echo rate on non-ASR instructions >= 0.8"]["passed"] is False
+    assert missed["self-powered consistency (chrF) clearly above vanilla (>= +5)"]["passed"] is False
+
+
+@pytest.fixture()
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for arm in ("vanilla", "selfpowered"):
+        (tmp_path / "checkpoints" / "demo" / arm).mkdir(parents=True)
+        (tmp_path / "checkpoints" / "demo" / arm / "config.json").write_text("{}")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "eval-demo.yaml").write_text("limit: 4\n")
+    return tmp_path
+
+
+class Recorder:
+    """Runs nothing; records each command and writes what the real stage would leave behind."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+
+    def __call__(self, args: list[str]) -> int:
+        self.calls.append(args)
+        if self.fail and args[0] == self.fail:
+            return 3
+        if args[0] == "eval":
+            out = Path(args[args.index("--output") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(_report()))
+        if args[:2] == ["corpus", "synth"]:
+            Path(args[2]).mkdir(parents=True, exist_ok=True)
+        return 0
+
+
+def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_checkpoints(repo):
+    runner = Recorder()
+    summary = run_demo(runner=runner, echo=lambda _: None)
+    assert [c[:2] for c in runner.calls] == [["corpus", "synth"], ["eval", "--config"]]
+    assert runner.calls[0][-2:] == ["--split", "test"]
+    assert "vanilla=checkpoints/demo/vanilla" in runner.calls[1]
+    assert all(check["passed"] for check in summary["verdict"])
+    assert "PASS" in (repo / "demo-output" / "verdict.md").read_text()
+    # a second run reuses both stages; --fresh removes their outputs and runs them again
+    again = Recorder()
+    assert run_demo(runner=again, echo=lambda _: None)["stages"]["eval"]["reused"] and again.calls == []
+    (repo / "demo-output" / "corpus" / "leftover").write_text("x")
+    fresh = Recorder()
+    run_demo(fresh=True, runner=fresh, echo=lambda _: None)
+    assert len(fresh.calls) == 2 and not (repo / "demo-output" / "corpus" / "leftover").exists()
+
+
+def test_retrain_runs_every_stage_in_order(repo):
+    runner = Recorder()
+    run_demo(retrain=True, runner=runner, echo=lambda _: None)
+    assert [c[0] for c in runner.calls] == ["corpus", "augment", "augment", "align", "train", "train", "eval"]
+    assert "--recipe" in runner.calls[2] and runner.calls[4][1] == "configs/demo-vanilla.yaml"
+
+
+def test_a_failed_stage_stops_the_demo_and_is_not_marked_done(repo):
+    with pytest.raises(SelfPoweredError, match="demo stage eval failed"):
+        run_demo(runner=Recorder(fail="eval"), echo=lambda _: None)
+    assert (repo / "demo-output" / ".stages" / "corpus-test.json").is_file()
+    assert not (repo / "demo-output" / ".stages" / "eval.json").exists()
+
+
+def test_missing_shipped_checkpoints_say_how_to_make_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SelfPoweredError, match="--retrain"):
+        run_demo(runner=Recorder(), echo=lambda _: None)

@@ -1,0 +1,285 @@
+"""`selfpowered eval`: task checks, suite scorers, probes, the bias analysis and the whole run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import tone
+from selfpowered.augment.tasks import TaskLibrary
+from selfpowered.config import EvalConfig
+from selfpowered.corpus.manifest import ManifestRow
+from selfpowered.evaluate.checks import is_echo, target_language, task_check
+from selfpowered.evaluate.probes import SPOKEN_COMMANDS, conflict_items, sqa_items
+from selfpowered.evaluate.suites import (
+    Suite,
+    asr_suite,
+    conflict_verdict,
+    instruct_suite,
+    score_asr,
+    score_conflict,
+    score_instruct,
+    score_sqa,
+    score_text,
+)
+from selfpowered.evaluate.systems import Query
+from selfpowered.model.prompting import SEGMENT_INSTRUCTION
+from tiny import tiny_llama_config, tiny_lsm, tiny_tokenizer
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "instruction, language",
+    [
+        ("Provide the translation from English to Chinese", "zh"),
+        ("Please write a coherent and engaging Chinese continuation of the given English text", "zh"),
+        ("Translate this into French", "fr"),
+        ("Write a headline for this sentence", None),
+        ("Continue the given English text", "en"),
+    ],
+)
+def test_target_language(instruction, language):
+    assert target_language(instruction) == language
+
+
+def test_echo_is_the_transcript_again():
+    transcript = "The chef baked fresh bread for the whole village."
+    assert is_echo("the chef baked fresh bread for the whole village", transcript)
+    assert is_echo("The chef baked bread for the whole village.", transcript)  # 1 of 9 words off
+    assert not is_echo("Positive.", transcript)
+    assert not is_echo("", transcript)
+
+
+@pytest.mark.parametrize(
+    "task, answer, passed",
+    [
+        ("sentiment", "The sentence is neutral.", True),
+        ("sentiment", "The chef baked bread.", False),
+        ("question", "Who baked the bread?", True),
+        ("question", "The chef baked bread.", False),
+        ("title", "A Village Feast", True),
+        ("title", "The chef baked fresh bread for the whole village.", False),  # the transcript again
+        ("continuation", "Everyone gathered in the square to share it at sunset.", True),
+        ("continuation", "The chef baked fresh bread.", False),
+        ("keywords", "chef, bread, village", True),
+        ("keywords", "The chef baked fresh bread for the whole village.", False),
+        ("translation", "厨师为全村烤了新鲜的面包。", True),
+        ("translation", "The chef baked bread.", False),
+    ],
+)
+def test_task_checks(task, answer, passed):
+    instruction = "Translate this into Chinese" if task == "translation" else "do the task"
+    assert task_check(task, answer, "The chef baked fresh bread for the whole village.", instruction) is passed
+
+
+def test_unknown_task_has_no_check():
+    assert task_check("asr", "anything", "anything", "Transcribe") is None
+
+
+def test_conflict_verdicts():
+    spoken = SPOKEN_COMMANDS["count"].text
+    instruction = "Is the feeling of this sentence positive, negative or neutral?"
+    assert conflict_verdict("1, 2, 3, 4, 5.", spoken, "count", "sentiment", instruction) == "speech"
+    assert conflict_verdict("Please count from one to five.", spoken, "count", "sentiment", instruction) == "echo"
+    assert conflict_verdict("The sentence is neutral.", spoken, "count", "sentiment", instruction) == "text"
+    assert conflict_verdict("Please count down from ten.", spoken, "count", "sentiment", instruction) == "neither"
+
+
+# --- probes ---------------------------------------------------------------------------------------
+
+
+def test_sqa_items_are_balanced_and_their_gold_answers_are_true():
+    items = sqa_items(40, seed=3)
+    assert sum(item.answer for item in items) == 20
+    for item in items:
+        name, colour, thing, place = re.match(
+            r"Does (\w+) keep a (\w+) (\w+) in the (\w+)\?", item.speech_text
+        ).groups()
+        assert (f"{name} keeps a {colour} {thing} in the {place}." in item.instruction) is item.answer
+    assert [i.speech_text for i in sqa_items(40, seed=3)] == [i.speech_text for i in items]  # seeded
+
+
+def test_conflict_items_pair_every_command_with_a_text_instruction():
+    pairs = [("sentiment", "Is this positive, negative or neutral"), ("keywords", "List the key words")]
+    items = conflict_items(16, pairs)
+    assert {item.command for item in items} == set(SPOKEN_COMMANDS)
+    assert {(item.task, item.instruction) for item in items} == set(pairs)
+    assert all(item.speech_text == SPOKEN_COMMANDS[item.command].text for item in items)
+
+
+# --- suite scorers on hand-made answers -----------------------------------------------------------
+
+
+def _rows(n: int) -> list[ManifestRow]:
+    texts = ["the cat sat on the mat", "a red bus stopped at the bridge", "we bought fresh bread today"]
+    return [ManifestRow(f"u{i}", f"audio/u{i}.wav", texts[i % 3], 1.0 + i) for i in range(n)]
+
+
+def test_asr_scores_per_template(tmp_path):
+    suite = asr_suite(_rows(4), tmp_path, TaskLibrary.load("paper"))
+    assert [m["template"] for m in suite.meta] == [0, 1, 2, 3]
+    hyps = [q.transcript for q in suite.queries]
+    hyps[1] = "a red bus stopped at the fridge"  # 1 error in 7 words
+    scores = score_asr(suite, hyps)
+    assert scores["wer"] == pytest.approx(round(1 / 24, 4))  # 6 + 7 + 5 + 6 reference words
+    assert scores["substitutions"] == 1 and scores["reference_words"] == 24
+    assert scores["wer_per_template"][suite.queries[1].instruction] == pytest.approx(round(1 / 7, 4))
+    assert scores["wer_mean_over_templates"] == pytest.approx(round((1 / 7) / 4, 4), abs=1e-4)
+
+
+def test_instruct_suite_alternates_tasks_and_wording(tmp_path):
+    seen, heldout = TaskLibrary.load("demo"), TaskLibrary.load("demo-heldout")
+    suite = instruct_suite(_rows(16), tmp_path, seen, heldout)
+    tasks = [m["task"] for m in suite.meta]
+    assert tasks[:4] == ["continuation", "sentiment", "title", "question"] and tasks[4:8] == tasks[:4]
+    assert [m["wording"] for m in suite.meta][:8] == ["seen"] * 4 + ["heldout"] * 4
+    for query, meta in zip(suite.queries, suite.meta):
+        library = seen if meta["wording"] == "seen" else heldout
+        assert query.instruction in library.task(meta["task"]).templates
+    # held-out wording really is unseen
+    for task in heldout.tasks:
+        assert not set(task.templates) & set(seen.task(task.name).templates)
+
+
+def test_instruct_scores():
+    queries = [
+        Query("a#sentiment", "", "Is this positive, negative or neutral", "the cat sat on the mat", 1.0),
+        Query("b#sentiment", "", "Is this positive, negative or neutral", "a red bus stopped", 1.0),
+        Query("c#question", "", "Ask a question", "we bought fresh bread today", 1.0),
+        Query("d#question", "", "Ask a question", "the cat sat on the mat", 1.0),
+    ]
+    meta = [
+        {"task": t, "wording": w, "copy_allowed": False}
+        for t, w in [("sentiment", "seen"), ("sentiment", "heldout"), ("question", "seen"), ("question", "heldout")]
+    ]
+    suite = Suite("instruct", queries, meta)
+    references = ["Neutral.", "Neutral.", "What did we buy today?", "Where did the cat sit?"]
+    answers = ["Neutral.", "a red bus stopped", "What did we buy today?", "The cat sat on the mat."]
+    scores = score_instruct(suite, answers, references)
+    assert scores["per_task"]["sentiment"]["echo_rate"] == 0.5
+    assert scores["per_task"]["question"]["echo_rate"] == 0.5
+    assert scores["echo_rate"] == 0.5
+    assert scores["per_task"]["sentiment"]["task_check"] == 0.5
+    assert scores["per_wording"]["seen"]["echo_rate"] == 0.0 and scores["per_wording"]["heldout"]["echo_rate"] == 1.0
+    assert scores["per_wording"]["seen"]["consistency_chrf"] == pytest.approx(100.0)
+    perfect = score_instruct(suite, references, references)
+    assert perfect["consistency_chrf"] == pytest.approx(100.0) and perfect["echo_rate"] == 0.0
+
+
+def test_conflict_and_sqa_scores():
+    queries = [
+        Query(f"c{i}", "", "Is this positive, negative or neutral", SPOKEN_COMMANDS["count"].text, 1.0)
+        for i in range(4)
+    ]
+    meta = [{"task": "sentiment", "command": "count", "answer": None}] * 4
+    scores = score_conflict(
+        Suite("conflict", queries, meta),
+        ["Neutral.", "one, two, three, four, five", "Please count from one to five.", "Hmm."],
+    )
+    assert (scores["follows_text"], scores["follows_speech"], scores["echo"], scores["neither"]) == (0.25,) * 4
+    sqa = Suite("sqa", queries[:4], [{"answer": a} for a in (True, False, True, False)])
+    result = score_sqa(sqa, ["Yes.", "No, it is in the attic.", "It is not true.", "Does Anna keep a kite?"])
+    assert (
+        result["accuracy"] == 0.5
+        and result["unparsed"] == 0.25
+        and result["yes_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    )
+
+
+def test_text_agreement():
+    scores = score_text(["Paris.", "Blue"], ["Paris.", "Red, blue and yellow."])
+    assert scores["exact_match"] == 0.5 and 0 < scores["chrf_vs_base"] < 100
+
+
+# --- bias -----------------------------------------------------------------------------------------
+
+
+def test_instruction_span_marks_exactly_the_instruction():
+    model = tiny_lsm()
+    instruction = "Give a short title for this text"
+    pieces = model.prompt.pieces(instruction)
+    first, last = pieces.instruction_span
+    assert model.tokenizer.decode(pieces.prefix_ids[first:last]).strip() == instruction
+    batch = model.build_inputs([instruction], [torch.zeros(3, model.config.llm_config["hidden_size"])])
+    assert int((batch.segments == SEGMENT_INSTRUCTION).sum()) == last - first
+
+
+def test_attention_and_saliency_shares_sum_to_one():
+    from selfpowered.evaluate.bias import attention_shares, summarise
+
+    model = tiny_lsm(connector="stack_mlp")
+    before = model.base_llm().config._attn_implementation
+    shares = attention_shares(model, [tone(1.0), tone(1.5)], ["Give a title", "Is it positive"], ["A tone.", "Yes."])
+    layers = model.config.llm_config["num_hidden_layers"]
+    for kind in ("attention", "saliency"):
+        total = sum(shares[kind][g] for g in ("speech", "instruction", "rest"))
+        assert total.shape == (2, layers)
+        np.testing.assert_allclose(total, 1.0, atol=1e-5)
+        assert (shares[kind]["speech"] > 0).all() and (shares[kind]["instruction"] > 0).all()
+    summary = summarise(shares)
+    assert summary["samples"] == 2 and len(summary["saliency"]["speech"]["mean_per_layer"]) == layers
+    assert model.base_llm().config._attn_implementation == before  # eager only for the analysis
+
+
+# --- the whole run on tiny models -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def tiny_eval_setup(tmp_path):
+    from transformers import LlamaForCausalLM
+
+    model = tiny_lsm(connector="stack_mlp")
+    model.save_pretrained(tmp_path / "lsm")
+    tokenizer = tiny_tokenizer()
+    LlamaForCausalLM(tiny_llama_config(len(tokenizer))).save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    (tmp_path / "corpus" / "audio").mkdir(parents=True)
+    lines = []
+    for i in range(6):
+        sf.write(tmp_path / "corpus" / "audio" / f"u{i}.wav", tone(1.0 + 0.2 * i), 16_000)
+        text = ["the cat sat on the mat", "a red bus stopped", "we bought bread"][i % 3]
+        lines.append(json.dumps({"id": f"u{i}", "audio": f"audio/u{i}.wav", "text": text, "duration": 1.0 + 0.2 * i}))
+    (tmp_path / "corpus" / "test.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
+    from selfpowered.evaluate.run import evaluate
+
+    root = tiny_eval_setup
+    settings = EvalConfig(
+        models=[f"tiny={root / 'lsm'}"],
+        baselines=["text"],
+        suites=["asr", "instruct", "sqa", "text", "bias"],
+        data=str(root / "corpus" / "test.jsonl"),
+        output=str(root / "eval"),
+        limit=6,
+        llm=str(root / "llm"),
+        probe_voice="piper:joe",
+        sqa_items=2,
+        bias_samples=2,
+        generation={"max_new_tokens": 4, "batch_size": 4},
+    )
+    results = evaluate(settings)
+    tiny = results["systems"]["tiny"]
+    assert tiny["asr"]["n"] == 6 and tiny["instruct"]["n"] == 6 and tiny["sqa"]["n"] == 2
+    assert tiny["cost"]["instruct"]["answers"] == 6 and tiny["cost"]["instruct"]["real_time_factor"] > 0
+    assert tiny["text"]["n"] > 0 and tiny["bias"]["samples"] == 2
+    text = results["systems"]["text"]
+    # the text baseline's answers are the references (one cached set), and it has no ASR row
+    assert results["examples"]["instruct"]["text"] == results["examples"]["instruct"]["reference"]
+    assert "asr" not in text and text["cost"]["instruct"]["answers"] == 6
+    report = (root / "eval" / "report.md").read_text()
+    assert "| tiny (lsm) |" in report and "| text (text) |" in report
+    for name in ("report.json", "instruct.png", "bias.png"):
+        assert (root / "eval" / name).stat().st_size > 0
+    again = evaluate(settings)  # every answer set comes from the cache
+    assert set(again["cached"]) == {"tiny/asr", "tiny/instruct", "tiny/sqa", "text/instruct", "text/sqa"}
+    assert again["systems"]["tiny"]["cost"] == tiny["cost"]  # measured once, when the answers were made
+    assert again["systems"]["tiny"]["instruct"] == tiny["instruct"]
