@@ -283,3 +283,15 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
     assert set(again["cached"]) == {"tiny/asr", "tiny/instruct", "tiny/sqa", "text/instruct", "text/sqa"}
     assert again["systems"]["tiny"]["cost"] == tiny["cost"]  # measured once, when the answers were made
     assert again["systems"]["tiny"]["instruct"] == tiny["instruct"]
+
+
+def test_eval_cli_errors_name_the_problem(tmp_path):
+    from typer.testing import CliRunner
+
+    from selfpowered.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["eval", "--data", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "e")])
+    assert missing.exit_code == 2 and "nope.jsonl: evaluation manifest not found" in missing.output
+    bad_suite = runner.invoke(app, ["eval", "--data", "x.jsonl", "--suites", "asr,vibes"])
+    assert bad_suite.exit_code == 2 and "suites" in bad_suite.output

@@ -467,7 +467,9 @@ def align_command(
 @app.command("eval")
 @_friendly
 def eval_command(
-    models: list[str] = typer.Option(None, "--models", "-m", help="LSM checkpoints: PATH or NAME=PATH (repeatable)"),
+    models: list[str] = typer.Option(
+        None, "--models", "-m", help="LSM checkpoints: PATH or NAME=PATH; repeat (-m A -m B) or comma-join (A,B)"
+    ),
     data: str | None = typer.Option(None, help="held-out ASR manifest, e.g. demo-output/corpus/test.jsonl"),
     suites: str | None = typer.Option(None, help="comma list of asr,instruct,conflict,sqa,text,bias (default all)"),
     baselines: str | None = typer.Option(None, help="comma list of cascade,text (default both; 'none' for none)"),
@@ -491,7 +493,7 @@ def eval_command(
         EvalConfig,
         config,
         {
-            "models": models or None,
+            "models": [spec for item in models for spec in item.split(",") if spec] if models else None,
             "data": data,
             "suites": split(suites),
             "baselines": split(baselines),

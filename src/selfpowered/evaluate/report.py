@@ -319,7 +319,10 @@ def write_report(results: dict, out: str | Path) -> Path:
         "measured when the answers were made, batch size "
         f"{settings['generation']['batch_size']}). `text` is given the true transcript: it is the consistency "
         "upper bound (100 by construction) and has no audio cost; `cascade` = Whisper "
-        f"`{settings['asr_model']}` -> the same LLM.",
+        f"`{settings['asr_model']}` -> the same LLM. The baselines' LLM decodes with our batched greedy loop "
+        "(augment's HFGenerator, finished rows dropped), the LSMs with transformers' generate on spliced "
+        "embeddings and an unmerged LoRA: the same greedy answers, but a cost comparison that favours the "
+        "cascade (`bench/gpu_eval_cost.py` compares both through the same generate).",
         "",
     ]
     if "instruct.png" in plots:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Copy the two demo checkpoints made by `selfpowered demo --retrain` (or by hand with
+# configs/demo-vanilla.yaml and configs/demo.yaml) into checkpoints/demo/, keeping only what
+# training changed: config.json, model.safetensors (connector) and adapter/ (LoRA). The tokenizer
+# and feature extractor come back from the embedded base models at load time.
+#   bash scripts/pack_demo_checkpoints.sh [demo-output/train/vanilla/final] [demo-output/train/selfpowered/final]
+set -euo pipefail
+VANILLA=${1:-demo-output/train/vanilla/final}
+SELFPOWERED=${2:-demo-output/train/selfpowered/final}
+for pair in "vanilla:$VANILLA" "selfpowered:$SELFPOWERED"; do
+  arm=${pair%%:*}
+  src=${pair#*:}
+  [ -f "$src/config.json" ] || { echo "error: $src is not a checkpoint (no config.json)" >&2; exit 1; }
+  dest=checkpoints/demo/$arm
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/adapter"
+  cp "$src/config.json" "$src/model.safetensors" "$dest.tmp/"
+  cp "$src/adapter/adapter_config.json" "$src/adapter/adapter_model.safetensors" "$dest.tmp/adapter/"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  echo "$dest <- $src ($(du -sh "$dest" | cut -f1))"
+done
