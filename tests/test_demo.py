@@ -76,9 +76,11 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
     assert "vanilla=checkpoints/demo/vanilla" in runner.calls[1]
     assert all(check["passed"] for check in summary["verdict"])
     assert "PASS" in (repo / "demo-output" / "verdict.md").read_text()
-    # a second run reuses both stages; --fresh removes their outputs and runs them again
+    # a second run reuses the corpus stage; eval always runs (it has its own answer cache)
     again = Recorder()
-    assert run_demo(runner=again, echo=lambda _: None)["stages"]["eval"]["reused"] and again.calls == []
+    stages = run_demo(runner=again, echo=lambda _: None)["stages"]
+    assert stages["corpus-test"]["reused"] and not stages["eval"]["reused"]
+    assert [c[0] for c in again.calls] == ["eval"]
     (repo / "demo-output" / "corpus" / "leftover").write_text("x")
     fresh = Recorder()
     run_demo(fresh=True, runner=fresh, echo=lambda _: None)

@@ -2,7 +2,9 @@
 
 Every stage is a public CLI command, run as a subprocess and printed first, so a user can copy any
 of them. A finished stage leaves a marker in demo-output/.stages/ (command, seconds) and is reused
-by the next run; `--fresh` removes the markers and the stages' outputs and runs everything again.
+by the next run (eval always runs: it reuses its own cached answers and recomputes only systems
+whose checkpoint changed); `--fresh` removes the markers and the stages' outputs and runs everything
+again.
 
 Two modes:
 - default: the two demo checkpoints shipped in `checkpoints/demo/` (made by `--retrain` with the
@@ -36,6 +38,9 @@ class Stage:
     name: str
     args: list[str]  # after `selfpowered`
     outputs: list[Path] = field(default_factory=list)  # removed by --fresh
+    # eval caches its answers per (system, suite) keyed by the checkpoint files, so it always runs:
+    # a rerun costs seconds and picks up a changed checkpoint, which a marker would hide
+    always_run: bool = False
 
     @property
     def command(self) -> str:
@@ -53,6 +58,7 @@ def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
                 evaluate
                 + ["-m", f"vanilla={checkpoints / 'vanilla'}", "-m", f"selfpowered={checkpoints / 'selfpowered'}"],
                 [OUTPUT / "eval"],
+                always_run=True,
             ),
         ]
     return [
@@ -80,6 +86,7 @@ def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
                 f"selfpowered={OUTPUT / 'train' / 'selfpowered' / 'final'}",
             ],
             [OUTPUT / "eval"],
+            always_run=True,
         ),
     ]
 
@@ -123,7 +130,7 @@ def run_demo(
     started = time.perf_counter()
     for number, stage in enumerate(stages, start=1):
         marker = markers / f"{stage.name}.json"
-        if marker.is_file() and json.loads(marker.read_text()).get("command") == stage.command:
+        if not stage.always_run and marker.is_file() and json.loads(marker.read_text()).get("command") == stage.command:
             timings[stage.name] = {**json.loads(marker.read_text()), "reused": True}
             echo(f"[{number}/{len(stages)}] {stage.name}: done before, reused ({stage.command})")
             continue
