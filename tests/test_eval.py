@@ -295,3 +295,15 @@ def test_eval_cli_errors_name_the_problem(tmp_path):
     assert missing.exit_code == 2 and "nope.jsonl: evaluation manifest not found" in missing.output
     bad_suite = runner.invoke(app, ["eval", "--data", "x.jsonl", "--suites", "asr,vibes"])
     assert bad_suite.exit_code == 2 and "suites" in bad_suite.output
+
+
+def test_lsm_systems_load_on_first_use_and_release(tmp_path):
+    from selfpowered.evaluate.systems import LSMSystem
+
+    tiny_lsm().save_pretrained(tmp_path / "lsm")
+    system = LSMSystem("tiny", tmp_path / "lsm", max_new_tokens=2, batch_size=2)
+    assert system._model is None  # nothing loaded until it is this system's turn
+    assert system.base_llm_name() == str(tmp_path / "lsm" / "./llm")  # the bundled base, read from config.json
+    assert system.model.config.connector == "window_qformer" and system._model is not None
+    system.release()
+    assert system._model is None

@@ -167,7 +167,7 @@ def build_systems(settings: EvalConfig) -> tuple[list, TimedGenerator | None]:
         )
     llm_name = settings.llm
     if llm_name is None and systems:
-        llm_name = systems[0].model.config.llm_name_or_path
+        llm_name = systems[0].base_llm_name()
     if llm_name is None:
         llm_name = "smollm2-135m-instruct"
     generator = TimedGenerator(llm_name, settings.generation.max_new_tokens, settings.device)
@@ -250,6 +250,8 @@ def evaluate(settings: EvalConfig) -> dict:
         if "bias" in settings.suites and system.kind == "lsm":
             row["bias"] = _bias(system, suites["instruct"], results["examples"]["instruct"][system.name], settings, out)
         results["systems"][system.name] = row
+        if system.kind == "lsm":
+            system.release()
     results["suites"] = {
         name: {"n": len(suite.queries), "queries": [q.__dict__ for q in suite.queries], "meta": suite.meta}
         for name, suite in suites.items()

@@ -54,14 +54,40 @@ class TimedGenerator:
 
 
 class LSMSystem:
+    """A checkpoint, loaded on first use and released after its turn, so an evaluation of several
+    large LSMs holds one of them in memory at a time."""
+
     kind = "lsm"
 
     def __init__(self, name: str, checkpoint: str | Path, max_new_tokens: int, batch_size: int, device: str = "cpu"):
-        from selfpowered.model import SpeechLM
-
-        self.name, self.checkpoint = name, str(checkpoint)
-        self.model = SpeechLM.from_pretrained(checkpoint).to(device).eval()
+        self.name, self.checkpoint, self.device = name, str(checkpoint), device
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from selfpowered.model import SpeechLM
+
+            self._model = SpeechLM.from_pretrained(self.checkpoint).to(self.device).eval()
+        return self._model
+
+    def release(self) -> None:
+        import gc
+
+        import torch
+
+        self._model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def base_llm_name(self) -> str | None:
+        """The base LLM named by the checkpoint's config (read without loading the model)."""
+        from selfpowered.model import LSMConfig
+
+        name = LSMConfig.from_pretrained(self.checkpoint).llm_name_or_path
+        return str(Path(self.checkpoint) / name) if name and name.startswith("./") else name
 
     def answer(self, queries: list[Query]) -> list[str]:
         return self.model.generate(
