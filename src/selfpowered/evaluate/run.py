@@ -23,7 +23,15 @@ from selfpowered.errors import SelfPoweredError
 from selfpowered.evaluate import suites as S
 from selfpowered.evaluate.checks import SPECIFIC_CHECKS
 from selfpowered.evaluate.probes import conflict_items, sqa_items, synthesise_probes
-from selfpowered.evaluate.systems import CascadeSystem, LSMSystem, Query, TextSystem, TimedGenerator, timed
+from selfpowered.evaluate.systems import (
+    CascadeSystem,
+    LSMSystem,
+    Query,
+    TextSystem,
+    TimedGenerator,
+    cost_summary,
+    timed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,19 +96,15 @@ def _predict(cache, system_name, identity, suite_name, queries, call, settings, 
         logger.info("%s / %s: %d cached answers", system_name, stored_as, len(hit["answers"]))
         return hit["answers"], hit["cost"], True
     answers: list[str] = []
-    cost = {"answers": 0, "seconds": 0.0, "audio_seconds": 0.0}
+    seconds = 0.0
     with tqdm(total=len(queries), desc=f"{system_name} / {stored_as}", unit=" q") as bar:
         for start in range(0, len(queries), chunk_size):
             chunk = queries[start : start + chunk_size]
-            out, part = timed(call, chunk)
+            out, took = timed(call, chunk)
             answers.extend(out)
-            for key in cost:
-                cost[key] += part[key]
+            seconds += took
             bar.update(len(chunk))
-    cost["seconds"] = round(cost["seconds"], 3)
-    cost["audio_seconds"] = round(cost["audio_seconds"], 2)
-    cost["seconds_per_answer"] = round(cost["seconds"] / max(cost["answers"], 1), 4)
-    cost["real_time_factor"] = round(cost["seconds"] / cost["audio_seconds"], 4) if cost["audio_seconds"] else None
+    cost = cost_summary(len(answers), seconds, sum(q.duration for q in queries))
     cache.save(
         system_name, stored_as, fingerprint, {"cost": cost, "answers": answers, "keys": [q.key for q in queries]}
     )
@@ -291,17 +295,16 @@ def _bias(system: LSMSystem, suite: S.Suite, answers: list[str], settings: EvalC
 
     chosen = [i for i, m in enumerate(suite.meta) if not m["copy_allowed"]][: settings.bias_samples]
     queries = [suite.queries[i] for i in chosen]
-    fingerprint = PredictionCache.fingerprint(
+    cache = PredictionCache(out / "predictions")
+    fingerprint = cache.fingerprint(
         _checkpoint_identity(system.checkpoint), queries, {"answers": [answers[i] for i in chosen]}
     )
-    path = out / "predictions" / system.name / "bias.json"
-    if path.is_file():
-        data = json.loads(path.read_text())
-        if data.get("fingerprint") == fingerprint:
-            return data["summary"]
+    hit = cache.load(system.name, "bias", fingerprint)
+    if hit is not None:
+        return hit["summary"]
     shares = attention_shares(
         system.model, [q.audio for q in queries], [q.instruction for q in queries], [answers[i] for i in chosen]
     )
     summary = summarise(shares)
-    atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "summary": summary}, indent=1) + "\n")
+    cache.save(system.name, "bias", fingerprint, {"summary": summary})
     return summary

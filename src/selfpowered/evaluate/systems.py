@@ -121,6 +121,8 @@ class CascadeSystem:
         return self.asr.transcribe([q.audio for q in queries])
 
     def answer(self, queries: list[Query]) -> list[str]:
+        # Transcribed again even where the asr suite already heard the same audio: every answer's
+        # measured cost must include the ASR it needed, as it would for a user.
         heard = self.transcribe(queries)
         return self.llm.answers([text_prompt(q.instruction, text) for q, text in zip(queries, heard)])
 
@@ -138,17 +140,19 @@ class TextSystem:
         return self.llm.answers([text_prompt(q.instruction, q.transcript) for q in queries])
 
 
-def timed(call, queries: list[Query]) -> tuple[list[str] | None, dict]:
-    """Run `call(queries)` and measure its cost: seconds, per answer, and real-time factor."""
-    started = time.perf_counter()
-    out = call(queries)
-    seconds = time.perf_counter() - started
-    audio_seconds = sum(q.duration for q in queries)
-    cost = {
-        "answers": len(queries),
+def cost_summary(answers: int, seconds: float, audio_seconds: float) -> dict:
+    """What answering cost: seconds, per answer, and real-time factor (seconds per audio second)."""
+    return {
+        "answers": answers,
         "seconds": round(seconds, 3),
-        "seconds_per_answer": round(seconds / max(len(queries), 1), 4),
+        "seconds_per_answer": round(seconds / max(answers, 1), 4),
         "audio_seconds": round(audio_seconds, 2),
         "real_time_factor": round(seconds / audio_seconds, 4) if audio_seconds else None,
     }
-    return out, cost
+
+
+def timed(call, queries: list[Query]) -> tuple[list[str] | None, float]:
+    """Run `call(queries)`; return its output and the wall seconds it took."""
+    started = time.perf_counter()
+    out = call(queries)
+    return out, time.perf_counter() - started
