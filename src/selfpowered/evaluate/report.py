@@ -29,6 +29,12 @@ def _cell(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table: one header row, the separator, one line per row of ready-made cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def _machine() -> str:
     import torch
 
@@ -55,20 +61,14 @@ def headline(row: dict) -> dict:
 
 
 def _summary_table(results: dict) -> list[str]:
-    lines = [
-        "| system | ASR WER ↓ | echo rate ↓ | consistency chrF ↑ | task check ↑ | conflict: text wins ↑ | "
-        "conflict: speech wins | SQA acc ↑ | text chrF vs base ↑ | s / answer | RTF |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["system", "ASR WER ↓", "echo rate ↓", "consistency chrF ↑", "task check ↑", "conflict: text wins ↑"]
+    header += ["conflict: speech wins", "SQA acc ↑", "text chrF vs base ↑", "s / answer", "RTF"]
+    one_decimal = {"consistency_chrf", "text_chrf_vs_base"}
+    rows = []
     for name, row in results["systems"].items():
-        h = headline(row)
-        lines.append(
-            f"| {name} ({row['kind']}) | {_fmt(h['asr_wer'])} | {_fmt(h['echo_rate'])} | "
-            f"{_fmt(h['consistency_chrf'], 1)} | {_fmt(h['task_check'])} | {_fmt(h['conflict_follows_text'])} | "
-            f"{_fmt(h['conflict_follows_speech'])} | {_fmt(h['sqa_accuracy'])} | {_fmt(h['text_chrf_vs_base'], 1)} | "
-            f"{_fmt(h['seconds_per_answer'])} | {_fmt(h['real_time_factor'])} |"
-        )
-    return lines
+        numbers = [_fmt(v, 1 if key in one_decimal else 3) for key, v in headline(row).items()]
+        rows.append([f"{name} ({row['kind']})", *numbers])
+    return _table(header, rows)
 
 
 def _triple(block: dict) -> str:
@@ -87,14 +87,15 @@ def _instruct_tables(results: dict) -> list[str]:
         "true transcript (the self-powered target); **check** = the task's own rule:"
     )
     lines += [f"- {task}: {rule}" for task, rule in first["checks"].items()]
-    lines += ["", "| task | n | " + " | ".join(f"{s} echo / chrF / check" for s in systems) + " |"]
-    lines.append("|---|---|" + "---|" * len(systems))
-    for task, block in first["per_task"].items():
-        cells = [_triple(r["per_task"][task]) for r in systems.values()]
-        lines.append(f"| {task} | {block['n']} | " + " | ".join(cells) + " |")
-    for wording in first["per_wording"]:
-        cells = [_triple(r["per_wording"][wording]) for r in systems.values()]
-        lines.append(f"| *{wording} wording* | {first['per_wording'][wording]['n']} | " + " | ".join(cells) + " |")
+    rows = [
+        [task, str(block["n"]), *(_triple(r["per_task"][task]) for r in systems.values())]
+        for task, block in first["per_task"].items()
+    ]
+    rows += [
+        [f"*{wording} wording*", str(block["n"]), *(_triple(r["per_wording"][wording]) for r in systems.values())]
+        for wording, block in first["per_wording"].items()
+    ]
+    lines += [""] + _table(["task", "n", *(f"{s} echo / chrF / check" for s in systems)], rows)
     bleu = [(task, b) for task, b in first["per_task"].items() if "bleu" in b]
     for task, block in bleu:
         lines.append(
@@ -109,22 +110,15 @@ def _asr_table(results: dict) -> list[str]:
     if not systems:
         return []
     lines = ["## ASR (asr suite)", "", "WER and CER after the Whisper English normaliser (jiwer).", ""]
-    lines += [
-        "| system | WER | CER | S | D | I | ref words | mean over templates |",
-        "|---|---|---|---|---|---|---|---|",
+    counts = ("substitutions", "deletions", "insertions", "reference_words")
+    rows = [
+        [name, _fmt(r["wer"]), _fmt(r["cer"]), *(str(r[key]) for key in counts), _fmt(r["wer_mean_over_templates"])]
+        for name, r in systems.items()
     ]
-    for name, r in systems.items():
-        lines.append(
-            f"| {name} | {_fmt(r['wer'])} | {_fmt(r['cer'])} | {r['substitutions']} | {r['deletions']} | "
-            f"{r['insertions']} | {r['reference_words']} | {_fmt(r['wer_mean_over_templates'])} |"
-        )
+    lines += _table(["system", "WER", "CER", "S", "D", "I", "ref words", "mean over templates"], rows)
     templates = list(next(iter(systems.values()))["wer_per_template"])
-    lines += ["", "| template | " + " | ".join(systems) + " |", "|---|" + "---|" * len(systems)]
-    for template in templates:
-        lines.append(
-            f"| {template} | " + " | ".join(_fmt(r["wer_per_template"].get(template)) for r in systems.values()) + " |"
-        )
-    return lines + [""]
+    rows = [[t, *(_fmt(r["wer_per_template"].get(t)) for r in systems.values())] for t in templates]
+    return lines + [""] + _table(["template", *systems], rows) + [""]
 
 
 def _probe_tables(results: dict) -> list[str]:
@@ -139,13 +133,10 @@ def _probe_tables(results: dict) -> list[str]:
             "Verdict per answer: obeys the voice (checked first), repeats it (echo), passes the text task's "
             "check, or neither.",
             "",
-            "| system | follows text | follows speech | echo | neither |",
-            "|---|---|---|---|---|",
         ]
-        for name, r in conflict.items():
-            shares = " | ".join(_fmt(r[key]) for key in ("follows_text", "follows_speech", "echo", "neither"))
-            lines.append(f"| {name} | {shares} |")
-        lines.append("")
+        verdicts = ("follows_text", "follows_speech", "echo", "neither")
+        rows = [[name, *(_fmt(r[key]) for key in verdicts)] for name, r in conflict.items()]
+        lines += _table(["system", *(v.replace("_", " ") for v in verdicts)], rows) + [""]
     sqa = {n: r["sqa"] for n, r in results["systems"].items() if "sqa" in r}
     if sqa:
         lines += [
@@ -153,13 +144,9 @@ def _probe_tables(results: dict) -> list[str]:
             "",
             "A two-fact text context in the instruction, a spoken yes/no question (half yes). Chance = 0.5.",
             "",
-            "| system | accuracy | unparsed | says yes |",
-            "|---|---|---|---|",
         ]
-        lines += [
-            f"| {n} | {_fmt(r['accuracy'])} | {_fmt(r['unparsed'])} | {_fmt(r['yes_rate'])} |" for n, r in sqa.items()
-        ]
-        lines.append("")
+        rows = [[n, _fmt(r["accuracy"]), _fmt(r["unparsed"]), _fmt(r["yes_rate"])] for n, r in sqa.items()]
+        lines += _table(["system", "accuracy", "unparsed", "says yes"], rows) + [""]
     text = {n: r["text"] for n, r in results["systems"].items() if "text" in r}
     if text:
         lines += [
@@ -168,11 +155,9 @@ def _probe_tables(results: dict) -> list[str]:
             f"{next(iter(text.values()))['n']} text-only prompts through each LSM's LLM with its adapter vs the "
             "base LLM (adapter off), same decoding.",
             "",
-            "| system | exact match | chrF vs base |",
-            "|---|---|---|",
         ]
-        lines += [f"| {n} | {_fmt(r['exact_match'])} | {_fmt(r['chrf_vs_base'], 1)} |" for n, r in text.items()]
-        lines.append("")
+        rows = [[n, _fmt(r["exact_match"]), _fmt(r["chrf_vs_base"], 1)] for n, r in text.items()]
+        lines += _table(["system", "exact match", "chrF vs base"], rows) + [""]
     return lines
 
 
@@ -187,17 +172,19 @@ def _bias_table(results: dict) -> list[str]:
         "positions give to speech, the text instruction and the rest (template, answer so far). "
         "Per-layer curves with +-1 std over samples: `bias.png`.",
         "",
-        "| system | samples | attn speech | attn instruction | attn rest | saliency speech | saliency instruction | "
-        "saliency rest | saliency speech / instruction |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, b in bias.items():
-        a, s = b["attention"], b["saliency"]
-        lines.append(
-            f"| {name} | {b['samples']} | {_fmt(a['speech']['mean'])} | {_fmt(a['instruction']['mean'])} | "
-            f"{_fmt(a['rest']['mean'])} | {_fmt(s['speech']['mean'])} | {_fmt(s['instruction']['mean'])} | "
-            f"{_fmt(s['rest']['mean'])} | {_fmt(s['speech_to_instruction'], 2)} |"
-        )
+    groups = ("speech", "instruction", "rest")
+    header = ["system", "samples", *(f"attn {g}" for g in groups), *(f"saliency {g}" for g in groups)]
+    rows = [
+        [
+            name,
+            str(b["samples"]),
+            *(_fmt(b[kind][g]["mean"]) for kind in ("attention", "saliency") for g in groups),
+            _fmt(b["saliency"]["speech_to_instruction"], 2),
+        ]
+        for name, b in bias.items()
+    ]
+    lines += _table([*header, "saliency speech / instruction"], rows)
     return lines + ["", "![attention and saliency per layer](bias.png)", ""]
 
 
@@ -218,13 +205,12 @@ def _examples(results: dict, count: int = 8) -> list[str]:
                 f"**{meta['task']}** ({meta['wording']} wording) - instruction: *{_cell(query['instruction'])}*  ",
                 f'speech says: "{_cell(query["transcript"])}"',
                 "",
-                "| system | answer |",
-                "|---|---|",
             ]
+            rows = []
             if "reference" in instruct:
-                lines.append(f"| reference (LLM on the transcript) | {_cell(instruct['reference'][i])} |")
-            lines += [f"| {s} | {_cell(instruct[s][i])} |" for s in systems if s != "text"]
-            lines.append("")
+                rows.append(["reference (LLM on the transcript)", _cell(instruct["reference"][i])])
+            rows += [[s, _cell(instruct[s][i])] for s in systems if s != "text"]
+            lines += _table(["system", "answer"], rows) + [""]
     conflict = results["examples"].get("conflict")
     if conflict and "conflict" in results["suites"]:
         suite = results["suites"]["conflict"]
@@ -234,13 +220,10 @@ def _examples(results: dict, count: int = 8) -> list[str]:
             lines += [
                 f'speech says: "{_cell(query["transcript"])}" - text instruction: *{_cell(query["instruction"])}*',
                 "",
-                "| system | verdict | answer |",
-                "|---|---|---|",
             ]
-            for s, answers in conflict.items():
-                verdict = results["systems"][s]["conflict"]["verdicts"][i]
-                lines.append(f"| {s} | {verdict} | {_cell(answers[i])} |")
-            lines.append("")
+            verdicts = {s: results["systems"][s]["conflict"]["verdicts"][i] for s in conflict}
+            rows = [[s, verdicts[s], _cell(answers[i])] for s, answers in conflict.items()]
+            lines += _table(["system", "verdict", "answer"], rows) + [""]
     return lines
 
 
