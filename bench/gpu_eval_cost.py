@@ -26,7 +26,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_speechlm import SCALES, build, mel_batch, paired  # noqa: E402
+from gpu_speechlm import SCALES, build, forced_answer, mel_batch, paired  # noqa: E402
 from transformers import WhisperConfig, WhisperForConditionalGeneration  # noqa: E402
 
 from tiny import tiny_llama_config, tiny_tokenizer, tiny_whisper_config  # noqa: E402
@@ -67,15 +67,7 @@ def measure(name: str, scale: dict, device: str, repeats: int, smoke: bool) -> d
     forced = dict(do_sample=False, pad_token_id=lsm.tokenizer.pad_token_id)
 
     def lsm_answer() -> None:
-        speech = lsm.connect(*lsm.encode(mels))
-        inputs = lsm.build_inputs(instruction, speech, padding_side="left")
-        lsm.llm.generate(
-            inputs_embeds=inputs.inputs_embeds,
-            attention_mask=inputs.attention_mask,
-            max_new_tokens=ANSWER_TOKENS,
-            min_new_tokens=ANSWER_TOKENS,
-            **forced,
-        )
+        forced_answer(lsm, instruction, lsm.connect(*lsm.encode(mels)), ANSWER_TOKENS)
 
     def cascade_answer() -> None:
         whisper.generate(

@@ -109,6 +109,20 @@ def build(scale: dict, device: str, dtype: torch.dtype) -> SpeechLM:
     return model.to(dtype)
 
 
+def forced_answer(model: SpeechLM, instructions: list[str], speech: list[torch.Tensor], new_tokens: int) -> None:
+    """Greedy generation of exactly `new_tokens` tokens from the spliced prompt: random weights
+    would stop at any token, so the length is forced to time the work a trained model does."""
+    inputs = model.build_inputs(instructions, speech, padding_side="left")
+    model.llm.generate(
+        inputs_embeds=inputs.inputs_embeds,
+        attention_mask=inputs.attention_mask,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        pad_token_id=model.tokenizer.pad_token_id,
+    )
+
+
 def mel_batch(batch: int, seconds: list[float], device: str) -> list[list[torch.Tensor]]:
     return [[torch.randn(80, int(seconds[i % len(seconds)] * 100), device=device)] for i in range(batch)]
 
@@ -172,15 +186,7 @@ def measure_scale(name: str, scale: dict, device: str, repeats: int, rows: list[
     new_tokens = 64
 
     def gen() -> None:
-        batch_inputs = model.build_inputs(instructions, speech, padding_side="left")
-        model.llm.generate(
-            inputs_embeds=batch_inputs.inputs_embeds,
-            attention_mask=batch_inputs.attention_mask,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=model.tokenizer.pad_token_id,
-        )
+        forced_answer(model, instructions, speech, new_tokens)
 
     with torch.no_grad():
         gen_s = timed(gen, device, max(1, repeats // 2), warmup=1)
