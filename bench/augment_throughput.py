@@ -19,9 +19,9 @@ import time
 import torch
 from report import emit
 
-from selfpowered.augment.engines import GenerationRequest, HFGenerator
-from selfpowered.augment.tasks import TaskLibrary
 from selfpowered.corpus.manifest import ValidationLimits, read_manifest
+from selfpowered.text.engines import GenerationRequest, HFGenerator
+from selfpowered.text.tasks import TaskLibrary
 
 
 def official_way(engine: HFGenerator, requests: list[GenerationRequest], batch_size: int = 32) -> tuple[int, float]:

@@ -18,10 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from selfpowered.augment.engines import HFGenerator  # noqa: E402
 from selfpowered.augment.run import AugmentSettings, augment  # noqa: E402
-from selfpowered.augment.tasks import TaskLibrary  # noqa: E402
 from selfpowered.convert.gguf_causal_lm import convert_gguf_causal_lm  # noqa: E402
+from selfpowered.text.engines import HFGenerator  # noqa: E402
+from selfpowered.text.tasks import TaskLibrary  # noqa: E402
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import time
 
 from selfpowered.asr import WhisperTranscriber
 from selfpowered.assets import EMBEDDED_MODELS, librivox_clips
-from selfpowered.evaluate.metrics import word_error_rate
+from selfpowered.text.metrics import word_error_rate
 
 
 def main() -> None:

@@ -5,11 +5,11 @@ from collections import Counter
 
 import pytest
 
-from selfpowered.augment.engines import GenerationRequest, HFGenerator
 from selfpowered.augment.filters import FilterSettings, reject_reason
 from selfpowered.augment.run import AugmentSettings, augment, merge_shards, parse_shard
-from selfpowered.augment.tasks import TaskLibrary
 from selfpowered.errors import ConfigError, SelfPoweredError
+from selfpowered.text.engines import GenerationRequest, HFGenerator
+from selfpowered.text.tasks import TaskLibrary
 from tiny import tiny_llama_config, tiny_tokenizer
 
 TRANSCRIPTS = [

@@ -11,10 +11,9 @@ import soundfile as sf
 import torch
 
 from conftest import tone
-from selfpowered.augment.tasks import TaskLibrary
 from selfpowered.config import EvalConfig
 from selfpowered.corpus.manifest import ManifestRow
-from selfpowered.evaluate.checks import is_echo, target_language, task_check
+from selfpowered.evaluate.checks import target_language, task_check
 from selfpowered.evaluate.probes import SPOKEN_COMMANDS, conflict_items, sqa_items
 from selfpowered.evaluate.suites import (
     Suite,
@@ -29,6 +28,8 @@ from selfpowered.evaluate.suites import (
 )
 from selfpowered.evaluate.systems import Query
 from selfpowered.model.prompting import SEGMENT_INSTRUCTION
+from selfpowered.text.echo import is_echo
+from selfpowered.text.tasks import TaskLibrary
 from tiny import tiny_llama_config, tiny_lsm, tiny_tokenizer
 
 # --- checks ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from selfpowered.evaluate.metrics import normalize_english, word_error_rate
+from selfpowered.text.metrics import normalize_english, word_error_rate
 
 
 def test_normaliser_is_whispers():
@@ -28,7 +28,7 @@ def test_wer_length_mismatch_is_an_error():
 
 
 # --- issue 6: every metric pinned on hand-checked cases ------------------------------------------
-from selfpowered.evaluate.metrics import (  # noqa: E402
+from selfpowered.text.metrics import (  # noqa: E402
     accuracy,
     bleu_tokenizer,
     character_error_rate,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from selfpowered.augment.engines import GenerationRequest, OpenAIGenerator
 from selfpowered.augment.run import augment
-from selfpowered.augment.tasks import TaskLibrary
 from selfpowered.errors import SelfPoweredError
+from selfpowered.text.engines import GenerationRequest, OpenAIGenerator
+from selfpowered.text.tasks import TaskLibrary
 from test_augment import write_manifest
 
 

@@ -7,8 +7,8 @@ import soundfile as sf
 import torch
 
 from selfpowered.asr import WhisperTranscriber
-from selfpowered.evaluate.metrics import word_error_rate
 from selfpowered.model import SpeechLM
+from selfpowered.text.metrics import word_error_rate
 
 pytestmark = pytest.mark.assets
 

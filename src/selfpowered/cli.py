@@ -323,12 +323,12 @@ def augment(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with AugmentConfig keys"),
 ) -> None:
     """Self-powered augmentation: the LLM answers instructions about each transcript (resumable)."""
-    from selfpowered.augment.engines import build_generator
     from selfpowered.augment.filters import FilterSettings
     from selfpowered.augment.run import AugmentSettings, parse_shard
     from selfpowered.augment.run import augment as run_augment
-    from selfpowered.augment.tasks import TaskLibrary
     from selfpowered.config import AugmentConfig, dump_config, load_config
+    from selfpowered.text.engines import build_generator
+    from selfpowered.text.tasks import TaskLibrary
 
     settings = load_config(
         AugmentConfig,

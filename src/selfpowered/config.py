@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from selfpowered.errors import ConfigError
+from selfpowered.text.echo import ECHO_MAX_WER
 
 
 class StrictModel(BaseModel):
@@ -152,7 +153,7 @@ class SynthConfig(StrictModel):
 
 class FilterConfig(StrictModel):
     require_final_punctuation: bool = True
-    copy_max_wer: float = Field(0.3, ge=0, description="answer this close to the transcript = a copy")
+    copy_max_wer: float = Field(ECHO_MAX_WER, ge=0, description="answer this close to the transcript = a copy")
     drop_refusals: bool = True
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from selfpowered.evaluate.metrics import normalize_english, word_error_rate
+from selfpowered.text.echo import ECHO_MAX_WER, is_echo
 
 FINAL_PUNCTUATION = tuple(".!?。！？\"')]*»”’")
 REFUSAL_PATTERNS = [
@@ -28,15 +28,8 @@ _REFUSAL = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
 @dataclass(frozen=True)
 class FilterSettings:
     require_final_punctuation: bool = True
-    copy_max_wer: float = 0.3  # answer within this normalised WER of the transcript = a copy
+    copy_max_wer: float = ECHO_MAX_WER  # answer within this normalised WER of the transcript = a copy
     drop_refusals: bool = True
-
-
-def is_copy(answer: str, transcript: str, max_wer: float) -> bool:
-    """True when the answer is the transcript again (normalised WER <= max_wer)."""
-    if not normalize_english(answer).strip():
-        return False
-    return word_error_rate([transcript], [answer]).wer <= max_wer
 
 
 def reject_reason(
@@ -57,6 +50,6 @@ def reject_reason(
         return "truncated: no final punctuation"
     if settings.drop_refusals and _REFUSAL.search(text):
         return "refusal or boilerplate"
-    if not copy_allowed and is_copy(text, transcript, settings.copy_max_wer):
+    if not copy_allowed and is_echo(text, transcript, settings.copy_max_wer):
         return "copies the transcript"
     return None

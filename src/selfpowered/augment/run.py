@@ -23,11 +23,11 @@ from typing import Any
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.augment.engines import GenerationRequest, TextGenerator
 from selfpowered.augment.filters import FilterSettings, reject_reason
-from selfpowered.augment.tasks import ASR_TASK, Draw, TaskLibrary, text_prompt
 from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest, rejects_path
 from selfpowered.errors import SelfPoweredError
+from selfpowered.text.engines import GenerationRequest, TextGenerator
+from selfpowered.text.tasks import ASR_TASK, Draw, TaskLibrary, text_prompt
 
 RECIPES = ("selfpowered", "vanilla")
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest
-from selfpowered.evaluate.metrics import word_error_rate
+from selfpowered.text.metrics import word_error_rate
 
 
 def sample_rows(manifest: str | Path, sample: int, seed: int = 0) -> list[ManifestRow]:

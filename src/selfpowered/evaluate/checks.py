@@ -11,10 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from selfpowered.augment.filters import is_copy
-from selfpowered.evaluate.metrics import detect_language, normalize_english
-
-ECHO_MAX_WER = 0.3  # design.md section 7: an answer within this normalised WER of the transcript echoes it
+from selfpowered.text.echo import is_echo
+from selfpowered.text.metrics import detect_language, normalize_english
 
 LANGUAGE_NAMES = {
     "chinese": "zh",
@@ -32,11 +30,6 @@ LANGUAGE_NAMES = {
     "english": "en",
 }
 SENTIMENT_LABELS = ("positive", "negative", "neutral", "mixed")
-
-
-def is_echo(answer: str, transcript: str) -> bool:
-    """The answer is the transcript again (normalised WER <= 0.3): the speech anchor bias."""
-    return is_copy(answer, transcript, ECHO_MAX_WER)
 
 
 def target_language(instruction: str) -> str | None:

@@ -26,7 +26,7 @@ from selfpowered.atomic import atomic_write_text
 from selfpowered.corpus.synth import Job, synthesise_job
 from selfpowered.corpus.tts import Voice, voice_available
 from selfpowered.errors import SelfPoweredError
-from selfpowered.evaluate.metrics import detect_language
+from selfpowered.text.metrics import detect_language
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import platform
 from pathlib import Path
 
 from selfpowered.atomic import atomic_file, atomic_write_text
+from selfpowered.text.echo import ECHO_MAX_WER
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -82,9 +83,10 @@ def _instruct_tables(results: dict) -> list[str]:
     first = next(iter(systems.values()))
     lines = ["## Instruction following (instruct suite)", ""]
     lines.append(
-        "Held-out speech x non-ASR instructions. **echo** = the answer is the transcript (normalised WER <= 0.3, "
-        "the speech anchor bias); **chrF** = speech-text consistency with the LLM's own text-mode answer to the "
-        "true transcript (the self-powered target); **check** = the task's own rule:"
+        "Held-out speech x non-ASR instructions. **echo** = the answer is the transcript "
+        f"(normalised WER <= {ECHO_MAX_WER}, the speech anchor bias); **chrF** = speech-text consistency with "
+        "the LLM's own text-mode answer to the true transcript (the self-powered target); "
+        "**check** = the task's own rule:"
     )
     lines += [f"- {task}: {rule}" for task, rule in first["checks"].items()]
     rows = [

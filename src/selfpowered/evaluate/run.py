@@ -16,7 +16,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.augment.tasks import TaskLibrary
 from selfpowered.config import EvalConfig
 from selfpowered.corpus.quality import sample_rows
 from selfpowered.errors import SelfPoweredError
@@ -32,6 +31,7 @@ from selfpowered.evaluate.systems import (
     cost_summary,
     timed,
 )
+from selfpowered.text.tasks import TaskLibrary
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfpowered.augment.tasks import ASR_TASK, TaskLibrary
 from selfpowered.corpus.manifest import ManifestRow
-from selfpowered.evaluate.checks import CHECKS, is_echo, target_language, task_check
-from selfpowered.evaluate.metrics import (
+from selfpowered.evaluate.checks import CHECKS, target_language, task_check
+from selfpowered.evaluate.probes import SPOKEN_COMMANDS, ProbeItem
+from selfpowered.evaluate.systems import Query
+from selfpowered.text.echo import is_echo
+from selfpowered.text.metrics import (
     accuracy,
     bleu_tokenizer,
     character_error_rate,
@@ -24,8 +26,7 @@ from selfpowered.evaluate.metrics import (
     parse_yes_no,
     word_error_rate,
 )
-from selfpowered.evaluate.probes import SPOKEN_COMMANDS, ProbeItem
-from selfpowered.evaluate.systems import Query
+from selfpowered.text.tasks import ASR_TASK, TaskLibrary
 
 
 @dataclass

@@ -6,7 +6,7 @@
 - `TextSystem`: the LLM given the true transcript; its answers are also the references of the
   instruct suite (the self-powered targets), so it scores 100 consistency by construction.
 
-Every text-mode answer goes through `augment.tasks.text_prompt` and `HFGenerator`, the same code
+Every text-mode answer goes through `text.tasks.text_prompt` and `HFGenerator`, the same code
 that made the training targets, and every system decodes greedily with the same token limit.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from selfpowered.augment.engines import GenerationRequest, HFGenerator
-from selfpowered.augment.tasks import text_prompt
+from selfpowered.text.engines import GenerationRequest, HFGenerator
+from selfpowered.text.tasks import text_prompt
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.evaluate.metrics import word_error_rate
 from selfpowered.model import SpeechLM
+from selfpowered.text.metrics import word_error_rate
 from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache
 from selfpowered.train.trainer import tokens_per_second

@@ -102,7 +102,7 @@ class TaskLibrary:
     ) -> TaskLibrary:
         """A shipped preset by name or a YAML file; `weights` / `variants` override per task."""
         if preset in PRESETS:
-            text = resources.files("selfpowered.augment.presets").joinpath(f"{preset}.yaml").read_text()
+            text = resources.files("selfpowered.text.presets").joinpath(f"{preset}.yaml").read_text()
             source = f"preset {preset!r}"
         else:
             path = Path(preset)
