@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from conftest import tone
 from selfpowered.cli import app
-from selfpowered.corpus.manifest import ValidationLimits, read_manifest, rejects_path, write_rejects
+from selfpowered.corpus.manifest import ValidationLimits, read_manifest, write_rejects
+from selfpowered.jsonl import rejects_path
 
 
 @pytest.fixture

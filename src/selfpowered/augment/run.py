@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
 from selfpowered.augment.filters import FilterSettings, reject_reason
-from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest, rejects_path
+from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest
 from selfpowered.errors import SelfPoweredError
+from selfpowered.jsonl import AppendLog, companion_path, iter_jsonl, rejects_path
 from selfpowered.text.engines import GenerationRequest, TextGenerator
 from selfpowered.text.tasks import ASR_TASK, Draw, TaskLibrary, text_prompt
 
@@ -56,41 +57,6 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def sample_id(row: ManifestRow, draw: Draw) -> str:
     return f"{row.id}#{draw.task.name}"
-
-
-class AppendLog:
-    """An append-only JSONL file whose ids are known; a torn last line is cut off on open."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.ids: set[str] = set()
-        self.records = 0
-        if path.exists():
-            self._recover()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(path, "a", encoding="utf-8")
-
-    def _recover(self) -> None:
-        data = self.path.read_bytes()
-        keep = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
-        if keep < len(data):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(keep)
-        for line in data[:keep].decode("utf-8").splitlines():
-            if line.strip():
-                self.ids.add(json.loads(line)["id"])
-                self.records += 1
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.handle.flush()
-        self.ids.add(record["id"])
-        self.records += 1
-
-    def close(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
 
 
 def _sample(row: ManifestRow, base: Path, out: Path, draw: Draw, response: str, source: dict) -> dict[str, Any]:
@@ -174,9 +140,7 @@ def augment(
         rejects.close()
     elapsed = time.perf_counter() - started
     result = _stats(manifest, out, library, engine, settings, samples, rejects, stats, kept_per_task, reasons, elapsed)
-    atomic_write_text(
-        out.with_name(out.name.removesuffix(".jsonl") + ".stats.json"), json.dumps(result, indent=1) + "\n"
-    )
+    atomic_write_text(companion_path(out, "stats.json"), json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -272,12 +236,8 @@ def merge_shards(shards: Iterable[str | Path], out: str | Path) -> dict[str, int
         for target, path in ((merged, shard), (merged_rejects, rejects_path(shard))):
             if not path.is_file():
                 continue
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
+            for number, record, error in iter_jsonl(path):
+                if error:
                     continue  # a torn last line of a killed shard: that sample was not finished
                 if "audio" in record:  # paths are relative to the file they are in: re-anchor them
                     audio = (shard.parent / record["audio"]).resolve()

@@ -156,7 +156,7 @@ def table(
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    from selfpowered.corpus.manifest import iter_jsonl
+    from selfpowered.jsonl import iter_jsonl
 
     for number, record, error in iter_jsonl(path):
         if error is None and not isinstance(record, dict):

@@ -12,18 +12,17 @@ them through the same `check_row`, so a manifest is valid by one definition ever
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from selfpowered.atomic import atomic_write_text
+from selfpowered.jsonl import iter_jsonl, rejects_path, write_jsonl
 
 KNOWN_FIELDS = ("id", "audio", "text", "duration", "lang", "speaker")
 
@@ -190,18 +189,6 @@ def check_row(
     return row, None
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed object or None, parse error or None) for each non-blank line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line), None
-            except json.JSONDecodeError as exc:
-                yield number, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-
-
 def read_manifest(path: str | Path, limits: ValidationLimits | None = None, progress: bool = False) -> ManifestReport:
     """Read and validate every line; bad lines become rejects, good lines are kept."""
     path = Path(path)
@@ -225,15 +212,6 @@ def read_manifest(path: str | Path, limits: ValidationLimits | None = None, prog
         else:
             rows.append(row)
     return ManifestReport(rows, rejects, lines)
-
-
-def rejects_path(manifest: str | Path) -> Path:
-    manifest = Path(manifest)
-    return manifest.with_name(manifest.name.removesuffix(".jsonl") + ".rejects.jsonl")
-
-
-def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def write_manifest(path: str | Path, rows: Iterable[ManifestRow], base: Path | None = None) -> None:

@@ -27,10 +27,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_file, atomic_write_text
-from selfpowered.corpus.manifest import ManifestRow, Reject, write_jsonl, write_manifest
+from selfpowered.corpus.manifest import ManifestRow, Reject, write_manifest
 from selfpowered.corpus.sentences import generate_sentences
 from selfpowered.corpus.tts import TTSError, Voice, synthesize, voice_available
 from selfpowered.errors import SelfPoweredError
+from selfpowered.jsonl import write_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from selfpowered.corpus.manifest import iter_jsonl, rejects_path, write_jsonl
 from selfpowered.errors import SelfPoweredError
+from selfpowered.jsonl import companion_path, iter_jsonl, write_jsonl
 
 DEFAULT_ASR_INSTRUCTION = "Provide the English transcription according to the speech"
 
@@ -80,7 +80,7 @@ def read_samples(path: str | Path, max_duration: float = 30.0) -> list[TrainSamp
                 float(duration),
             )
         )
-    write_jsonl(rejects_path(path).with_name(path.name.removesuffix(".jsonl") + ".train-rejects.jsonl"), rejects)
+    write_jsonl(companion_path(path, "train-rejects.jsonl"), rejects)
     if not samples:
         raise SelfPoweredError(f"{path}: no usable training samples ({len(rejects)} lines rejected)")
     return samples

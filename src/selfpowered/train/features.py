@@ -27,6 +27,7 @@ from tqdm import tqdm
 from selfpowered.atomic import atomic_write_text
 from selfpowered.audio import LogMelExtractor
 from selfpowered.errors import SelfPoweredError
+from selfpowered.jsonl import drop_torn_tail, iter_jsonl
 from selfpowered.model.encoder import SpeechEncoder, featurize
 
 DATA_FILE, INDEX_FILE, META_FILE = "features.f16", "index.jsonl", "meta.json"
@@ -82,12 +83,7 @@ class FeatureCache:
         index_path, data_path = self.folder / INDEX_FILE, self.folder / DATA_FILE
         end = 0
         if index_path.is_file():
-            raw = index_path.read_bytes()
-            complete = raw[: raw.rfind(b"\n") + 1]
-            if len(complete) < len(raw):  # torn last index line
-                with open(index_path, "r+b") as handle:
-                    handle.truncate(len(complete))
-            for line in complete.decode().splitlines():
+            for line in drop_torn_tail(index_path).decode().splitlines():
                 record = json.loads(line)
                 self.index[record["key"]] = (record["offset"], record["frames"])
                 end = max(end, record["offset"] + record["frames"] * self.hidden_size * 2)
@@ -170,8 +166,6 @@ def build_feature_cache(
 
 def audio_paths_of(jsonl: str | os.PathLike) -> list[Path]:
     """Audio files named by a manifest or a samples file (`audio` relative to the file or absolute)."""
-    from selfpowered.corpus.manifest import iter_jsonl
-
     jsonl = Path(jsonl)
     if not jsonl.is_file():
         raise SelfPoweredError(f"{jsonl}: file not found")
