@@ -19,7 +19,8 @@ import time
 import torch
 from report import emit
 
-from selfpowered.corpus.manifest import ValidationLimits, read_manifest
+from selfpowered.config import LimitsConfig
+from selfpowered.corpus.manifest import read_manifest
 from selfpowered.text.engines import GenerationRequest, HFGenerator
 from selfpowered.text.tasks import TaskLibrary
 
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--only-ours", action="store_true", help="tuning: skip the (slow) official run")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args()
-    rows = read_manifest(args.manifest, ValidationLimits(check_audio=False)).rows[: args.n]
+    rows = read_manifest(args.manifest, LimitsConfig(check_audio=False)).rows[: args.n]
     library = TaskLibrary.load(args.tasks, weights={"asr": 0})  # asr needs no LLM: leave it out of both
     requests = []
     for row in rows:

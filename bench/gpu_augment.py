@@ -18,10 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from selfpowered.augment.run import AugmentSettings, augment  # noqa: E402
+from selfpowered.augment.run import augment  # noqa: E402
+from selfpowered.config import AugmentConfig  # noqa: E402
 from selfpowered.convert.gguf_causal_lm import convert_gguf_causal_lm  # noqa: E402
 from selfpowered.text.engines import HFGenerator  # noqa: E402
-from selfpowered.text.tasks import TaskLibrary  # noqa: E402
 
 
 def main() -> None:
@@ -43,14 +43,10 @@ def main() -> None:
         print(f"converted GGUF in {time.perf_counter() - started:.1f} s", flush=True)
     engine = HFGenerator(str(llm_dir), token_budget=args.token_budget, max_batch=args.max_batch, device=args.device)
     engine.model_id = "smollm2-135m-instruct"  # the embedded model this folder was converted from
-    stats = augment(
-        args.manifest,
-        args.out,
-        TaskLibrary.load(args.tasks),
-        engine,
-        AugmentSettings(recipe=args.recipe, chunk_size=4096, limit=args.limit),
-        progress=False,
+    config = AugmentConfig(
+        manifest=args.manifest, output=args.out, tasks=args.tasks, recipe=args.recipe, chunk_size=4096, limit=args.limit
     )
+    stats = augment(config, engine, progress=False)
     print(json.dumps(stats, indent=1))
 
 

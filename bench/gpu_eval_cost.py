@@ -25,11 +25,10 @@ from pathlib import Path
 import torch
 import transformers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_speechlm import SCALES, build, forced_answer, mel_batch, paired  # noqa: E402
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+from gpu_speechlm import SCALES, build, forced_answer, layout_for, mel_batch, paired  # noqa: E402
+from tests.tiny import tiny_llama_config, tiny_tokenizer, tiny_whisper_config  # noqa: E402
 from transformers import WhisperConfig, WhisperForConditionalGeneration  # noqa: E402
-
-from tiny import tiny_llama_config, tiny_tokenizer, tiny_whisper_config  # noqa: E402
 
 DECODER_LAYERS = {"demo": 4, "paper": 32}  # tiny.en and large-v2 have as many decoder as encoder layers
 TOKENS_PER_SECOND = 3.3
@@ -59,15 +58,18 @@ def measure(name: str, scale: dict, device: str, repeats: int, smoke: bool) -> d
     batch = scale["batch"]
     seconds = [4.0, 7.0, 10.0, 13.0, 16.0]
     mels = mel_batch(batch, seconds, device)
-    padded = torch.stack([torch.nn.functional.pad(m[0], (0, 3000 - m[0].shape[1])) for m in mels]).to(dtype)
+    padded = mel_batch(batch, seconds, device, pad_to_30s=True)["mel"].to(dtype)
     transcript_tokens = round(TOKENS_PER_SECOND * sum(seconds) / len(seconds))
     instruction = ["translate the given english content into chinese"] * batch
     vocab = lsm.llm.config.vocab_size
     prompt_ids = torch.randint(10, vocab - 1, (batch, 20 + transcript_tokens), device=device)
     forced = dict(do_sample=False, pad_token_id=lsm.tokenizer.pad_token_id)
 
-    def lsm_answer() -> None:
-        forced_answer(lsm, instruction, lsm.connect(*lsm.encode(mels)), ANSWER_TOKENS)
+    prompts, _ = layout_for(lsm, mels, instruction, padding_side="left")
+    prompts = {**{k: v for k, v in prompts.items() if not k.startswith("encoder_")}, **mels}
+
+    def lsm_answer() -> None:  # encoder, connector and LLM generate, every time
+        forced_answer(lsm, prompts, ANSWER_TOKENS)
 
     def cascade_answer() -> None:
         whisper.generate(

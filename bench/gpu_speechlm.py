@@ -29,12 +29,13 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from tests.tiny import tiny_llama_config, tiny_tokenizer, tiny_whisper_config  # noqa: E402
 from transformers import LlamaConfig, WhisperConfig, WhisperFeatureExtractor  # noqa: E402
 
 from selfpowered.model import SpeechLM  # noqa: E402
-from tiny import tiny_llama_config, tiny_tokenizer, tiny_whisper_config  # noqa: E402
+from selfpowered.model.encoder import pack_chunks  # noqa: E402
 
 SCALES = {
     "demo": dict(
@@ -109,13 +110,14 @@ def build(scale: dict, device: str, dtype: torch.dtype) -> SpeechLM:
     return model.to(dtype)
 
 
-def forced_answer(model: SpeechLM, instructions: list[str], speech: list[torch.Tensor], new_tokens: int) -> None:
-    """Greedy generation of exactly `new_tokens` tokens from the spliced prompt: random weights
-    would stop at any token, so the length is forced to time the work a trained model does."""
-    inputs = model.build_inputs(instructions, speech, padding_side="left")
+def forced_answer(model: SpeechLM, inputs: dict[str, torch.Tensor], new_tokens: int) -> None:
+    """Greedy generation of exactly `new_tokens` tokens from a processor batch (speech as mel or
+    cached states): random weights would stop at any token, so the length is forced to time the
+    work a trained model does."""
+    embeds = model.embed_inputs(inputs)
     model.llm.generate(
-        inputs_embeds=inputs.inputs_embeds,
-        attention_mask=inputs.attention_mask,
+        inputs_embeds=embeds,
+        attention_mask=inputs["attention_mask"].to(embeds.device),
         max_new_tokens=new_tokens,
         min_new_tokens=new_tokens,
         do_sample=False,
@@ -123,8 +125,20 @@ def forced_answer(model: SpeechLM, instructions: list[str], speech: list[torch.T
     )
 
 
-def mel_batch(batch: int, seconds: list[float], device: str) -> list[list[torch.Tensor]]:
-    return [[torch.randn(80, int(seconds[i % len(seconds)] * 100), device=device)] for i in range(batch)]
+def mel_batch(batch: int, seconds: list[float], device: str, pad_to_30s: bool = False) -> dict[str, torch.Tensor]:
+    """Random log-mel features (the encoder's input tensors), real lengths or padded to 30 s."""
+    frames = [3000 if pad_to_30s else int(seconds[i % len(seconds)] * 100) for i in range(batch)]
+    packed = pack_chunks([[torch.randn(80, n)] for n in frames])
+    return {key: value.to(device) if key == "mel" else value for key, value in packed.items()}
+
+
+def layout_for(model: SpeechLM, mels: dict, instructions, responses=None, padding_side="right") -> dict:
+    """The processor's prompt layout for speech given as mel tensors (slots from their lengths)."""
+    with torch.no_grad():
+        states, lengths = model.encode(**mels)
+    cached = [states[i, :n] for i, n in enumerate(lengths.tolist())]
+    inputs = model.processor(instructions, encoder_states=cached, response=responses, padding_side=padding_side)
+    return inputs, cached
 
 
 def measure_scale(name: str, scale: dict, device: str, repeats: int, rows: list[dict]) -> None:
@@ -140,8 +154,8 @@ def measure_scale(name: str, scale: dict, device: str, repeats: int, rows: list[
     audio_seconds = sum(seconds[i % len(seconds)] for i in range(batch))
 
     with torch.no_grad():
-        padded = [[torch.nn.functional.pad(m[0], (0, 3000 - m[0].shape[1]))] for m in mels]
-        ours, full = paired(lambda: model.encode(mels), lambda: model.encode(padded), device, repeats)
+        padded = mel_batch(batch, seconds, device, pad_to_30s=True)
+        ours, full = paired(lambda: model.encode(**mels), lambda: model.encode(**padded), device, repeats)
     rows.append(
         dict(
             scale=name,
@@ -152,41 +166,42 @@ def measure_scale(name: str, scale: dict, device: str, repeats: int, rows: list[
             speedup=round(full / ours, 2),
         )
     )
-    with torch.no_grad():
-        states = model.encode(mels)
+    from_states, cached = layout_for(model, mels, instructions, responses)
+    text_layout = {k: v for k, v in from_states.items() if not k.startswith("encoder_")}
+    from_mels = {**text_layout, **mels}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
-    def step(**speech) -> None:
-        loss = model(instruction=instructions, response=responses, **speech).loss
+    def step(inputs: dict) -> None:
+        loss = model(**inputs).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    cached, from_mel = paired(lambda: step(encoder_states=states), lambda: step(mel_chunks=mels), device, repeats)
+    cached_s, from_mel = paired(lambda: step(from_states), lambda: step(from_mels), device, repeats)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
     rows.append(
         dict(
             scale=name,
             what="train step (LoRA q/v + connector), cached encoder states vs encoder every step",
             batch=batch,
-            ours_s=round(cached, 4),
+            ours_s=round(cached_s, 4),
             baseline_s=round(from_mel, 4),
-            speedup=round(from_mel / cached, 2),
-            samples_per_s=round(batch / cached, 1),
-            audio_hours_per_hour=round(audio_seconds / cached, 1),
+            speedup=round(from_mel / cached_s, 2),
+            samples_per_s=round(batch / cached_s, 1),
+            audio_hours_per_hour=round(audio_seconds / cached_s, 1),
             peak_gib=round(peak, 1),
             params_m=round(params / 1e6, 1),
             trainable_m=round(trainable / 1e6, 2),
         )
     )
     model.eval()
-    speech = model.connect(*states)
+    prompts, _ = layout_for(model, mels, instructions, padding_side="left")
     new_tokens = 64
 
     def gen() -> None:
-        forced_answer(model, instructions, speech, new_tokens)
+        forced_answer(model, prompts, new_tokens)
 
     with torch.no_grad():
         gen_s = timed(gen, device, max(1, repeats // 2), warmup=1)

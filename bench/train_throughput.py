@@ -18,16 +18,18 @@ import platform
 import tempfile
 import time
 
+import numpy as np
 import torch
 from report import emit
 
+from selfpowered.audio import SAMPLE_RATE, load_audio
 from selfpowered.model import SpeechLM
-from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
+from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache
-from selfpowered.train.trainer import tokens_per_second
 
 
-def step(model: SpeechLM, optimizer: torch.optim.Optimizer, **inputs) -> float:
+def step(model: SpeechLM, optimizer: torch.optim.Optimizer, inputs: dict) -> float:
     loss = model(**inputs).loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -40,15 +42,11 @@ def official_pass(model: SpeechLM, samples, batch_size: int) -> float:
     start = time.perf_counter()
     for first in range(0, len(samples), batch_size):
         batch = samples[first : first + batch_size]
-        mels = model.featurize([s.audio for s in batch])
-        padded = [[torch.nn.functional.pad(m[0], (0, 3000 - m[0].shape[1]))] for m in mels]  # to 30 s
-        step(
-            model,
-            optimizer,
-            instruction=[s.instruction for s in batch],
-            response=[s.response for s in batch],
-            mel_chunks=padded,
-        )
+        # the official feature extractor pads the audio to 30 s; the encoder then runs on 3000 frames
+        clips = [load_audio(s.audio) for s in batch]
+        padded = [np.pad(clip, (0, max(0, 30 * SAMPLE_RATE - clip.size))) for clip in clips]
+        inputs = model.processor([s.instruction for s in batch], audio=padded, response=[s.response for s in batch])
+        step(model, optimizer, inputs)
     return time.perf_counter() - start
 
 
@@ -56,11 +54,13 @@ def our_pass(
     model: SpeechLM, dataset: SpeechInstructionDataset, token_budget: int, max_batch: int
 ) -> tuple[float, int]:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    sampler = TokenBudgetBatchSampler(dataset.token_lengths(tokens_per_second(model)), token_budget, max_batch)
+    sampler = TokenBudgetBatchSampler(
+        dataset.token_lengths(speech_tokens_per_second(model.config)), token_budget, max_batch
+    )
+    collate = Collator(model.processor)
     start = time.perf_counter()
     for indices in sampler:
-        batch = collate([dataset[i] for i in indices])
-        step(model, optimizer, **batch)
+        step(model, optimizer, collate([dataset[i] for i in indices]))
     return time.perf_counter() - start, len(sampler)
 
 

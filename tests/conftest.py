@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests import tiny
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,13 +28,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def tone(seconds: float, freq: float = 220.0, rate: int = 16_000) -> np.ndarray:
-    """A voiced-looking test signal: a tone with harmonics and a little noise."""
-    t = np.arange(int(seconds * rate)) / rate
-    signal = sum(np.sin(2 * np.pi * freq * k * t) / k for k in (1, 2, 3))
-    return (0.2 * signal + 0.01 * np.random.default_rng(int(freq)).standard_normal(t.size)).astype(np.float32)
-
-
 @pytest.fixture(scope="session")
 def librivox() -> list[tuple[Path, str]]:
     """The 5 public-domain LibriVox clips of Debian's pocketsphinx-testdata, with transcripts."""
@@ -46,3 +38,15 @@ def librivox() -> list[tuple[Path, str]]:
         return librivox_clips()
     except AssetError as exc:  # required in CI (make setup installs it); optional elsewhere
         pytest.fail(str(exc)) if os.environ.get("CI") else pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """A real (random, tiny) causal LM folder with a chat-template tokenizer."""
+    from transformers import LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    tokenizer = tiny.tiny_tokenizer()
+    LlamaForCausalLM(tiny.tiny_llama_config(len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

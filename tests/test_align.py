@@ -5,11 +5,11 @@ import json
 import soundfile as sf
 import torch
 
-from conftest import tone
 from selfpowered.config import AlignConfig
 from selfpowered.model import SpeechLM
 from selfpowered.train.align import CTCHead, align, ctc_vocabulary
-from tiny import tiny_lsm
+from tests.helpers import tone
+from tests.tiny import tiny_lsm
 
 
 def test_vocabulary_has_no_capitals_or_specials():

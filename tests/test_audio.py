@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 from transformers import WhisperFeatureExtractor
 
-from conftest import tone
 from selfpowered.audio import LogMelExtractor, chunk_samples, load_audio
 from selfpowered.errors import AudioError
+from tests.helpers import tone
 
 
 def test_load_resamples_and_downmixes(tmp_path):

@@ -5,40 +5,13 @@ from collections import Counter
 
 import pytest
 
-from selfpowered.augment.filters import FilterSettings, reject_reason
-from selfpowered.augment.run import AugmentSettings, augment, merge_shards, parse_shard
-from selfpowered.errors import ConfigError, SelfPoweredError
+from selfpowered.augment.filters import reject_reason
+from selfpowered.augment.run import augment, merge_shards
+from selfpowered.config import AugmentConfig, FilterConfig
+from selfpowered.errors import ConfigError
 from selfpowered.text.engines import GenerationRequest, HFGenerator
 from selfpowered.text.tasks import TaskLibrary
-from tiny import tiny_llama_config, tiny_tokenizer
-
-TRANSCRIPTS = [
-    "my sister baked a loaf of bread at the market yesterday",
-    "please close the kitchen window before the storm arrives",
-    "the old bridge was closed to cars",
-    "do you think the baker will open a small cafe next week",
-]
-
-
-@pytest.fixture(scope="session")
-def tiny_llm(tmp_path_factory):
-    """A real (random, tiny) causal LM folder with a chat-template tokenizer."""
-    from transformers import LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llm")
-    tokenizer = tiny_tokenizer()
-    LlamaForCausalLM(tiny_llama_config(len(tokenizer))).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def write_manifest(path, count):
-    rows = [
-        {"id": f"utt{i:04d}", "audio": f"audio/utt{i:04d}.flac", "text": TRANSCRIPTS[i % 4], "duration": 2.0}
-        for i in range(count)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+from tests.helpers import TRANSCRIPTS, write_manifest
 
 
 def read_ids(path):
@@ -108,11 +81,11 @@ def test_bad_task_library_errors(tmp_path):
     ],
 )
 def test_filters(answer, finish, copy_allowed, reason):
-    assert reject_reason(answer, TRANSCRIPTS[0], finish, copy_allowed, FilterSettings()) == reason
+    assert reject_reason(answer, TRANSCRIPTS[0], finish, copy_allowed, FilterConfig()) == reason
 
 
 def test_titles_need_no_final_punctuation():
-    assert reject_reason("The Baker's Bread", TRANSCRIPTS[0], "stop", False, FilterSettings(), False) is None
+    assert reject_reason("The Baker's Bread", TRANSCRIPTS[0], "stop", False, FilterConfig(), False) is None
 
 
 # -- the hf engine ----------------------------------------------------------------------------------
@@ -143,14 +116,8 @@ def test_hf_batched_answers_equal_one_by_one(tiny_llm):
 # -- the run loop -----------------------------------------------------------------------------------
 def test_vanilla_recipe_needs_no_llm_and_keeps_transcripts(tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 20)
-    stats = augment(
-        manifest,
-        tmp_path / "out" / "v.jsonl",
-        TaskLibrary.load("paper"),
-        None,
-        AugmentSettings(recipe="vanilla"),
-        progress=False,
-    )
+    config = AugmentConfig(manifest=str(manifest), output=str(tmp_path / "out" / "v.jsonl"), tasks="paper")
+    stats = augment(config.model_copy(update={"recipe": "vanilla"}), progress=False)
     samples = [json.loads(line) for line in (tmp_path / "out" / "v.jsonl").read_text().splitlines()]
     assert len(samples) == 20 and all(s["task"] == "asr" and s["response"] == s["transcript"] for s in samples)
     assert samples[0]["audio"] == "../audio/utt0000.flac"
@@ -163,7 +130,8 @@ def test_selfpowered_run_resume_and_torn_line(tiny_llm, tmp_path):
     engine = HFGenerator(str(tiny_llm), max_new_tokens=8)
     out = tmp_path / "sp.jsonl"
     library = TaskLibrary.load("demo")
-    stats = augment(manifest, out, library, engine, progress=False)
+    config = AugmentConfig(manifest=str(manifest), output=str(out), tasks="demo")
+    stats = augment(config, engine, progress=False)
     run = stats["this_run"]
     assert run["processed"] == 24 and run["llm_calls"] == sum(
         library.draw(f"utt{i:04d}").task.answer == "llm" for i in range(24)
@@ -173,7 +141,7 @@ def test_selfpowered_run_resume_and_torn_line(tiny_llm, tmp_path):
     # simulate a kill in the middle of a write: a torn last line
     with open(out, "a") as handle:
         handle.write('{"id": "utt0099#asr", "aud')
-    again = augment(manifest, out, library, engine, progress=False)
+    again = augment(config, engine, progress=False)
     assert again["this_run"]["processed"] == 0 and again["this_run"]["skipped_already_done"] == 24
     assert sorted(read_ids(out) + read_ids(tmp_path / "sp.rejects.jsonl")) == sorted(done)
 
@@ -181,14 +149,10 @@ def test_selfpowered_run_resume_and_torn_line(tiny_llm, tmp_path):
 def test_prompt_limit_drops_long_prompts(tiny_llm, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 8)
     engine = HFGenerator(str(tiny_llm), max_new_tokens=4)
-    augment(
-        manifest,
-        tmp_path / "o.jsonl",
-        TaskLibrary.load("demo", weights={"asr": 0}),
-        engine,
-        AugmentSettings(max_prompt_tokens=5),
-        progress=False,
+    config = AugmentConfig(
+        manifest=str(manifest), output=str(tmp_path / "o.jsonl"), task_weights={"asr": 0}, max_prompt_tokens=5
     )
+    augment(config, engine, progress=False)
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "o.rejects.jsonl").read_text().splitlines()]
     assert len(reasons) == 8 and all(r.startswith("prompt too long") for r in reasons)
 
@@ -196,17 +160,10 @@ def test_prompt_limit_drops_long_prompts(tiny_llm, tmp_path):
 def test_shards_merge_to_the_unsharded_result(tiny_llm, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 15)
     engine = HFGenerator(str(tiny_llm), max_new_tokens=6)
-    library = TaskLibrary.load("demo")
-    augment(manifest, tmp_path / "all.jsonl", library, engine, progress=False)
+    augment(AugmentConfig(manifest=str(manifest), output=str(tmp_path / "all.jsonl")), engine, progress=False)
     for i in range(3):
-        augment(
-            manifest,
-            tmp_path / "shards" / f"s{i}.jsonl",
-            library,
-            engine,
-            AugmentSettings(shard=(i, 3)),
-            progress=False,
-        )
+        shard = AugmentConfig(manifest=str(manifest), output=str(tmp_path / "shards" / f"s{i}.jsonl"), shard=f"{i}/3")
+        augment(shard, engine, progress=False)
     counts = merge_shards([tmp_path / "shards" / f"s{i}.jsonl" for i in range(3)], tmp_path / "merged.jsonl")
     whole = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "all.jsonl").read_text().splitlines()}
     merged = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "merged.jsonl").read_text().splitlines()}
@@ -216,10 +173,10 @@ def test_shards_merge_to_the_unsharded_result(tiny_llm, tmp_path):
 
 
 def test_shard_parsing():
-    assert parse_shard("2/5") == (2, 5)
+    assert AugmentConfig(manifest="m", output="o", shard="2/5").shard_index_count == (2, 5)
     for bad in ("5/5", "x", "1-2"):
-        with pytest.raises(SelfPoweredError):
-            parse_shard(bad)
+        with pytest.raises(ValueError):
+            AugmentConfig(manifest="m", output="o", shard=bad)
 
 
 def test_shrinking_greedy_equals_transformers_generate(tiny_llm):
@@ -251,7 +208,7 @@ def test_augment_cli_both_recipes_and_merge(tiny_llm, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 10)
     vanilla = runner.invoke(app, ["augment", str(manifest), str(tmp_path / "v.jsonl"), "--recipe", "vanilla"])
     assert vanilla.exit_code == 0, vanilla.output
-    assert "kept 10 {'asr': 10}" in vanilla.output
+    assert "kept_per_task" in vanilla.output and "{'asr': 10}" in vanilla.output
     for shard in ("0/2", "1/2"):
         result = runner.invoke(
             app,
@@ -259,12 +216,12 @@ def test_augment_cli_both_recipes_and_merge(tiny_llm, tmp_path):
                 "augment",
                 str(manifest),
                 str(tmp_path / f"s{shard[0]}.jsonl"),
-                "--llm",
-                str(tiny_llm),
+                "--set",
+                f"llm={tiny_llm}",
                 "--shard",
                 shard,
-                "--max-new-tokens",
-                "6",
+                "--set",
+                "max_new_tokens=6",
             ],
         )
         assert result.exit_code == 0, result.output
@@ -274,5 +231,5 @@ def test_augment_cli_both_recipes_and_merge(tiny_llm, tmp_path):
     assert merged.exit_code == 0 and "from 2 shards" in merged.output
     lines = len(read_ids(tmp_path / "all.jsonl")) + len(read_ids(tmp_path / "all.rejects.jsonl"))
     assert lines == 10
-    no_url = runner.invoke(app, ["augment", str(manifest), str(tmp_path / "o.jsonl"), "--engine", "openai"])
-    assert no_url.exit_code == 2 and "needs --server-url" in no_url.output
+    no_url = runner.invoke(app, ["augment", str(manifest), str(tmp_path / "o.jsonl"), "--set", "engine=openai"])
+    assert no_url.exit_code == 2 and "needs server_url" in no_url.output

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from test_augment import tiny_llm, write_manifest  # noqa: F401  (fixture re-used)
+from tests.helpers import write_manifest
 
 
 def _records(path):
@@ -23,7 +23,7 @@ def _lines(path):
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def test_killed_three_times_resumes_to_the_unkilled_result(tiny_llm, tmp_path):  # noqa: F811
+def test_killed_three_times_resumes_to_the_unkilled_result(tiny_llm, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 160)
     config = tmp_path / "augment.yaml"
     config.write_text(f"llm: {tiny_llm}\ntasks: demo\nmax_new_tokens: 24\nchunk_size: 4\nmax_batch: 4\n")

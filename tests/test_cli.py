@@ -4,9 +4,9 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from conftest import tone
 from selfpowered.cli import app
-from tiny import tiny_lsm
+from tests.helpers import tone
+from tests.tiny import tiny_lsm
 
 runner = CliRunner()
 
@@ -102,3 +102,21 @@ def test_init_builds_an_untrained_checkpoint_on_the_embedded_models(tmp_path, cl
     assert "connector: stack_mlp" in result.output  # the validated config is echoed
     chat = runner.invoke(app, ["chat", "-m", str(out), "-a", str(clip), "--max-new-tokens", "4", "Transcribe"])
     assert chat.exit_code == 0, chat.output
+
+
+def test_set_overrides_reach_the_stage_config(checkpoint, clip):
+    result = runner.invoke(
+        app, ["chat", "-m", str(checkpoint), "-a", str(clip), "--set", "generation.max_new_tokens=0", "Transcribe"]
+    )
+    assert result.exit_code == 2 and "generation.max_new_tokens: Input should be greater" in " ".join(
+        result.output.split()
+    )
+    bad = runner.invoke(app, ["chat", "-m", str(checkpoint), "--set", "nonsense", "Transcribe"])
+    assert bad.exit_code == 2 and "expected KEY=VALUE" in bad.output
+
+
+def test_config_show_prints_the_defaults():
+    result = runner.invoke(app, ["config", "show", "augment"])
+    assert result.exit_code == 0 and "max_new_tokens: 225" in result.output and "# required" in result.output
+    unknown = runner.invoke(app, ["config", "show", "nope"])
+    assert unknown.exit_code == 2 and "unknown stage" in unknown.output

@@ -3,17 +3,65 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from selfpowered.config import ChatConfig, InitConfig, ModelConfig, dump_config, load_config
+from selfpowered.config import (
+    STAGES,
+    ChatConfig,
+    EvalConfig,
+    InitConfig,
+    ModelConfig,
+    describe_config,
+    dump_config,
+    load_config,
+    parse_overrides,
+)
 from selfpowered.errors import ConfigError
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
 
-def test_shipped_model_config_is_the_default():
-    config = load_config(InitConfig, CONFIGS / "model.yaml", {"output": "x"})
-    assert config.model.model_dump(exclude={"window_seconds"}) == ModelConfig().model_dump(exclude={"window_seconds"})
-    assert config.model.window_seconds == pytest.approx(1 / 3)
+def test_checkpoint_config_takes_its_fields_and_limits_from_model_config():
+    from selfpowered.model import LSMConfig
+
+    lsm = LSMConfig()
+    for name in ModelConfig.architecture_fields():
+        assert getattr(lsm, name) == getattr(ModelConfig(), name), name
+    with pytest.raises(ValueError, match="lora_r"):
+        LSMConfig(lora_r=0)  # the same limit as in a YAML recipe
+
+
+def test_set_overrides_parse_yaml_values_and_win_over_file_and_flags(tmp_path):
+    overrides = parse_overrides(["generation.max_new_tokens=5", "audio=[a.wav, b.wav]", "device=cuda:1"])
+    assert overrides == {"generation.max_new_tokens": 5, "audio": ["a.wav", "b.wav"], "device": "cuda:1"}
+    path = tmp_path / "c.yaml"
+    path.write_text("model: ckpt\ngeneration:\n  max_new_tokens: 7\n")
+    config = load_config(ChatConfig, path, {"generation.max_new_tokens": 9}, overrides)
+    assert config.generation.max_new_tokens == 5 and config.audio == ["a.wav", "b.wav"]
+    assert load_config(ChatConfig, path, {}, {"instruction": None}).instruction is None  # --set key=null applies
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["max_new_tokens"])
+    with pytest.raises(ConfigError, match="generaton: Extra inputs"):
+        load_config(ChatConfig, path, {}, parse_overrides(["generaton.max_new_tokens=3"]))
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_config_show_lists_every_key_with_its_default(stage):
+    data = yaml.safe_load(describe_config(stage))
+    cls = STAGES[stage]
+    assert set(data) == set(cls.model_fields)
+    for key, field in cls.model_fields.items():
+        if field.is_required():  # shown empty (or as its section), commented "required"
+            assert data[key] is None or set(data[key]) == set(field.annotation.model_fields)
+            continue
+        default = field.get_default(call_default_factory=True)
+        expected = default.model_dump(mode="json") if hasattr(default, "model_dump") else default
+        assert data[key] == pytest.approx(expected) if isinstance(expected, float) else data[key] == expected, key
+
+
+def test_eval_model_and_suite_lists_accept_comma_joined_flags():
+    config = EvalConfig(data="d", models=["a=x,b=y", "c"], suites="asr, instruct", baselines=["none"])
+    assert config.models == ["a=x", "b=y", "c"] and config.suites == ["asr", "instruct"] and config.baselines == []
 
 
 def test_flags_override_file_values(tmp_path):

@@ -70,5 +70,5 @@ def test_stack_mlp_counts():
 
 
 def test_config_rejects_unknown_connector():
-    with pytest.raises(ValueError, match="connector must be one of"):
+    with pytest.raises(ValueError, match="connector"):
         _config(connector="perceiver")

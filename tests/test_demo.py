@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from selfpowered.config import DemoConfig
 from selfpowered.demo import demo_verdict, run_demo
 from selfpowered.errors import SelfPoweredError
 
@@ -83,13 +84,13 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
     assert [c[0] for c in again.calls] == ["eval"]
     (repo / "demo-output" / "corpus" / "leftover").write_text("x")
     fresh = Recorder()
-    run_demo(fresh=True, runner=fresh, echo=lambda _: None)
+    run_demo(DemoConfig(fresh=True), runner=fresh, echo=lambda _: None)
     assert len(fresh.calls) == 2 and not (repo / "demo-output" / "corpus" / "leftover").exists()
 
 
 def test_retrain_runs_every_stage_in_order(repo):
     runner = Recorder()
-    run_demo(retrain=True, runner=runner, echo=lambda _: None)
+    run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)
     assert [c[0] for c in runner.calls] == ["corpus", "augment", "augment", "align", "train", "train", "eval"]
     assert "--recipe" in runner.calls[2] and runner.calls[4][1] == "configs/demo-vanilla.yaml"
 

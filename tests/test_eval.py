@@ -8,9 +8,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from conftest import tone
 from selfpowered.config import EvalConfig
 from selfpowered.corpus.manifest import ManifestRow
 from selfpowered.evaluate.checks import target_language, task_check
@@ -30,7 +28,8 @@ from selfpowered.evaluate.systems import Query
 from selfpowered.model.prompting import SEGMENT_INSTRUCTION
 from selfpowered.text.echo import is_echo
 from selfpowered.text.tasks import TaskLibrary
-from tiny import tiny_llama_config, tiny_lsm, tiny_tokenizer
+from tests.helpers import tone
+from tests.tiny import tiny_llama_config, tiny_lsm, tiny_tokenizer
 
 # --- checks ---------------------------------------------------------------------------------------
 
@@ -207,8 +206,8 @@ def test_instruction_span_marks_exactly_the_instruction():
     pieces = model.prompt.pieces(instruction)
     first, last = pieces.instruction_span
     assert model.tokenizer.decode(pieces.prefix_ids[first:last]).strip() == instruction
-    batch = model.build_inputs([instruction], [torch.zeros(3, model.config.llm_config["hidden_size"])])
-    assert int((batch.segments == SEGMENT_INSTRUCTION).sum()) == last - first
+    batch = model.processor([instruction], audio=[tone(1.0)])
+    assert int((batch["segments"] == SEGMENT_INSTRUCTION).sum()) == last - first
 
 
 def test_attention_and_saliency_shares_sum_to_one():

@@ -4,10 +4,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import tone
 from selfpowered.errors import SelfPoweredError
+from selfpowered.model.encoder import featurize
 from selfpowered.train.features import DATA_FILE, INDEX_FILE, audio_key, build_feature_cache, open_cache
-from tiny import tiny_lsm
+from tests.helpers import tone
+from tests.tiny import tiny_lsm
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_cache_holds_real_frame_encoder_states_in_fp16(clips, tmp_path):
     assert stats == {"cached_before": 0, "encoded": 4, "total": 4, "seconds": stats["seconds"]}
     cache = open_cache(tmp_path / "cache", model.encoder, model.mel)
     for path in clips:
-        states, lengths = model.encode(model.featurize([path]))
+        states, lengths = model.encode(**featurize(model.mel, [path]))
         cached = cache.get(audio_key(path))
         assert cached.dtype == torch.float16 and cached.shape == (int(lengths[0]), 32)
         torch.testing.assert_close(cached.float(), states[0, : lengths[0]], atol=2e-2, rtol=1e-2)
@@ -39,12 +40,10 @@ def test_training_from_the_cache_matches_training_from_audio(clips, tmp_path):
     model = tiny_lsm().eval().to(torch.float32)
     build_feature_cache(model.encoder, model.mel, clips, tmp_path / "cache")
     cache = open_cache(tmp_path / "cache", model.encoder, model.mel)
-    cached = [cache.get(audio_key(p)).float() for p in clips[:2]]
-    lengths = torch.tensor([c.shape[0] for c in cached])
-    states = torch.nn.utils.rnn.pad_sequence(cached, batch_first=True)
+    cached = [cache.get(audio_key(p)) for p in clips[:2]]
     kwargs = dict(instruction=["transcribe", "transcribe"], response=["a", "b"])
-    from_cache = model(encoder_states=(states, lengths), **kwargs).loss
-    from_audio = model(audio=clips[:2], **kwargs).loss
+    from_cache = model(**model.processor(encoder_states=cached, **kwargs)).loss
+    from_audio = model(**model.processor(audio=clips[:2], **kwargs)).loss
     torch.testing.assert_close(from_cache, from_audio, atol=2e-3, rtol=1e-3)
 
 
@@ -68,7 +67,7 @@ def test_an_interrupted_build_is_repaired(clips, tmp_path):
     stats = build_feature_cache(model.encoder, model.mel, clips, folder)
     assert (stats["cached_before"], stats["encoded"], stats["total"]) == (2, 2, 4)
     cache = open_cache(folder, model.encoder, model.mel)
-    states, lengths = model.encode(model.featurize([clips[3]]))
+    states, lengths = model.encode(**featurize(model.mel, [clips[3]]))
     torch.testing.assert_close(cache.get(audio_key(clips[3])).float(), states[0], atol=2e-2, rtol=1e-2)
 
 

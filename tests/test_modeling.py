@@ -3,10 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tone
-from selfpowered.errors import ModelNotFoundError, PromptFormatError
+from selfpowered.errors import CheckpointError, ModelNotFoundError, PromptFormatError
 from selfpowered.model import SpeechLM
-from tiny import tiny_lsm
+from selfpowered.model.encoder import featurize
+from selfpowered.model.prompting import SEGMENT_SPEECH
+from tests.helpers import tone
+from tests.tiny import tiny_lsm
 
 INSTRUCTIONS = ["transcribe the speech", "translate the given english content into chinese", "transcribe"]
 
@@ -28,7 +30,7 @@ def test_only_connector_and_lora_train_encoder_frozen():
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("connector.") or "lora_" in n for n in trainable)
     assert any("lora_" in n for n in trainable)
-    out = model(instruction=INSTRUCTIONS[:2], response=["he hoped", "the dog"], audio=_clips()[:2])
+    out = model(**model.processor(INSTRUCTIONS[:2], audio=_clips()[:2], response=["he hoped", "the dog"]))
     out.loss.backward()
     assert all(p.grad is None for p in model.encoder.parameters())
     assert model.connector.output_proj.weight.grad.abs().sum() > 0
@@ -47,10 +49,10 @@ def test_training_steps_lower_the_loss():
     model = tiny_lsm(connector_dropout=0.0, finetune="full")
     clips = _clips()[:2]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    features = model.featurize(clips)
+    batch = model.processor(INSTRUCTIONS[:2], audio=clips, response=["he hoped", "the dog"])
     losses = []
     for _ in range(15):
-        loss = model(instruction=INSTRUCTIONS[:2], response=["he hoped", "the dog"], mel_chunks=features).loss
+        loss = model(**batch).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -58,16 +60,35 @@ def test_training_steps_lower_the_loss():
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_speech_inputs_at_any_stage_agree():
+def test_audio_and_cached_encoder_states_give_the_same_batch_and_logits():
     model = tiny_lsm().eval()
     clips = _clips()
-    mel = model.featurize(clips)
-    states = model.encode(mel)
-    embeds = model.connect(*states)
-    kwargs = dict(instruction=INSTRUCTIONS, response=["a", "b", "c"])
-    reference = model(audio=clips, **kwargs).logits
-    for given in (dict(mel_chunks=mel), dict(encoder_states=states), dict(speech_embeds=embeds)):
-        torch.testing.assert_close(model(**given, **kwargs).logits, reference)
+    states, lengths = model.encode(**featurize(model.mel, clips))
+    cached = [states[i, :n] for i, n in enumerate(lengths.tolist())]
+    from_audio = model.processor(INSTRUCTIONS, audio=clips, response=["a", "b", "c"])
+    from_cache = model.processor(INSTRUCTIONS, encoder_states=cached, response=["a", "b", "c"])
+    for key in ("input_ids", "labels", "segments", "attention_mask", "position_ids"):
+        assert torch.equal(from_audio[key], from_cache[key]), key
+    torch.testing.assert_close(model(**from_cache).logits, model(**from_audio).logits)
+
+
+def test_processor_plans_one_slot_per_speech_token_and_text_rows_have_none():
+    model = tiny_lsm()
+    batch = model.processor(["transcribe", "what is two plus two"], audio=[tone(1.0), None])
+    speech_slots = (batch["segments"] == SEGMENT_SPEECH).sum(dim=1).tolist()
+    assert speech_slots == [3, 0]  # 50 encoder frames -> one 17-frame window per 1/3 s
+    assert batch["mel_chunks"].tolist() == [1, 0] and "labels" not in batch
+    assert [len(e) for e in model.speech_embeddings(batch)] == [3, 0]
+    text_only = model.processor(["what is two plus two"])
+    assert (text_only["segments"] == SEGMENT_SPEECH).sum() == 0 and "mel" not in text_only
+
+
+def test_a_layout_that_disagrees_with_the_connector_is_a_clear_error():
+    model = tiny_lsm()
+    other = tiny_lsm(connector="stack_mlp")  # 13 tokens per second instead of 3
+    batch = other.processor(["transcribe"], audio=[tone(1.0)])
+    with pytest.raises(ValueError, match="speech slots but the connector made"):
+        model(**batch)
 
 
 def test_speech_token_count_follows_duration():
@@ -95,14 +116,11 @@ def test_batched_generation_equals_one_by_one():
 def test_generation_first_logits_match_between_padded_and_alone():
     model = tiny_lsm().eval()
     clips = _clips()
-    speech = model.embed_speech(clips)
-    batch = model.build_inputs(INSTRUCTIONS, speech, padding_side="left")
-    logits = model.llm(
-        inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids
-    ).logits[:, -1]
+    batch = model.processor(INSTRUCTIONS, audio=clips, padding_side="left")
+    logits = model(**batch).logits[:, -1]
     for i in range(3):
-        alone = model.build_inputs(INSTRUCTIONS[i : i + 1], speech[i : i + 1], padding_side="left")
-        single = model.llm(inputs_embeds=alone.inputs_embeds).logits[0, -1]
+        alone = model.processor(INSTRUCTIONS[i : i + 1], audio=clips[i : i + 1], padding_side="left")
+        single = model.llm(inputs_embeds=model.embed_inputs(alone)).logits[0, -1]
         torch.testing.assert_close(logits[i], single, atol=1e-4, rtol=1e-4)
 
 
@@ -166,7 +184,7 @@ def test_from_pretrained_errors(tmp_path):
     model = tiny_lsm()
     model.save_pretrained(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "model.safetensors").unlink()
-    with pytest.raises(ModelNotFoundError, match="model.safetensors is missing"):
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
         SpeechLM.from_pretrained(tmp_path / "ckpt")
 
 
@@ -182,7 +200,7 @@ def test_llm_without_chat_template_needs_an_explicit_fallback(tmp_path):
     with pytest.raises(PromptFormatError, match="prompt_format: vicuna_v1.1"):
         tiny_lsm(chat_template=False)
     model = tiny_lsm(chat_template=False, prompt_format="vicuna_v1.1")
-    loss = model(instruction=["transcribe"], response=["he hoped"], audio=[tone(1.0)]).loss
+    loss = model(**model.processor(["transcribe"], audio=[tone(1.0)], response=["he hoped"])).loss
     assert torch.isfinite(loss)
     model.save_pretrained(tmp_path / "vicuna")
     loaded = SpeechLM.from_pretrained(tmp_path / "vicuna")
@@ -214,3 +232,10 @@ def test_a_checkpoint_stripped_to_its_trained_weights_loads_tokenizer_and_extrac
     assert loaded.generate(audio=clip, instruction="transcribe", max_new_tokens=5) == model.generate(
         audio=clip, instruction="transcribe", max_new_tokens=5
     )
+
+
+def test_weights_that_do_not_fit_are_a_checkpoint_error(tmp_path):
+    tiny_lsm().save_pretrained(tmp_path / "ckpt")
+    bigger = tiny_lsm(qformer_hidden_size=64)  # another connector shape, same config file otherwise
+    with pytest.raises(CheckpointError, match="do not fit"):
+        bigger.load_trained_weights(tmp_path / "ckpt")

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from selfpowered.augment.run import augment
+from selfpowered.config import AugmentConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.text.engines import GenerationRequest, OpenAIGenerator
-from selfpowered.text.tasks import TaskLibrary
-from test_augment import write_manifest
+from tests.helpers import write_manifest
 
 
 def _free_port() -> int:
@@ -146,7 +146,8 @@ def test_llama_cpp_server_answers(llama_server):
 def test_augment_through_the_llama_cpp_server(llama_server, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 6)
     engine = OpenAIGenerator(llama_server, max_new_tokens=60, concurrency=2)
-    stats = augment(manifest, tmp_path / "o.jsonl", TaskLibrary.load("demo"), engine, progress=False)
+    config = AugmentConfig(manifest=str(manifest), output=str(tmp_path / "o.jsonl"), tasks="demo")
+    stats = augment(config, engine, progress=False)
     run = stats["this_run"]
     assert run["processed"] == 6 and stats["model"] == "smollm2"
     assert run["generated_tokens"] > 0

@@ -12,7 +12,7 @@ from selfpowered.model.prompting import (
     PromptBuilder,
     splice,
 )
-from tiny import tiny_tokenizer
+from tests.tiny import tiny_tokenizer
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_smollm2_answers_through_its_chat_template(lsm):
 
 def test_real_speechlm_forward_backward_generate(lsm, librivox):
     clip, transcript = librivox[1]
-    out = lsm(instruction=["Transcribe the speech"], response=[transcript], audio=[clip])
+    out = lsm(**lsm.processor(["Transcribe the speech"], audio=[clip], response=[transcript]))
     assert torch.isfinite(out.loss) and out.loss.item() > 0
     out.loss.backward()
     assert lsm.connector.output_proj.weight.grad.abs().sum() > 0

@@ -1,19 +1,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 import torch
 
-from conftest import tone
 from selfpowered.config import TrainConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.train.data import TokenBudgetBatchSampler, read_samples
 from selfpowered.train.trainer import train
-from tiny import tiny_lsm
+from tests.helpers import tone
+from tests.tiny import tiny_lsm
 
 RESPONSES = ["he hoped for stew", "the dog slept", "close the window", "a question about bread"]
 
@@ -144,7 +145,7 @@ def test_two_process_cpu_ddp_with_accelerate_launch(workspace):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("trained 4 steps") == 2  # one line per process
+    assert len(re.findall(r"^  steps\s+4$", result.stdout, flags=re.M)) == 2  # one summary per process
     summary = json.loads((workspace / "run" / "train_summary.json").read_text())
     steps_per_epoch = -(-summary["batches_per_epoch"] // 2)  # the batches are shared by 2 processes
     assert summary["log"][0]["epoch"] == pytest.approx(1 / steps_per_epoch)

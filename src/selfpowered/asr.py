@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from selfpowered.assets import DEFAULT_ENCODER
 from selfpowered.audio import AudioInput, as_samples, chunk_samples
 
 
@@ -18,7 +19,7 @@ class WhisperTranscriber:
     """Greedy Whisper transcription; audio over 30 s is transcribed chunk by chunk and joined."""
 
     def __init__(
-        self, model_name_or_path: str | os.PathLike = "whisper-tiny.en", device: str = "cpu", language: str = "en"
+        self, model_name_or_path: str | os.PathLike = DEFAULT_ENCODER, device: str = "cpu", language: str = "en"
     ) -> None:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 

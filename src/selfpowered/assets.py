@@ -218,6 +218,25 @@ def prepare(name: str, force: bool = False) -> Path:
     return target
 
 
+def assets_table() -> str:
+    """`selfpowered assets list`: one line per embedded model (package, installed, cached, size)."""
+    lines = [f"cache: {selfpowered_home() / 'models'}"]
+    lines.append(f"{'name':<24}{'kind':<9}{'package':<30}{'installed':<11}{'cached':<8}{'size MB':>8}")
+    for row in list_assets():
+        installed, cached = ("yes" if row[key] else "no" for key in ("installed", "cached"))
+        lines.append(
+            f"{row['name']:<24}{row['kind']:<9}{row['package']:<30}{installed:<11}{cached:<8}{row['size_mb']:>8}"
+        )
+        lines.append(f"{'':<24}{row['description']}")
+    return "\n".join(lines)
+
+
+def prepare_all(names: list[str] | None = None, force: bool = False) -> dict[str, Path]:
+    """Prepare the named embedded models (default: every installed one); name -> cached folder."""
+    chosen = names or [row["name"] for row in list_assets() if row["installed"]]
+    return {name: prepare(name, force=force) for name in chosen}
+
+
 def resolve_model(name_or_path: str | os.PathLike, kind: str | None = None) -> Path:
     """Turn a model reference into a local folder: an existing folder, or an embedded default.
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.errors import ConfigError
 from selfpowered.text.echo import ECHO_MAX_WER
 
@@ -22,10 +23,11 @@ class StrictModel(BaseModel):
 
 
 class ModelConfig(StrictModel):
-    """How to build a fresh SpeechLM (design.md section 4); defaults are the embedded CPU model."""
+    """How to build a fresh SpeechLM; defaults are the embedded CPU model. The one definition of
+    these fields: `LSMConfig` (the checkpoint's config.json) validates its own through this model."""
 
-    encoder: str = Field("whisper-tiny.en", description="Whisper folder or embedded name")
-    llm: str = Field("smollm2-135m-instruct", description="causal LM folder or embedded name")
+    encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
+    llm: str = Field(DEFAULT_LLM, description="causal LM folder or embedded name")
     connector: Literal["window_qformer", "stack_mlp"] = "window_qformer"
     window_seconds: float = Field(1 / 3, gt=0, description="Q-Former window length in real seconds")
     queries_per_window: int = Field(1, ge=1)
@@ -45,9 +47,10 @@ class ModelConfig(StrictModel):
     prompt_format: Literal["chat_template", "vicuna_v1.1"] = "chat_template"
     system_prompt: str | None = None
 
-    def lsm_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `SpeechLM.build` (everything but the two model references)."""
-        return self.model_dump(exclude={"encoder", "llm"})
+    @classmethod
+    def architecture_fields(cls) -> tuple[str, ...]:
+        """Every field but the two base-model references: what a checkpoint's config stores."""
+        return tuple(name for name in cls.model_fields if name not in ("encoder", "llm"))
 
 
 class GenerationSettings(StrictModel):
@@ -78,11 +81,13 @@ class InitConfig(StrictModel):
 
 
 class LimitsConfig(StrictModel):
-    """What counts as a usable utterance (corpus validation and import)."""
+    """What counts as a usable utterance (corpus validation, import, and every stage reading a manifest)."""
 
     min_duration: float = Field(0.1, ge=0)
     max_duration: float = Field(60.0, gt=0)
     min_sample_rate: int = Field(8000, ge=1)
+    duration_tolerance: float = Field(0.1, ge=0, description="seconds between a row's duration and the audio's")
+    check_audio: bool = Field(True, description="open each file (header) and measure its duration")
     decode: bool = Field(False, description="decode every sample too (finds NaN / corrupt bodies; slower)")
 
 
@@ -152,6 +157,8 @@ class SynthConfig(StrictModel):
 
 
 class FilterConfig(StrictModel):
+    """Which LLM answers augmentation drops (each drop is counted and listed with its reason)."""
+
     require_final_punctuation: bool = True
     copy_max_wer: float = Field(ECHO_MAX_WER, ge=0, description="answer this close to the transcript = a copy")
     drop_refusals: bool = True
@@ -167,7 +174,7 @@ class AugmentConfig(StrictModel):
     task_weights: dict[str, float] = Field(default_factory=dict)
     task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
     engine: Literal["hf", "openai"] = "hf"
-    llm: str = Field("smollm2-135m-instruct", description="hf: model folder or embedded name")
+    llm: str = Field(DEFAULT_LLM, description="hf: model folder or embedded name")
     server_url: str | None = Field(None, description="openai: base URL ending in /v1")
     server_model: str | None = Field(None, description="openai: model name (default: the first served)")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key")
@@ -180,10 +187,23 @@ class AugmentConfig(StrictModel):
     max_batch: int = Field(256, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
     seed: int = 0
-    shard: str = Field("0/1", description="i/N: this process's share of the manifest")
+    shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's share of the manifest")
     limit: int | None = Field(None, ge=1, description="only the first N rows of the shard")
-    chunk_size: int = Field(64, ge=1)
+    chunk_size: int = Field(64, ge=1, description="requests handed to the engine at a time (what a kill can lose)")
     filters: FilterConfig = Field(default_factory=FilterConfig)
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_in_range(cls, value: str) -> str:
+        index, count = (int(part) for part in value.split("/"))
+        if not 0 <= index < count:
+            raise ValueError(f"shard {value}: need 0 <= i < N")
+        return value
+
+    @property
+    def shard_index_count(self) -> tuple[int, int]:
+        index, count = (int(part) for part in self.shard.split("/"))
+        return index, count
 
 
 class FeaturesConfig(StrictModel):
@@ -191,7 +211,7 @@ class FeaturesConfig(StrictModel):
 
     inputs: list[str] = Field(..., min_length=1, description="manifests or sample files")
     cache: str = Field(..., description="feature cache folder")
-    encoder: str = Field("whisper-tiny.en", description="Whisper folder or embedded name")
+    encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
     batch_size: int = Field(8, ge=1)
     device: str = "cpu"
 
@@ -201,6 +221,7 @@ class TrainDataConfig(StrictModel):
     max_duration: float = Field(30.0, gt=0, description="longer utterances are skipped (listed in rejects)")
     feature_cache: str | None = Field(None, description="encoder feature cache folder (built if missing)")
     cache_batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0, description="data-loader processes preparing batches (the processor)")
 
 
 class OptimConfig(StrictModel):
@@ -278,7 +299,7 @@ class EvalConfig(StrictModel):
     task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
     asr_tasks: str = Field("paper", description="library whose `asr` templates the asr suite uses")
     llm: str | None = Field(None, description="LLM of the baselines (default: the first model's base LLM)")
-    asr_model: str = Field("whisper-tiny.en", description="Whisper of the cascade baseline")
+    asr_model: str = Field(DEFAULT_ENCODER, description="Whisper of the cascade baseline")
     probe_voice: str = Field("flite:rms", description="TTS voice of the conflict/sqa probes (held out in the demo)")
     conflict_items: int = Field(48, ge=1)
     sqa_items: int = Field(60, ge=2)
@@ -287,6 +308,16 @@ class EvalConfig(StrictModel):
     device: str = "cpu"
     chunk_size: int = Field(32, ge=1, description="queries per progress step (and per timing)")
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    @field_validator("models", "suites", "baselines", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        """`-m a,b -m c` and `--suites asr,instruct` arrive as comma-joined strings; `none` = empty."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        parts = [part.strip() for item in items for part in str(item).split(",")]
+        return [part for part in parts if part and part != "none"]
 
 
 class DemoConfig(StrictModel):
@@ -301,6 +332,20 @@ class DemoConfig(StrictModel):
     eval_config: str = Field("configs/eval-demo.yaml", description="EvalConfig YAML of the eval stage")
 
 
+STAGES: dict[str, type[StrictModel]] = {
+    "init": InitConfig,
+    "chat": ChatConfig,
+    "validate": ValidateConfig,
+    "import": ImportConfig,
+    "synth": SynthConfig,
+    "augment": AugmentConfig,
+    "features": FeaturesConfig,
+    "align": AlignConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "demo": DemoConfig,
+}
+
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
@@ -308,11 +353,33 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     for key in keys[:-1]:
         data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"--set {dotted}: {key} is not a mapping of keys")
     data[keys[-1]] = value
 
 
-def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ConfigT:
-    """Read YAML (optional), apply dotted-key overrides whose value is not None, validate."""
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["optim.lr_llm=1e-4", "data.train=[a.jsonl, b.jsonl]"]` -> {dotted key: YAML-parsed value}."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr_llm=1e-4")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+    return parsed
+
+
+def load_config(
+    cls: type[ConfigT],
+    path: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> ConfigT:
+    """Read YAML (optional), apply dotted-key `flags` whose value is not None (options not given on
+    the command line are None), then `overrides` (--set: applied even when null), validate once."""
     data: dict[str, Any] = {}
     source = str(path) if path else "command line"
     if path is not None:
@@ -326,9 +393,11 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: d
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
         data = loaded or {}
-    for key, value in (overrides or {}).items():
+    for key, value in (flags or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
@@ -341,3 +410,43 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: d
 def dump_config(config: BaseModel) -> str:
     """The validated config as YAML: what actually ran, for logs and checkpoints."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def describe_config(stage: str) -> str:
+    """A stage's config as commented YAML: every key, its default (or `required`), what it means."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    cls = STAGES[stage]
+    return (
+        f"# selfpowered {stage}: {(cls.__doc__ or '').strip().splitlines()[0]}\n"
+        + "\n".join(_describe(cls, None, 0))
+        + "\n"
+    )
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump([value], default_flow_style=True, width=10_000).strip()[1:-1]
+
+
+def _describe(cls: type[BaseModel], values: BaseModel | None, depth: int) -> list[str]:
+    lines = []
+    pad = "  " * depth
+    for name, field in cls.model_fields.items():
+        comment = f"  # {field.description}" if field.description else ""
+        if values is not None:
+            default = getattr(values, name)
+        elif field.is_required():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                lines.append(f"{pad}{name}:  # required section{comment.replace('  #', ':', 1)}")
+                lines += _describe(field.annotation, None, depth + 1)
+            else:
+                lines.append(f"{pad}{name}:  # required{comment.replace('  #', ' -', 1)}")
+            continue
+        else:
+            default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            lines.append(f"{pad}{name}:{comment}")
+            lines += _describe(type(default), default, depth + 1)
+        else:
+            lines.append(f"{pad}{name}: {_yaml_value(default)}{comment}")
+    return lines

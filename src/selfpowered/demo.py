@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfpowered.atomic import atomic_write_text
+from selfpowered.config import DemoConfig
 from selfpowered.errors import SelfPoweredError
 
 OUTPUT = Path("demo-output")  # the demo configs (configs/demo*.yaml, align-demo.yaml) write here
@@ -101,16 +102,15 @@ def _remove(path: Path) -> None:
 
 
 def run_demo(
-    retrain: bool = False,
-    fresh: bool = False,
-    checkpoints: str = "checkpoints/demo",
-    eval_config: str = "configs/eval-demo.yaml",
+    config: DemoConfig | None = None,
     echo: Callable[[str], None] = print,
     runner: Callable[[list[str]], int] | None = None,
 ) -> dict:
     """Run (or reuse) every stage, then write and return the verdict. `runner` runs one CLI
     command (default: a `selfpowered` subprocess) and returns its exit code."""
-    shipped = Path(checkpoints)
+    config = config or DemoConfig()
+    retrain, fresh, eval_config = config.retrain, config.fresh, config.eval_config
+    shipped = Path(config.checkpoints)
     if not retrain and not all((shipped / arm / "config.json").is_file() for arm in ("vanilla", "selfpowered")):
         raise SelfPoweredError(
             f"{shipped}: the shipped demo checkpoints (vanilla/, selfpowered/) are missing; "
@@ -153,6 +153,8 @@ def run_demo(
     atomic_write_text(OUTPUT / "verdict.md", verdict_markdown(summary))
     echo(verdict_markdown(summary))
     echo(f"report: {OUTPUT / 'eval' / 'report.md'}")
+    if not all(check["passed"] for check in verdict):
+        echo("some demo targets were missed: see demo-output/verdict.md (the report states the numbers)")
     return summary
 
 

@@ -19,6 +19,10 @@ class ModelNotFoundError(SelfPoweredError):
     """A model id resolves neither to a local folder nor to an embedded default."""
 
 
+class CheckpointError(SelfPoweredError):
+    """A checkpoint folder is incomplete or its weights do not fit the model its config describes."""
+
+
 class AssetError(SelfPoweredError):
     """An embedded default model cannot be prepared (package missing, conversion failed)."""
 

@@ -9,9 +9,9 @@ anchor bias we are removing).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from selfpowered.text.echo import ECHO_MAX_WER, is_echo
+from selfpowered.config import FilterConfig
+from selfpowered.text.echo import is_echo
 
 FINAL_PUNCTUATION = tuple(".!?。！？\"')]*»”’")
 REFUSAL_PATTERNS = [
@@ -25,19 +25,12 @@ REFUSAL_PATTERNS = [
 _REFUSAL = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class FilterSettings:
-    require_final_punctuation: bool = True
-    copy_max_wer: float = ECHO_MAX_WER  # answer within this normalised WER of the transcript = a copy
-    drop_refusals: bool = True
-
-
 def reject_reason(
     answer: str,
     transcript: str,
     finish_reason: str,
     copy_allowed: bool,
-    settings: FilterSettings,
+    settings: FilterConfig,
     final_punctuation: bool = True,
 ) -> str | None:
     """None when the answer is kept, else the filter that dropped it."""

@@ -16,43 +16,19 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.augment.filters import FilterSettings, reject_reason
-from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest
+from selfpowered.augment.filters import reject_reason
+from selfpowered.config import AugmentConfig, LimitsConfig
+from selfpowered.corpus.manifest import ManifestRow, read_manifest
 from selfpowered.errors import SelfPoweredError
 from selfpowered.jsonl import AppendLog, companion_path, iter_jsonl, rejects_path
-from selfpowered.text.engines import GenerationRequest, TextGenerator
+from selfpowered.text.engines import GenerationRequest, TextGenerator, build_generator
 from selfpowered.text.tasks import ASR_TASK, Draw, TaskLibrary, text_prompt
-
-RECIPES = ("selfpowered", "vanilla")
-
-
-@dataclass
-class AugmentSettings:
-    recipe: str = "selfpowered"
-    seed: int = 0
-    shard: tuple[int, int] = (0, 1)
-    max_prompt_tokens: int = 150
-    chunk_size: int = 64  # requests handed to the engine at a time (bounds the work a kill loses)
-    limit: int | None = None  # only the first N rows of this shard (smoke runs)
-    filters: FilterSettings = field(default_factory=FilterSettings)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/N' -> (i, N), 0 <= i < N."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError as exc:
-        raise SelfPoweredError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from exc
-    if not 0 <= index < count:
-        raise SelfPoweredError(f"--shard {text}: need 0 <= i < N")
-    return index, count
 
 
 def sample_id(row: ManifestRow, draw: Draw) -> str:
@@ -73,38 +49,32 @@ def _sample(row: ManifestRow, base: Path, out: Path, draw: Draw, response: str, 
     }
 
 
-def augment(
-    manifest: str | Path,
-    out: str | Path,
-    library: TaskLibrary,
-    engine: TextGenerator | None,
-    settings: AugmentSettings | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Write (or continue) OUT, OUT.rejects.jsonl and OUT.stats.json; returns the stats."""
-    settings = settings or AugmentSettings()
-    if settings.recipe not in RECIPES:
-        raise SelfPoweredError(f"recipe must be one of {RECIPES}, got {settings.recipe!r}")
-    manifest, out = Path(manifest), Path(out)
+def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress: bool = True) -> dict[str, Any]:
+    """`selfpowered augment`: write (or continue) OUT, OUT.rejects.jsonl and OUT.stats.json; returns
+    the stats. The engine is built from `config` unless one is given (the vanilla recipe needs none)."""
+    library = TaskLibrary.load(config.tasks, config.seed, config.task_weights, config.task_variants)
+    if engine is None and config.recipe == "selfpowered":
+        engine = build_generator(config)
+    manifest, out = Path(config.manifest), Path(config.output)
     started = time.perf_counter()
-    report = read_manifest(manifest, ValidationLimits(check_audio=False))
-    index, count = settings.shard
+    report = read_manifest(manifest, LimitsConfig(check_audio=False))
+    index, count = config.shard_index_count
     rows = [row for position, row in enumerate(report.rows) if position % count == index]
-    if settings.limit is not None:
-        rows = rows[: settings.limit]
+    if config.limit is not None:
+        rows = rows[: config.limit]
     samples, rejects = AppendLog(out), AppendLog(rejects_path(out))
     for reject in report.rejects:  # bad manifest lines are reported once, with their line number
         key = f"manifest-line-{reject.line}"
         if key not in rejects.ids:
             rejects.append({"id": key, "line": reject.line, "reason": f"manifest: {reject.reason}"})
-    source = {"generator": engine.model_id if engine else None, "tasks": library.name, "seed": settings.seed}
-    source["recipe"] = settings.recipe
+    source = {"generator": engine.model_id if engine else None, "tasks": library.name, "seed": config.seed}
+    source["recipe"] = config.recipe
     stats: Counter = Counter()
     kept_per_task: Counter = Counter()
     reasons: Counter = Counter()
     planned: list[tuple[ManifestRow, Draw]] = []
     for row in rows:
-        draw = library.draw(row.id, only=ASR_TASK if settings.recipe == "vanilla" else None)
+        draw = library.draw(row.id, only=ASR_TASK if config.recipe == "vanilla" else None)
         sid = sample_id(row, draw)
         if sid in samples.ids or sid in rejects.ids:
             stats["already_done"] += 1
@@ -133,32 +103,32 @@ def augment(
                 llm_work.append((row, draw))
         if llm_work and engine is None:
             raise SelfPoweredError("this recipe and task library need an LLM engine")
-        _run_llm(llm_work, engine, settings, keep, drop, stats, bar)
+        _run_llm(llm_work, engine, config, keep, drop, stats, bar)
     finally:
         bar.close()
         samples.close()
         rejects.close()
     elapsed = time.perf_counter() - started
-    result = _stats(manifest, out, library, engine, settings, samples, rejects, stats, kept_per_task, reasons, elapsed)
+    result = _stats(config, library, engine, samples, rejects, stats, kept_per_task, reasons, elapsed)
     atomic_write_text(companion_path(out, "stats.json"), json.dumps(result, indent=1) + "\n")
     return result
 
 
-def _run_llm(work, engine, settings, keep, drop, stats, bar) -> None:
+def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> None:
     by_id: dict[str, tuple[ManifestRow, Draw]] = {}
     requests: list[GenerationRequest] = []
     for row, draw in work:
         prompt = text_prompt(draw.instruction, row.text)
         tokens = engine.count_prompt_tokens(prompt)
-        if tokens is not None and tokens >= settings.max_prompt_tokens:
-            drop(row, draw, f"prompt too long: {tokens} >= {settings.max_prompt_tokens} tokens")
+        if tokens is not None and tokens >= config.max_prompt_tokens:
+            drop(row, draw, f"prompt too long: {tokens} >= {config.max_prompt_tokens} tokens")
             continue
         sid = sample_id(row, draw)
         by_id[sid] = (row, draw)
         requests.append(GenerationRequest(sid, prompt))
     generation_started = time.perf_counter()
-    for start in range(0, len(requests), settings.chunk_size):
-        for result in engine.generate(requests[start : start + settings.chunk_size]):
+    for start in range(0, len(requests), config.chunk_size):
+        for result in engine.generate(requests[start : start + config.chunk_size]):
             row, draw = by_id[result.id]
             stats["prompt_tokens"] += result.prompt_tokens
             stats["completion_tokens"] += result.completion_tokens
@@ -166,12 +136,12 @@ def _run_llm(work, engine, settings, keep, drop, stats, bar) -> None:
             if result.error:
                 drop(row, draw, f"engine error: {result.error}")
                 continue
-            if result.prompt_tokens >= settings.max_prompt_tokens:
-                drop(row, draw, f"prompt too long: {result.prompt_tokens} >= {settings.max_prompt_tokens} tokens")
+            if result.prompt_tokens >= config.max_prompt_tokens:
+                drop(row, draw, f"prompt too long: {result.prompt_tokens} >= {config.max_prompt_tokens} tokens")
                 continue
             task = draw.task
             reason = reject_reason(
-                result.text, row.text, result.finish_reason, task.copy_allowed, settings.filters, task.final_punctuation
+                result.text, row.text, result.finish_reason, task.copy_allowed, config.filters, task.final_punctuation
             )
             if reason:
                 drop(row, draw, reason, result.text)
@@ -194,18 +164,18 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _stats(manifest, out, library, engine, settings, samples, rejects, stats, kept, reasons, elapsed) -> dict:
+def _stats(config: AugmentConfig, library, engine, samples, rejects, stats, kept, reasons, elapsed) -> dict:
     generated = stats["completion_tokens"]
     generation_seconds = stats.get("generation_seconds", 0.0)
     this_run = sum(kept.values()) + sum(reasons.values())
     return {
-        "manifest": str(manifest),
-        "output": str(out),
-        "recipe": settings.recipe,
+        "manifest": config.manifest,
+        "output": config.output,
+        "recipe": config.recipe,
         "tasks": library.name,
         "model": engine.model_id if engine else None,
-        "seed": settings.seed,
-        "shard": f"{settings.shard[0]}/{settings.shard[1]}",
+        "seed": config.seed,
+        "shard": config.shard,
         "this_run": {
             "processed": this_run,
             "kept_per_task": dict(sorted(kept.items())),

@@ -1,7 +1,7 @@
 """ASR corpora in the shapes users have them -> a validated manifest (+ rejects).
 
-Each importer only *finds* candidate records (with where each came from); `import_corpus` then
-validates them with the manifest's own `check_row`, measures durations from the audio, writes the
+Each importer only *finds* candidate records (with where each came from); `import_candidates`
+then validates them with the manifest's own `check_row`, measures durations from the audio, writes the
 manifest with audio paths relative to it, and lists every skipped record with its reason.
 
 Kinds: `librispeech` (`*.trans.txt` + flac), `commonvoice` (`*.tsv` + `clips/`), `table` (CSV, TSV
@@ -20,11 +20,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from selfpowered.config import ImportConfig, LimitsConfig
 from selfpowered.corpus.manifest import (
     ManifestReport,
     Reject,
     SeenIds,
-    ValidationLimits,
     check_row,
     write_manifest,
     write_rejects,
@@ -44,13 +44,19 @@ class Candidate:
     problem: str | None = None
 
 
-def import_corpus(
-    candidates: Iterable[Candidate], out: str | Path, limits: ValidationLimits | None = None
+def import_corpus(config: ImportConfig) -> ManifestReport:
+    """`selfpowered corpus import`: find the chosen kind's records and write a validated manifest."""
+    candidates = candidates_for(config.kind, config.source, config.output, config.importer_options())
+    return import_candidates(candidates, config.output, config.limits)
+
+
+def import_candidates(
+    candidates: Iterable[Candidate], out: str | Path, limits: LimitsConfig | None = None
 ) -> ManifestReport:
     """Validate candidates (audio paths absolute or relative to their source file) and write
     `out` plus `<out>.rejects.jsonl`."""
     out = Path(out)
-    limits = limits or ValidationLimits()
+    limits = limits or LimitsConfig()
     rows, rejects, seen, count = [], [], SeenIds(), 0
     for candidate in tqdm(candidates, desc=f"importing -> {out.name}", unit=" utt"):
         count += 1

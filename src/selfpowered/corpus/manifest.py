@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from selfpowered.config import LimitsConfig, ValidateConfig
 from selfpowered.jsonl import iter_jsonl, rejects_path, write_jsonl
 
 KNOWN_FIELDS = ("id", "audio", "text", "duration", "lang", "speaker")
@@ -69,18 +70,6 @@ class Reject:
 
 
 @dataclass
-class ValidationLimits:
-    """What counts as a usable utterance."""
-
-    min_duration: float = 0.1
-    max_duration: float = 60.0
-    min_sample_rate: int = 8000
-    duration_tolerance: float = 0.1  # seconds between a row's `duration` and the measured one
-    check_audio: bool = True  # open each file (header) and measure its duration
-    decode: bool = False  # also decode every sample (finds NaN / corrupt bodies; slower)
-
-
-@dataclass
 class ManifestReport:
     rows: list[ManifestRow]
     rejects: list[Reject]
@@ -111,7 +100,7 @@ class SeenIds:
         return None
 
 
-def measure_audio(path: Path, limits: ValidationLimits) -> tuple[float | None, str | None]:
+def measure_audio(path: Path, limits: LimitsConfig) -> tuple[float | None, str | None]:
     """(duration in seconds, None) or (None, reason the audio is unusable)."""
     import numpy as np
     import soundfile as sf
@@ -137,7 +126,7 @@ def measure_audio(path: Path, limits: ValidationLimits) -> tuple[float | None, s
 
 
 def check_row(
-    raw: Any, base: Path, limits: ValidationLimits, seen: SeenIds, line: int
+    raw: Any, base: Path, limits: LimitsConfig, seen: SeenIds, line: int
 ) -> tuple[ManifestRow | None, str | None]:
     """Validate one parsed record; return (row, None) or (None, reason)."""
     if not isinstance(raw, dict):
@@ -189,14 +178,14 @@ def check_row(
     return row, None
 
 
-def read_manifest(path: str | Path, limits: ValidationLimits | None = None, progress: bool = False) -> ManifestReport:
+def read_manifest(path: str | Path, limits: LimitsConfig | None = None, progress: bool = False) -> ManifestReport:
     """Read and validate every line; bad lines become rejects, good lines are kept."""
     path = Path(path)
     if not path.is_file():
         from selfpowered.errors import SelfPoweredError
 
         raise SelfPoweredError(f"{path}: manifest not found")
-    limits = limits or ValidationLimits()
+    limits = limits or LimitsConfig()
     rows, rejects, seen, lines = [], [], SeenIds(), 0
     records = iter_jsonl(path)
     if progress:
@@ -232,3 +221,13 @@ def write_rejects(manifest: str | Path, rejects: list[Reject]) -> Path:
     target = rejects_path(manifest)
     write_jsonl(target, (reject.to_json() for reject in rejects))
     return target
+
+
+def validate_manifest(config: ValidateConfig) -> tuple[ManifestReport, Path]:
+    """`selfpowered corpus validate`: check every line, list the rejects beside the manifest and,
+    with `output`, write the valid rows; returns the report and the rejects file."""
+    report = read_manifest(config.manifest, config.limits, progress=True)
+    rejects = write_rejects(config.manifest, report.rejects)
+    if config.output:
+        write_manifest(config.output, report.rows, base=Path(config.manifest).parent)
+    return report, rejects

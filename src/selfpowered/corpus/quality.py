@@ -7,13 +7,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from selfpowered.corpus.manifest import ManifestRow, ValidationLimits, read_manifest
+from selfpowered.assets import DEFAULT_ENCODER
+from selfpowered.config import LimitsConfig
+from selfpowered.corpus.manifest import ManifestRow, read_manifest
 from selfpowered.text.metrics import word_error_rate
 
 
 def sample_rows(manifest: str | Path, sample: int, seed: int = 0) -> list[ManifestRow]:
     """A seeded random sample of a manifest's rows (all of them when `sample` >= its size)."""
-    rows = read_manifest(manifest, ValidationLimits(check_audio=False)).rows
+    rows = read_manifest(manifest, LimitsConfig(check_audio=False)).rows
     return random.Random(seed).sample(rows, min(sample, len(rows)))
 
 
@@ -33,7 +35,7 @@ def score_transcripts(rows: Sequence[ManifestRow], hypotheses: Sequence[str]) ->
     }
 
 
-def intelligibility(manifest: str | Path, sample: int = 200, seed: int = 0, asr_model: str = "whisper-tiny.en") -> dict:
+def intelligibility(manifest: str | Path, sample: int = 200, seed: int = 0, asr_model: str = DEFAULT_ENCODER) -> dict:
     """WER of Whisper on a seeded random sample of the manifest, overall and per speaker."""
     from selfpowered.asr import WhisperTranscriber
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_file, atomic_write_text
+from selfpowered.config import SynthConfig
 from selfpowered.corpus.manifest import ManifestRow, Reject, write_manifest
 from selfpowered.corpus.sentences import generate_sentences
 from selfpowered.corpus.tts import TTSError, Voice, synthesize, voice_available
@@ -246,3 +247,23 @@ def _readme(stats: dict) -> str:
     if stats["skipped_voices"]:
         lines += ["", "Skipped (engine not installed): " + ", ".join(stats["skipped_voices"])]
     return "\n".join(lines) + "\n"
+
+
+def synthesise(config: SynthConfig) -> dict:
+    """`selfpowered corpus synth`: plan the corpus, make the missing files, write manifests and stats;
+    with `check_wer`, also Whisper's WER on that many test utterances (under `intelligibility`)."""
+    plan = plan_corpus(
+        config.size,
+        config.voices,
+        config.test_voice,
+        config.voices_per_sentence,
+        config.seed,
+        (config.tempo_min, config.tempo_max),
+        splits=config.splits,
+    )
+    stats = synthesise_corpus(plan, config.output, config.workers)
+    if config.check_wer:
+        from selfpowered.corpus.quality import intelligibility
+
+        stats["intelligibility"] = intelligibility(Path(config.output) / "test.jsonl", config.check_wer, config.seed)
+    return stats

@@ -47,15 +47,15 @@ def attention_shares(model, audio: Sequence[str], instructions: Sequence[str], a
     try:
         for i in tqdm(range(len(audio)), desc="bias (attention, saliency)", unit=" sample"):
             answer = answers[i].strip() or "."
+            batch = model.processor([instructions[i]], audio=[audio[i]], response=[answer])
             with torch.no_grad():
-                speech = model.embed_speech([audio[i]])
-            batch = model.build_inputs([instructions[i]], speech, [answer], padding_side="right")
-            embeds = batch.inputs_embeds.detach().requires_grad_(True)
+                embeds = model.embed_inputs(batch)
+            device = embeds.device
             out = model.llm(
-                inputs_embeds=embeds,
-                attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids,
-                labels=batch.labels,
+                inputs_embeds=embeds.requires_grad_(True),
+                attention_mask=batch["attention_mask"].to(device),
+                position_ids=batch["position_ids"].to(device),
+                labels=batch["labels"].to(device),
                 output_attentions=True,
             )
             attentions = list(out.attentions)
@@ -63,8 +63,8 @@ def attention_shares(model, audio: Sequence[str], instructions: Sequence[str], a
                 attention.retain_grad()
             out.loss.backward()
             # rows that predict an answer token: position t predicts label t + 1
-            rows = torch.nonzero(batch.labels[0, 1:] != IGNORE_INDEX).flatten()
-            masks = _group_masks(batch.segments[0])
+            rows = torch.nonzero(batch["labels"][0, 1:].to(device) != IGNORE_INDEX).flatten()
+            masks = _group_masks(batch["segments"][0].to(device))
             per_layer = {kind: {g: [] for g in GROUPS} for kind in shares}
             for attention in attentions:
                 probs = attention[0].detach()  # (heads, q, k)

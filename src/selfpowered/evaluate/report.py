@@ -61,6 +61,11 @@ def headline(row: dict) -> dict:
     }
 
 
+def headlines(results: dict) -> dict[str, dict]:
+    """Per system, the headline numbers that were measured (for a terminal summary)."""
+    return {name: {k: v for k, v in headline(row).items() if v is not None} for name, row in results["systems"].items()}
+
+
 def _summary_table(results: dict) -> list[str]:
     header = ["system", "ASR WER ↓", "echo rate ↓", "consistency chrF ↑", "task check ↑", "conflict: text wins ↑"]
     header += ["conflict: speech wins", "SQA acc ↑", "text chrF vs base ↑", "s / answer", "RTF"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from selfpowered.assets import DEFAULT_LLM
 from selfpowered.atomic import atomic_write_text
 from selfpowered.config import EvalConfig
 from selfpowered.corpus.quality import sample_rows
@@ -173,7 +174,7 @@ def build_systems(settings: EvalConfig) -> tuple[list, TimedGenerator | None]:
     if llm_name is None and systems:
         llm_name = systems[0].base_llm_name()
     if llm_name is None:
-        llm_name = "smollm2-135m-instruct"
+        llm_name = DEFAULT_LLM
     generator = TimedGenerator(llm_name, settings.generation.max_new_tokens, settings.device)
     if "cascade" in settings.baselines:
         systems.append(CascadeSystem(settings.asr_model, generator, settings.device))

@@ -20,6 +20,25 @@ from torch import nn
 from selfpowered.model.configuration import LSMConfig
 
 
+def speech_token_lengths(config: LSMConfig, encoder_frames):
+    """Speech tokens the connector makes from `encoder_frames` real frames (an int or a tensor of
+    them): ceil(frames / k) for the stack-MLP, ceil(frames / window) x queries for the Q-Former.
+    The one definition of the count: the connectors, the processor's prompt layout and batch
+    sizing all use it."""
+    if config.connector == "stack_mlp":
+        return (encoder_frames + config.stack_factor - 1) // config.stack_factor
+    window = config.window_frames
+    return (encoder_frames + window - 1) // window * config.queries_per_window
+
+
+def speech_tokens_per_second(config: LSMConfig) -> float:
+    """Speech tokens per second of audio on average (for estimating batch sizes before encoding)."""
+    frames_per_token = (
+        config.stack_factor if config.connector == "stack_mlp" else config.window_frames / config.queries_per_window
+    )
+    return config.encoder_frame_rate / frames_per_token
+
+
 def _lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
@@ -51,6 +70,7 @@ class WindowQFormer(nn.Module):
     def __init__(self, config: LSMConfig) -> None:
         super().__init__()
         hidden = config.qformer_hidden_size
+        self.config = config
         self.window = config.window_frames
         self.num_queries = config.queries_per_window
         self.input_norm = nn.LayerNorm(config.encoder_hidden_size)
@@ -63,7 +83,7 @@ class WindowQFormer(nn.Module):
         self.output_proj = nn.Linear(hidden, config.llm_hidden_size)
 
     def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
-        return (frame_lengths + self.window - 1) // self.window * self.num_queries
+        return speech_token_lengths(self.config, frame_lengths)
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, frames, dim = states.shape
@@ -91,6 +111,7 @@ class StackMLP(nn.Module):
 
     def __init__(self, config: LSMConfig) -> None:
         super().__init__()
+        self.config = config
         self.stack = config.stack_factor
         stacked = config.encoder_hidden_size * self.stack
         self.norm = nn.LayerNorm(stacked)
@@ -102,7 +123,7 @@ class StackMLP(nn.Module):
         )
 
     def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
-        return (frame_lengths + self.stack - 1) // self.stack
+        return speech_token_lengths(self.config, frame_lengths)
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, frames, dim = states.shape

@@ -11,6 +11,7 @@ utterance encodes the same alone or in a batch. Audio over 30 s arrives as sever
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,14 +25,46 @@ from selfpowered.errors import ModelNotFoundError
 ENCODER_PREFIX = "model.encoder."
 
 
-def featurize(mel: LogMelExtractor, audio: list[AudioInput]) -> list[list[torch.Tensor]]:
-    """Paths or 16 kHz arrays -> Whisper log-mel chunks (<= 30 s each), real frames only."""
-    return [[torch.from_numpy(chunk) for chunk in mel(as_samples(item))] for item in audio]
+def pack_chunks(per_item: Sequence[Sequence[torch.Tensor]], n_mels: int = 80) -> dict[str, torch.Tensor]:
+    """Utterances' lists of (n_mels, frames) log-mel chunks -> the encoder's input tensors:
+
+    - `mel` (chunks, n_mels, frames): every chunk of every utterance, zero-padded;
+    - `mel_frames` (chunks,): real mel frames per chunk;
+    - `mel_chunks` (batch,): how many chunks each utterance has (0 for a text-only row).
+    """
+    flat = [chunk for chunks in per_item for chunk in chunks]
+    features = (
+        nn.utils.rnn.pad_sequence([chunk.T for chunk in flat], batch_first=True).transpose(1, 2)
+        if flat
+        else torch.zeros(0, n_mels, 0)
+    )
+    return {
+        "mel": features,
+        "mel_frames": torch.tensor([int(chunk.shape[-1]) for chunk in flat], dtype=torch.long),
+        "mel_chunks": torch.tensor([len(chunks) for chunks in per_item], dtype=torch.long),
+    }
+
+
+def featurize(mel: LogMelExtractor, audio: Sequence[AudioInput | None]) -> dict[str, torch.Tensor]:
+    """Paths or 16 kHz arrays (None for a text-only row) -> `pack_chunks` tensors: Whisper log-mel
+    chunks of <= 30 s each, real frames only."""
+    per_item = [[] if item is None else [torch.from_numpy(c) for c in mel(as_samples(item))] for item in audio]
+    return pack_chunks(per_item, mel.num_mel_bins)
 
 
 def encoder_output_length(mel_frames: int) -> int:
     """Whisper's conv2 has stride 2 and padding 1: ceil(frames / 2) output frames."""
     return (mel_frames + 1) // 2
+
+
+def encoder_frames(mel_frames: torch.Tensor, mel_chunks: torch.Tensor) -> list[int]:
+    """Encoder frames per utterance: its chunks' outputs are concatenated, so their lengths add."""
+    counts = [encoder_output_length(int(frames)) for frames in mel_frames.tolist()]
+    out, position = [], 0
+    for chunks in mel_chunks.tolist():
+        out.append(sum(counts[position : position + chunks]))
+        position += chunks
+    return out
 
 
 class SpeechEncoder(nn.Module):
@@ -87,35 +120,36 @@ class SpeechEncoder(nn.Module):
         """Encoder weights under Whisper's own names, so a saved folder loads like a Whisper one."""
         return {ENCODER_PREFIX + key: value for key, value in self.whisper.state_dict().items()}
 
-    def forward(self, mel_chunks: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode a batch. `mel_chunks[i]` is utterance i's list of (n_mels, frames<=3000) tensors.
+    def forward(
+        self, mel: torch.Tensor, mel_frames: torch.Tensor, mel_chunks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a batch given as `featurize` makes it: padded chunks, their real frames, and the
+        chunk count of each utterance (whose chunk outputs are concatenated in order).
 
-        Returns (states (batch, max_len, d_model), lengths (batch,)); positions past a length are zero.
-        """
-        flat = [chunk for chunks in mel_chunks for chunk in chunks]
-        if not flat:
+        Returns (states (batch, max_len, d_model), lengths (batch,)); positions past a length are
+        zero, and a row with no chunks (text only) has length 0."""
+        if mel.shape[0] == 0:
             raise ValueError("no audio to encode")
-        encoded = self._encode_chunks(flat)
+        encoded = self._encode_chunks(mel, mel_frames.tolist())
         outputs, position = [], 0
-        for chunks in mel_chunks:
-            outputs.append(torch.cat(encoded[position : position + len(chunks)], dim=0))
-            position += len(chunks)
+        for chunks in mel_chunks.tolist():
+            part = encoded[position : position + chunks]
+            outputs.append(torch.cat(part, dim=0) if part else encoded[0][:0])
+            position += chunks
         lengths = torch.tensor([out.shape[0] for out in outputs], device=outputs[0].device)  # host ints
         states = nn.utils.rnn.pad_sequence(outputs, batch_first=True)
         return states, lengths
 
-    def _encode_chunks(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _encode_chunks(self, mel: torch.Tensor, frame_counts: list[int]) -> list[torch.Tensor]:
         whisper = self.whisper
         dtype = whisper.conv1.weight.dtype
         device = whisper.conv1.weight.device
         # Lengths are known on the host: keep them there, so no step waits on the device.
-        frame_counts = [int(chunk.shape[-1]) for chunk in chunks]
         if max(frame_counts) > self.max_mel_frames:
             raise ValueError(f"a mel chunk has {max(frame_counts)} frames; at most {self.max_mel_frames} fit")
         out_counts = [encoder_output_length(count) for count in frame_counts]
         frames = torch.tensor(frame_counts, device=device)
-        mel = nn.utils.rnn.pad_sequence([chunk.T for chunk in chunks], batch_first=True).transpose(1, 2)
-        mel = mel.to(device=device, dtype=dtype)
+        mel = mel[..., : max(frame_counts)].to(device=device, dtype=dtype)
         steps = torch.arange(mel.shape[-1], device=device)
         conv1_mask = (steps[None, :] < frames[:, None]).to(dtype)[:, None, :]
         hidden = nn.functional.gelu(whisper.conv1(mel)) * conv1_mask

@@ -1,20 +1,22 @@
 """`SpeechLM`: frozen Whisper encoder -> connector -> causal LLM (LoRA, full or frozen).
 
-The data path is four small steps, each callable on its own so later stages can enter midway
-(the training feature cache feeds `connect`, the bias analysis reads `splice` segments):
+Read top to bottom: construction, then the data path, then generation, then checkpoints.
 
-    audio --featurize--> mel chunks --encode--> encoder states --connect--> speech embeddings
-    speech embeddings + PromptBuilder.pieces --splice--> LLM
+    processor(instruction, audio | cached states, response) -> tensors          (host, no weights)
+    tensors --encode--> encoder states --connect--> speech embeddings           (the model)
+    token embeddings + speech embeddings in the layout's speech slots -> LLM
 
-Saving and loading checkpoint folders is `model/checkpoint.py`'s job (mixed into SpeechLM).
+`forward` takes only tensors, so batches are prepared once by `SpeechProcessor` for training,
+generation, evaluation and serving alike.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,22 +25,23 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, WhisperConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.audio import AudioInput, LogMelExtractor
-from selfpowered.model.checkpoint import CheckpointMixin
+from selfpowered.config import ModelConfig
+from selfpowered.model import checkpoint
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import build_connector
 from selfpowered.model.encoder import SpeechEncoder, featurize
-from selfpowered.model.prompting import PromptBuilder, SplicedBatch, splice
+from selfpowered.model.processor import SpeechProcessor
+from selfpowered.model.prompting import embed_layout
 
-logger = logging.getLogger(__name__)
 
-
-class SpeechLM(CheckpointMixin, PreTrainedModel):
+class SpeechLM(PreTrainedModel):
     """A large speech-text model. Build with `SpeechLM.build(...)`, load with `from_pretrained`."""
 
     config_class = LSMConfig
     base_model_prefix = "lsm"
-    main_input_name = "instruction"
+    main_input_name = "input_ids"  # what the Trainer counts tokens (and FLOPs) by
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
@@ -56,24 +59,18 @@ class SpeechLM(CheckpointMixin, PreTrainedModel):
         self.encoder = encoder or SpeechEncoder.from_config(WhisperConfig(**config.encoder_config))
         self.connector = build_connector(config)
         self.llm = llm or AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.llm_config))
-        self.tokenizer = tokenizer
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.mel = LogMelExtractor(feature_extractor)
-        self.prompt = PromptBuilder(tokenizer, config.prompt_format, config.speech_placeholder, config.system_prompt)
+        self.processor = SpeechProcessor(config, tokenizer, feature_extractor)
+        self.tokenizer, self.mel, self.prompt = tokenizer, self.processor.mel, self.processor.prompt
         self.post_init()  # before LoRA wrapping: HF gathers tied-weight names from the plain LLM
         self._apply_trainability()
 
     def _init_weights(self, module: nn.Module) -> None:
         """Nothing to do: pretrained parts arrive loaded and the connector initialises itself."""
 
-    # ---------------------------------------------------------------------------------------------
-    # construction
-    # ---------------------------------------------------------------------------------------------
     def _apply_trainability(self) -> None:
         config = self.config
         self.encoder.requires_grad_(config.train_encoder)
-        if config.finetune == "lora" and not hasattr(self.llm, "peft_config"):
+        if config.finetune == "lora" and not self.is_lora:
             from peft import LoraConfig, get_peft_model
 
             lora = LoraConfig(
@@ -95,15 +92,15 @@ class SpeechLM(CheckpointMixin, PreTrainedModel):
     @classmethod
     def build(
         cls,
-        encoder: str | os.PathLike = "whisper-tiny.en",
-        llm: str | os.PathLike = "smollm2-135m-instruct",
+        encoder: str | os.PathLike = DEFAULT_ENCODER,
+        llm: str | os.PathLike = DEFAULT_LLM,
         dtype: torch.dtype | None = None,
-        **config_kwargs: Any,
+        **architecture: Any,
     ) -> SpeechLM:
         """A fresh LSM (random connector, new LoRA) on pretrained encoder and LLM weights.
 
-        `encoder` / `llm` are local Hugging Face folders or embedded default names.
-        """
+        `encoder` / `llm` are local Hugging Face folders or embedded default names; `architecture`
+        takes `ModelConfig`'s other keys (so `build(**model_config.model_dump())` works)."""
         from selfpowered.assets import resolve_model
 
         encoder_path = resolve_model(encoder, kind="encoder")
@@ -117,26 +114,22 @@ class SpeechLM(CheckpointMixin, PreTrainedModel):
             llm_name_or_path=str(llm),
             encoder_config=speech_encoder.config.to_dict(),
             llm_config=language_model.config.to_dict(),
-            **config_kwargs,
+            **architecture,
         )
         model = cls(config, speech_encoder, language_model, tokenizer, feature_extractor)
         return model.to(dtype) if dtype is not None else model
 
     @classmethod
-    def from_configs(
-        cls,
-        encoder_config: WhisperConfig,
-        llm_config: Any,
-        tokenizer,
-        feature_extractor,
-        **config_kwargs: Any,
-    ) -> SpeechLM:
+    def init_checkpoint(cls, model: ModelConfig, output: str | os.PathLike) -> SpeechLM:
+        """`selfpowered init`: build a fresh LSM from a `ModelConfig` and save it as a checkpoint."""
+        lsm = cls.build(**model.model_dump())
+        lsm.save_pretrained(output)
+        return lsm
+
+    @classmethod
+    def from_configs(cls, encoder_config: WhisperConfig, llm_config: Any, tokenizer, feature_extractor, **arch: Any):
         """A fully random LSM from architecture configs: for tests and shape experiments."""
-        config = LSMConfig(
-            encoder_config=encoder_config.to_dict(),
-            llm_config=llm_config.to_dict(),
-            **config_kwargs,
-        )
+        config = LSMConfig(encoder_config=encoder_config.to_dict(), llm_config=llm_config.to_dict(), **arch)
         return cls(config, tokenizer=tokenizer, feature_extractor=feature_extractor)
 
     # ---------------------------------------------------------------------------------------------
@@ -146,77 +139,67 @@ class SpeechLM(CheckpointMixin, PreTrainedModel):
     def llm_device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
 
-    def featurize(self, audio: Sequence[AudioInput]) -> list[list[torch.Tensor]]:
-        """Paths or 16 kHz arrays -> Whisper log-mel chunks (<= 30 s each), real frames only."""
-        return featurize(self.mel, list(audio))
-
-    def encode(self, mel_chunks: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor, mel_chunks: torch.Tensor):
         """Encoder states (batch, frames, d_enc) and lengths; no graph when the encoder is frozen."""
         with torch.set_grad_enabled(self.config.train_encoder and torch.is_grad_enabled()):
-            return self.encoder(mel_chunks)
+            return self.encoder(mel, mel_frames, mel_chunks)
 
     def connect(self, states: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """Encoder states -> one (tokens, d_llm) tensor of speech embeddings per utterance."""
         param = next(self.connector.parameters())
-        embeds, token_lengths = self.connector(states.to(param.dtype), lengths.to(states.device))
+        embeds, token_lengths = self.connector(states.to(param.device, param.dtype), lengths.to(param.device))
         return [embeds[i, :count] for i, count in enumerate(token_lengths.tolist())]  # one host sync
 
     def embed_speech(self, audio: Sequence[AudioInput]) -> list[torch.Tensor]:
         """Audio -> speech embeddings in the LLM's input space, one tensor per utterance."""
-        return self.connect(*self.encode(self.featurize(audio)))
+        return self.connect(*self.encode(**featurize(self.mel, audio)))
 
-    def build_inputs(
-        self,
-        instruction: Sequence[str],
-        speech: Sequence[torch.Tensor | None],
-        response: Sequence[str] | None = None,
-        padding_side: str = "right",
-    ) -> SplicedBatch:
-        """Prompt pieces + speech -> spliced LLM inputs (the single path for train and generate)."""
-        responses = list(response) if response is not None else [None] * len(instruction)
-        pieces = [
-            self.prompt.pieces(text, answer, with_speech=embeds is not None)
-            for text, answer, embeds in zip(instruction, responses, speech)
-        ]
-        return splice(pieces, speech, self.llm.get_input_embeddings(), padding_side)
+    def speech_embeddings(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The speech embeddings of a processor batch, from log-mel features or cached encoder states
+        (empty for a text-only batch; rows without speech get an empty tensor)."""
+        if inputs.get("encoder_states") is not None:
+            return self.connect(inputs["encoder_states"], inputs["encoder_lengths"])
+        if inputs.get("mel") is not None and inputs["mel"].shape[0]:
+            return self.connect(*self.encode(inputs["mel"], inputs["mel_frames"], inputs["mel_chunks"]))
+        return []
+
+    def embed_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A processor batch -> the LLM's `inputs_embeds`: token embeddings, speech in its slots."""
+        device = self.llm_device
+        return embed_layout(
+            inputs["input_ids"].to(device),
+            inputs["segments"].to(device),
+            self.speech_embeddings(inputs),
+            self.llm.get_input_embeddings(),
+        )
 
     def forward(
         self,
-        instruction: Sequence[str],
-        response: Sequence[str] | None = None,
-        audio: Sequence[AudioInput] | None = None,
-        mel_chunks: list[list[torch.Tensor]] | None = None,
-        encoder_states: tuple[torch.Tensor, torch.Tensor] | None = None,
-        speech_embeds: Sequence[torch.Tensor] | None = None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        segments: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        mel: torch.Tensor | None = None,
+        mel_frames: torch.Tensor | None = None,
+        mel_chunks: torch.Tensor | None = None,
+        encoder_states: torch.Tensor | None = None,
+        encoder_lengths: torch.Tensor | None = None,
         **llm_kwargs: Any,
     ) -> CausalLMOutputWithPast:
-        """Teacher-forced pass; with `response` the loss covers only the answer tokens.
-
-        Give the speech at whichever stage you have it: `audio`, `mel_chunks`, `encoder_states`
-        (e.g. from a feature cache) or `speech_embeds`.
-        """
-        speech = self._speech_from_any(audio, mel_chunks, encoder_states, speech_embeds)
-        batch = self.build_inputs(instruction, speech, response, padding_side="right")
-        labels = batch.labels if response is not None else None
+        """Teacher-forced pass over a `SpeechProcessor` batch; with `labels` the loss covers only the
+        answer tokens. Speech comes as log-mel features (`mel*`) or cached `encoder_*` states."""
+        speech = dict(mel=mel, mel_frames=mel_frames, mel_chunks=mel_chunks)
+        speech.update(encoder_states=encoder_states, encoder_lengths=encoder_lengths)
+        embeds = self.embed_inputs({"input_ids": input_ids, "segments": segments, **speech})
+        device = embeds.device
         return self.llm(
-            inputs_embeds=batch.inputs_embeds,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            labels=labels,
+            inputs_embeds=embeds,
+            attention_mask=attention_mask.to(device),
+            position_ids=None if position_ids is None else position_ids.to(device),
+            labels=None if labels is None else labels.to(device),
             **llm_kwargs,
         )
-
-    def _speech_from_any(self, audio, mel_chunks, encoder_states, speech_embeds) -> list[torch.Tensor]:
-        given = [x is not None for x in (audio, mel_chunks, encoder_states, speech_embeds)]
-        if sum(given) != 1:
-            raise ValueError("give exactly one of audio, mel_chunks, encoder_states, speech_embeds")
-        if speech_embeds is not None:
-            return list(speech_embeds)
-        if encoder_states is not None:
-            return self.connect(*encoder_states)
-        if mel_chunks is None:
-            mel_chunks = self.featurize(audio)
-        return self.connect(*self.encode(mel_chunks))
 
     # ---------------------------------------------------------------------------------------------
     # generation
@@ -242,50 +225,86 @@ class SpeechLM(CheckpointMixin, PreTrainedModel):
             if audio is not None:
                 raise ValueError("give either text (text mode) or audio (speech mode), not both")
             prompts = [text] if isinstance(text, str) else list(text)
-            audio_items: list[AudioInput | None] = [None] * len(prompts)
+            clips: list[AudioInput] | None = None
         else:
             if audio is None or instruction is None:
                 raise ValueError("speech mode needs both audio and instruction")
-            audio_items = [audio] if single else list(audio)
-            prompts = [instruction] * len(audio_items) if isinstance(instruction, str) else list(instruction)
-            if len(prompts) != len(audio_items):
-                raise ValueError(f"{len(audio_items)} audio inputs but {len(prompts)} instructions")
-        was_training = self.training
-        self.eval()
+            clips = [audio] if single else list(audio)
+            prompts = [instruction] * len(clips) if isinstance(instruction, str) else list(instruction)
+            if len(prompts) != len(clips):
+                raise ValueError(f"{len(clips)} audio inputs but {len(prompts)} instructions")
         answers: list[str] = []
-        try:
-            for start in range(0, len(prompts), batch_size):
-                batch_audio = audio_items[start : start + batch_size]
-                speech = [None] * len(batch_audio) if batch_audio[0] is None else self.embed_speech(batch_audio)
-                answers.extend(
-                    self._generate_batch(
-                        prompts[start : start + batch_size],
-                        speech,
-                        max_new_tokens,
-                        repetition_penalty,
-                        use_adapter,
-                        **generate_kwargs,
-                    )
-                )
-        finally:
-            self.train(was_training)
+        for start in range(0, len(prompts), batch_size):
+            window = slice(start, start + batch_size)
+            inputs = self.processor(prompts[window], None if clips is None else clips[window], padding_side="left")
+            answers += self.generate_from_inputs(
+                inputs, max_new_tokens, repetition_penalty, use_adapter, **generate_kwargs
+            )
         return answers[0] if single else answers
 
-    def _generate_batch(self, prompts, speech, max_new_tokens, repetition_penalty, use_adapter, **kwargs) -> list[str]:
-        import contextlib
-
-        batch = self.build_inputs(prompts, speech, padding_side="left")
-        options = {
+    @torch.no_grad()
+    def generate_from_inputs(
+        self,
+        inputs: dict[str, torch.Tensor],
+        max_new_tokens: int = 128,
+        repetition_penalty: float = 1.0,
+        use_adapter: bool = True,
+        **options: Any,
+    ) -> list[str]:
+        """Greedy answers (unless `options` ask for sampling) to a left-padded processor batch."""
+        was_training = self.training
+        self.eval()
+        settings = {
             "max_new_tokens": max_new_tokens,
             "do_sample": False,
             "repetition_penalty": repetition_penalty,
             "eos_token_id": self.prompt.stop_token_ids(),
             "pad_token_id": self.tokenizer.pad_token_id,
+            **options,
         }
-        options.update(kwargs)
         switch = self.llm.disable_adapter() if (self.is_lora and not use_adapter) else contextlib.nullcontext()
-        with switch:
-            tokens = self.llm.generate(
-                inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, **options
-            )
-        return [answer.strip() for answer in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        try:
+            with switch:
+                embeds = self.embed_inputs(inputs)
+                mask = inputs["attention_mask"].to(embeds.device)
+                tokens = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **settings)
+        finally:
+            self.train(was_training)
+        return self.processor.batch_decode(tokens)
+
+    # ---------------------------------------------------------------------------------------------
+    # checkpoints (model/checkpoint.py does the work)
+    # ---------------------------------------------------------------------------------------------
+    @property
+    def is_lora(self) -> bool:
+        return checkpoint.is_lora(self.llm)
+
+    def base_llm(self) -> PreTrainedModel:
+        return self.llm.get_base_model() if self.is_lora else self.llm
+
+    def save_pretrained(self, save_directory: str | os.PathLike, bundle_base: bool | None = None, **_: Any) -> None:
+        """Write a checkpoint folder: trained weights, adapter, tokenizer, feature extractor, config
+        naming the bases (bundled when there is no base to name). Atomic: staged, then renamed."""
+        checkpoint.save_checkpoint(self, save_directory, bundle_base)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        is_trainable: bool = False,
+        **_: Any,
+    ) -> SpeechLM:
+        """Load a checkpoint written by `save_pretrained` (base weights resolved from its config)."""
+        model = cls(*checkpoint.load_parts(pretrained_model_name_or_path))
+        model.load_trained_weights(pretrained_model_name_or_path)
+        if not is_trainable:
+            model.eval()
+        if dtype is not None:
+            model = model.to(dtype)
+        return model.to(device) if device is not None else model
+
+    def load_trained_weights(self, folder: str | os.PathLike) -> None:
+        """Load a checkpoint's trained weights into this model (also how training resumes)."""
+        checkpoint.load_trained_weights(self, Path(folder))

@@ -132,6 +132,18 @@ class PromptBuilder:
 
 
 @dataclass
+class PromptLayout:
+    """Where every position of a padded batch comes from, planned on the host before any model
+    runs: token ids (0 in the speech slots), labels, segments, attention mask and positions."""
+
+    input_ids: torch.Tensor  # (batch, length) token ids; 0 at speech and pad positions
+    attention_mask: torch.Tensor  # (batch, length) 1 = real
+    position_ids: torch.Tensor  # (batch, length) counting real positions only
+    labels: torch.Tensor  # (batch, length) IGNORE_INDEX except answer tokens
+    segments: torch.Tensor  # (batch, length) SEGMENT_* per position
+
+
+@dataclass
 class SplicedBatch:
     """LLM inputs with speech embeddings spliced in, padded on one side."""
 
@@ -142,29 +154,22 @@ class SplicedBatch:
     segments: torch.Tensor  # (batch, length) SEGMENT_* per position
 
 
-def splice(
-    pieces: Sequence[PromptPieces],
-    speech: Sequence[torch.Tensor | None],
-    embed_tokens: Callable[[torch.Tensor], torch.Tensor],
-    padding_side: str = "right",
-) -> SplicedBatch:
-    """Build padded LLM inputs: prefix, speech embeddings (or nothing), suffix, answer.
+def plan_layout(
+    pieces: Sequence[PromptPieces], speech_counts: Sequence[int], padding_side: str = "right"
+) -> PromptLayout:
+    """Lay out prefix, `speech_counts[i]` speech slots (none for text mode), suffix and answer per
+    sample, padded on one side. Pure host work: the processor runs it (in data-loader workers too),
+    so the model step receives finished tensors.
 
     Training pads on the right; generation pads on the left so every prompt ends at the same
-    position. Labels are IGNORE_INDEX everywhere except the answer and its end-of-turn token.
-
-    The layout is planned on the host and sent to the device in a few tensors; the token
-    embeddings come from one lookup and the speech is scattered in with one `masked_scatter`, so
-    the cost does not grow with the batch in kernel launches (it was the bottleneck on a GPU).
-    """
-    if len(pieces) != len(speech):
-        raise ValueError(f"{len(pieces)} prompts but {len(speech)} speech inputs")
+    position. Labels are IGNORE_INDEX everywhere except the answer and its end-of-turn token."""
+    if len(pieces) != len(speech_counts):
+        raise ValueError(f"{len(pieces)} prompts but {len(speech_counts)} speech inputs")
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    counts = [0 if embeds is None else int(embeds.shape[0]) for embeds in speech]
-    rows = []  # per sample: (token ids or None for a speech slot, label, segment) per position
-    for piece, n_speech in zip(pieces, counts):
-        ids = piece.prefix_ids + [None] * n_speech + piece.suffix_ids + piece.answer_ids
+    rows = []  # per sample: (token ids, label, segment) per position; speech slots hold token 0
+    for piece, n_speech in zip(pieces, speech_counts):
+        ids = piece.prefix_ids + [0] * n_speech + piece.suffix_ids + piece.answer_ids
         n_prompt = len(ids) - len(piece.answer_ids)
         labels = [IGNORE_INDEX] * n_prompt + piece.answer_ids
         first, last = (min(bound, len(piece.prefix_ids)) for bound in piece.instruction_span)
@@ -185,18 +190,55 @@ def splice(
     for i, (ids, labels, segments) in enumerate(rows):
         start = longest - len(ids) if padding_side == "left" else 0
         span = slice(start, start + len(ids))
-        token_ids[i, span] = torch.tensor([0 if token is None else token for token in ids], dtype=torch.long)
+        token_ids[i, span] = torch.tensor(ids, dtype=torch.long)
         label_tensor[i, span] = torch.tensor(labels, dtype=torch.long)
         segment_tensor[i, span] = torch.tensor(segments, dtype=torch.long)
-    weight = getattr(embed_tokens, "weight", None)
-    device = weight.device if weight is not None else next(e for e in speech if e is not None).device
-    token_ids, label_tensor, segment_tensor = (t.to(device) for t in (token_ids, label_tensor, segment_tensor))
-    text_mask = (segment_tensor != SEGMENT_PAD) & (segment_tensor != SEGMENT_SPEECH)
-    inputs = embed_tokens(token_ids) * text_mask.unsqueeze(-1).to(weight.dtype if weight is not None else torch.float)
-    if any(counts):
-        speech_values = torch.cat([embeds for embeds in speech if embeds is not None and embeds.shape[0]])
-        speech_mask = (segment_tensor == SEGMENT_SPEECH).unsqueeze(-1)
-        inputs = inputs.masked_scatter(speech_mask, speech_values.to(inputs.dtype))
     attention = (segment_tensor != SEGMENT_PAD).long()
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    return SplicedBatch(inputs, attention, position_ids, label_tensor, segment_tensor)
+    return PromptLayout(token_ids, attention, position_ids, label_tensor, segment_tensor)
+
+
+def embed_layout(
+    input_ids: torch.Tensor,
+    segments: torch.Tensor,
+    speech: Sequence[torch.Tensor],
+    embed_tokens: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Token embeddings with the speech embeddings scattered into the speech slots, in order.
+
+    One embedding lookup and one `masked_scatter` per batch, so the cost does not grow with the
+    batch in kernel launches (per-sample splicing was the bottleneck of a step on a GPU)."""
+    weight = getattr(embed_tokens, "weight", None)
+    dtype = weight.dtype if weight is not None else torch.float
+    text_mask = (segments != SEGMENT_PAD) & (segments != SEGMENT_SPEECH)
+    inputs = embed_tokens(input_ids) * text_mask.unsqueeze(-1).to(dtype)
+    speech_mask = segments == SEGMENT_SPEECH
+    slots = int(speech_mask.sum())
+    given = [embeds for embeds in speech if embeds is not None and embeds.shape[0]]
+    supplied = sum(int(embeds.shape[0]) for embeds in given)
+    if slots != supplied:
+        raise ValueError(
+            f"the prompt layout has {slots} speech slots but the connector made {supplied} speech embeddings; "
+            "the processor and the model disagree about the connector (build both from the same LSMConfig)"
+        )
+    if slots:
+        values = torch.cat(given).to(device=inputs.device, dtype=inputs.dtype)
+        inputs = inputs.masked_scatter(speech_mask.unsqueeze(-1), values)
+    return inputs
+
+
+def splice(
+    pieces: Sequence[PromptPieces],
+    speech: Sequence[torch.Tensor | None],
+    embed_tokens: Callable[[torch.Tensor], torch.Tensor],
+    padding_side: str = "right",
+) -> SplicedBatch:
+    """Build padded LLM inputs: prefix, speech embeddings (or nothing), suffix, answer: the layout
+    plan and the embedding in one call (both halves are what the processor and `forward` use)."""
+    counts = [0 if embeds is None else int(embeds.shape[0]) for embeds in speech]
+    layout = plan_layout(pieces, counts, padding_side)
+    weight = getattr(embed_tokens, "weight", None)
+    device = weight.device if weight is not None else next(e for e in speech if e is not None).device
+    layout = PromptLayout(*(tensor.to(device) for tensor in vars(layout).values()))
+    inputs = embed_layout(layout.input_ids, layout.segments, speech, embed_tokens)
+    return SplicedBatch(inputs, layout.attention_mask, layout.position_ids, layout.labels, layout.segments)

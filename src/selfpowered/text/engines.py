@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Protocol
 
+from selfpowered.assets import DEFAULT_LLM
 from selfpowered.errors import SelfPoweredError
 
 
@@ -51,7 +52,7 @@ class HFGenerator:
 
     def __init__(
         self,
-        model: str = "smollm2-135m-instruct",
+        model: str = DEFAULT_LLM,
         max_new_tokens: int = 225,
         token_budget: int = 65536,
         max_batch: int = 256,
@@ -270,7 +271,7 @@ def build_generator(settings) -> TextGenerator:
 
     if settings.engine == "openai":
         if not settings.server_url:
-            raise SelfPoweredError("engine openai needs --server-url (e.g. http://127.0.0.1:8000/v1)")
+            raise SelfPoweredError("engine openai needs server_url (--set server_url=http://127.0.0.1:8000/v1)")
         return OpenAIGenerator(
             settings.server_url,
             settings.server_model,

@@ -5,7 +5,7 @@ a CPU. Here the connector's output at every speech position is scored against th
 input embedding matrix (logits = scale x h . E^T, plus a learned blank), and a CTC loss asks the
 sequence of positions to spell the transcript's LLM tokens. No LLM forward, so a step costs the
 connector alone; afterwards the speech embeddings already lie near the token embeddings the LLM
-knows, and the `tune` stage starts from there.
+knows, and `train` starts from there (`init_from`).
 
 The vocabulary is restricted to tokens that can appear in a lower-cased transcript (no capitals),
 which removes about a third of SmolLM2's tokens and all their confusions.
@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
 from selfpowered.model import SpeechLM
+from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.model.processor import pad_states
 from selfpowered.text.metrics import word_error_rate
-from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
+from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache
-from selfpowered.train.trainer import tokens_per_second
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class CTCHead(nn.Module):
     def forward(self, speech: torch.Tensor) -> torch.Tensor:
         """(batch, time, hidden) -> log-probabilities (batch, time, vocab + 1); blank is last.
         A plain dot product with the embeddings (not a cosine), so the connector learns their
-        magnitude as well as their direction: that is what the LLM will read in `tune`."""
+        magnitude as well as their direction: that is what the LLM will read in `train`."""
         table = torch.cat([self.table, self.blank[None]], dim=0)
         return torch.log_softmax(self.log_scale.exp() * speech @ table.T, dim=-1)
 
@@ -90,9 +91,11 @@ class CTCHead(nn.Module):
         return out
 
 
-def _connect(model: SpeechLM, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    states, lengths = batch["encoder_states"]
-    return model.connector(states, lengths)
+def connect_items(model: SpeechLM, items: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Cached-state dataset items -> the connector's padded output, its lengths, the transcripts."""
+    states, lengths = pad_states([item["states"] for item in items])
+    speech, speech_lengths = model.connector(states, lengths)
+    return speech, speech_lengths, [item["response"] for item in items]
 
 
 def ctc_word_error_rate(
@@ -103,10 +106,10 @@ def ctc_word_error_rate(
     references, hypotheses = [], []
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
-            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-            speech, lengths = _connect(model, batch)
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            speech, lengths, texts = connect_items(model, items)
             hypotheses += [model.tokenizer.decode(t) for t in head.greedy(head(speech), lengths)]
-            references += batch["response"]
+            references += texts
     model.train()
     return word_error_rate(references, hypotheses).wer
 
@@ -120,7 +123,7 @@ def align(config) -> dict[str, Any]:
     if config.init_from:
         model = SpeechLM.from_pretrained(config.init_from, is_trainable=True)
     else:
-        model = SpeechLM.build(config.model.encoder, config.model.llm, **config.model.lsm_kwargs())
+        model = SpeechLM.build(**config.model.model_dump())
     model.train()
 
     def dataset_of(paths: list[str]) -> SpeechInstructionDataset:
@@ -137,7 +140,10 @@ def align(config) -> dict[str, Any]:
         optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=min(0.3, config.warmup_steps / config.steps)
     )
     sampler = TokenBudgetBatchSampler(
-        train_set.token_lengths(tokens_per_second(model)), config.token_budget, config.max_batch, config.seed
+        train_set.token_lengths(speech_tokens_per_second(model.config)),
+        config.token_budget,
+        config.max_batch,
+        config.seed,
     )
     log: list[dict[str, float]] = []
     step, epoch = 0, 0
@@ -145,9 +151,8 @@ def align(config) -> dict[str, Any]:
     while step < config.steps:
         sampler.set_epoch(epoch)
         for indices in sampler:
-            batch = collate([train_set[i] for i in indices])
-            speech, lengths = _connect(model, batch)
-            targets, target_lengths = head.targets(model.tokenizer, batch["response"])
+            speech, lengths, texts = connect_items(model, [train_set[i] for i in indices])
+            targets, target_lengths = head.targets(model.tokenizer, texts)
             log_probs = head(speech).transpose(0, 1)  # (time, batch, classes) for ctc_loss
             loss = nn.functional.ctc_loss(
                 log_probs, targets, lengths, target_lengths, blank=head.blank_index, zero_infinity=True

@@ -123,19 +123,20 @@ class SpeechInstructionDataset(Dataset):
         ]
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Strings stay lists; cached states become one padded float tensor plus lengths."""
-    batch: dict[str, Any] = {
-        "instruction": [item["instruction"] for item in items],
-        "response": [item["response"] for item in items],
-    }
-    if "states" in items[0]:
-        states = [item["states"].float() for item in items]
-        lengths = torch.tensor([s.shape[0] for s in states])
-        batch["encoder_states"] = (torch.nn.utils.rnn.pad_sequence(states, batch_first=True), lengths)
-    else:
-        batch["audio"] = [item["audio"] for item in items]
-    return batch
+class Collator:
+    """Items -> one training batch of tensors through the model's processor (prompt layout, labels,
+    and log-mel features or padded cached states). Picklable, so it runs in data-loader workers."""
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        speech = {"encoder_states": [item["states"] for item in items]} if "states" in items[0] else {}
+        if not speech:
+            speech = {"audio": [item["audio"] for item in items]}
+        return self.processor(
+            [item["instruction"] for item in items], response=[item["response"] for item in items], **speech
+        )
 
 
 class TokenBudgetBatchSampler(Sampler[list[int]]):

@@ -151,7 +151,7 @@ def build_feature_cache(
     try:
         for start in tqdm(range(0, len(todo), batch_size), desc="encoding", unit=" batch", disable=not todo):
             batch = todo[start : start + batch_size]
-            states, lengths = encoder(featurize(mel, batch))
+            states, lengths = encoder(**featurize(mel, batch))
             for key, state, length in zip(batch, states, lengths.tolist()):
                 cache.append(key, state[:length])
     finally:
@@ -176,3 +176,14 @@ def audio_paths_of(jsonl: str | os.PathLike) -> list[Path]:
         audio = Path(record["audio"])
         paths.append(audio if audio.is_absolute() else jsonl.parent / audio)
     return paths
+
+
+def build_features(config) -> dict:
+    """`selfpowered features` (config: `FeaturesConfig`): encode every audio file that the given
+    manifests or sample files name into the cache; needs only the encoder, not the LLM."""
+    from selfpowered.assets import resolve_model
+
+    path = resolve_model(config.encoder, kind="encoder")
+    encoder = SpeechEncoder.from_pretrained(path).to(config.device)
+    audio = [audio for item in config.inputs for audio in audio_paths_of(item)]
+    return build_feature_cache(encoder, LogMelExtractor.from_pretrained(path), audio, config.cache, config.batch_size)

@@ -27,7 +27,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from selfpowered.atomic import atomic_write_text
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
-from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, collate, read_samples
+from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +41,17 @@ class SpeechTrainer(Trainer):
         super().__init__(*args, **kwargs)
 
     def get_train_dataloader(self) -> DataLoader:
-        loader = DataLoader(self.train_dataset, batch_sampler=self.batch_sampler, collate_fn=collate)
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+        )
         return self.accelerator.prepare(loader)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        return 0  # transformers' estimate expects token-id tensors; ours are strings + speech
 
     def create_optimizer(self, model=None):
         """AdamW with two learning rates: the connector (new, random) and the LLM (LoRA or full)."""
@@ -127,15 +130,7 @@ def build_model(config) -> SpeechLM:
                 "selfpowered align configs/align-demo.yaml), or remove init_from to start from `model:`"
             )
         return SpeechLM.from_pretrained(config.init_from, is_trainable=True)
-    return SpeechLM.build(config.model.encoder, config.model.llm, **config.model.lsm_kwargs())
-
-
-def tokens_per_second(model: SpeechLM) -> float:
-    """Speech tokens per second of audio for this model's connector (for batch sizing)."""
-    frames = model.config.encoder_frame_rate
-    if model.config.connector == "stack_mlp":
-        return frames / model.config.stack_factor
-    return frames / model.config.window_frames * model.config.queries_per_window
+    return SpeechLM.build(**config.model.model_dump())
 
 
 def _checkpointing_argument(enabled: bool) -> dict[str, bool]:
@@ -188,7 +183,7 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         **_checkpointing_argument(config.gradient_checkpointing),
         remove_unused_columns=False,
         report_to=[],
-        dataloader_num_workers=0,
+        dataloader_num_workers=config.data.num_workers,
         use_cpu=use_cpu,
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
@@ -208,13 +203,16 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         cache = open_cache(config.data.feature_cache, model.encoder, model.mel)
     dataset = SpeechInstructionDataset(samples, cache)
     sampler = TokenBudgetBatchSampler(
-        dataset.token_lengths(tokens_per_second(model)), config.optim.token_budget, config.optim.max_batch, config.seed
+        dataset.token_lengths(speech_tokens_per_second(model.config)),
+        config.optim.token_budget,
+        config.optim.max_batch,
+        config.seed,
     )
     trainer = SpeechTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=collate,
+        data_collator=Collator(model.processor),
         batch_sampler=sampler,
         lr_connector=config.optim.lr_connector,
     )

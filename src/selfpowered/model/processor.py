@@ -1,0 +1,87 @@
+"""`SpeechProcessor`: audio + text -> the tensors `SpeechLM.forward` and `generate` take.
+
+Everything that needs no model weights happens here, on the host: decoding and log-mel features
+(or padding cached encoder states), the chat prompt, and the layout of the padded batch with one
+slot per speech token, whose count follows from the real duration alone
+(`connector.speech_token_lengths`). The model step then gets finished tensors, so training can
+prepare batches in data-loader workers, the Trainer can count tokens, and a server can batch
+requests through the same path as training and evaluation (Ultravox's processor pattern).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from selfpowered.audio import AudioInput, LogMelExtractor
+from selfpowered.model.configuration import LSMConfig
+from selfpowered.model.connector import speech_token_lengths
+from selfpowered.model.encoder import encoder_frames, featurize
+from selfpowered.model.prompting import PromptBuilder, plan_layout
+
+SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
+
+
+def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-utterance (frames, d) encoder states (e.g. from the feature cache) -> padded float
+    states (batch, frames, d) and their lengths."""
+    lengths = torch.tensor([int(s.shape[0]) for s in states], dtype=torch.long)
+    return torch.nn.utils.rnn.pad_sequence([s.float() for s in states], batch_first=True), lengths
+
+
+class SpeechProcessor:
+    """Tokenizer + feature extractor + prompt builder of one LSM; `__call__` makes a batch."""
+
+    def __init__(self, config: LSMConfig, tokenizer, feature_extractor) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.mel = LogMelExtractor(feature_extractor)
+        self.prompt = PromptBuilder(tokenizer, config.prompt_format, config.speech_placeholder, config.system_prompt)
+
+    def __call__(
+        self,
+        instruction: Sequence[str],
+        audio: Sequence[AudioInput | None] | None = None,
+        encoder_states: Sequence[torch.Tensor | None] | None = None,
+        response: Sequence[str] | None = None,
+        padding_side: str = "right",
+    ) -> dict[str, torch.Tensor]:
+        """One batch. Speech comes as `audio` (paths or 16 kHz arrays) or as cached `encoder_states`
+        (frames, d) per row; a row whose speech is None, or a call with neither, is text mode (the
+        user turn is the instruction alone). With `response` the labels cover the answers."""
+        if audio is not None and encoder_states is not None:
+            raise ValueError("give the speech as audio or as encoder_states, not both")
+        rows = len(instruction)
+        speech = audio if audio is not None else encoder_states
+        if speech is not None and len(speech) != rows:
+            raise ValueError(f"{rows} instructions but {len(speech)} speech inputs")
+        responses = list(response) if response is not None else [None] * rows
+        if len(responses) != rows:
+            raise ValueError(f"{rows} instructions but {len(responses)} responses")
+        inputs: dict[str, torch.Tensor] = {}
+        frames = [0] * rows
+        if audio is not None:
+            inputs.update(featurize(self.mel, audio))
+            frames = encoder_frames(inputs["mel_frames"], inputs["mel_chunks"])
+        elif encoder_states is not None:
+            hidden = next((s.shape[-1] for s in encoder_states if s is not None), 1)
+            present = [s if s is not None else torch.zeros(0, hidden) for s in encoder_states]
+            inputs["encoder_states"], inputs["encoder_lengths"] = pad_states(present)
+            frames = inputs["encoder_lengths"].tolist()
+        has_speech = [speech is not None and speech[i] is not None for i in range(rows)]
+        counts = [int(speech_token_lengths(self.config, n)) if on else 0 for n, on in zip(frames, has_speech)]
+        pieces = [
+            self.prompt.pieces(text, answer, with_speech=on)
+            for text, answer, on in zip(instruction, responses, has_speech)
+        ]
+        layout = plan_layout(pieces, counts, padding_side)
+        inputs.update(vars(layout))
+        if response is None:
+            del inputs["labels"]
+        return inputs
+
+    def batch_decode(self, token_ids: torch.Tensor) -> list[str]:
+        return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
