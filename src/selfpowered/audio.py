@@ -79,7 +79,7 @@ def chunk_samples(samples: np.ndarray, chunk_seconds: float = CHUNK_SECONDS) -> 
     """Split into consecutive chunks of at most `chunk_seconds` (Whisper's window)."""
     size = int(chunk_seconds * SAMPLE_RATE)
     chunks = [samples[start : start + size] for start in range(0, samples.size, size)]
-    # A sliver shorter than one mel hop cannot make a frame; fold it into the previous chunk's tail.
+    # A last sliver shorter than two mel hops (20 ms) cannot make an encoder frame: it is dropped.
     if len(chunks) > 1 and chunks[-1].size < HOP_LENGTH * 2:
         chunks.pop()
     return chunks

@@ -1,6 +1,6 @@
 """The ASR manifest (JSON Lines): schema, a validating reader, an atomic writer, rejects.
 
-One row per utterance (design.md section 3):
+One row per utterance (docs/architecture.md, "Corpora"):
     {"id": "1089-134686-0000", "audio": "LibriSpeech/test-clean/.../1089-134686-0000.flac",
      "text": "he hoped there would be stew for dinner", "duration": 10.4, "lang": "en", "speaker": "1089"}
 `audio` is relative to the manifest's folder or absolute. Extra keys are kept as they are.
