@@ -1,0 +1,154 @@
+"""Configs of the data stages: validation limits, import, synthesis, augmentation, features."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
+from selfpowered.config.base import StrictModel
+from selfpowered.text.echo import ECHO_MAX_WER
+
+
+class LimitsConfig(StrictModel):
+    """What counts as a usable utterance (corpus validation, import, and every stage reading a manifest)."""
+
+    min_duration: float = Field(0.1, ge=0)
+    max_duration: float = Field(60.0, gt=0)
+    min_sample_rate: int = Field(8000, ge=1)
+    duration_tolerance: float = Field(0.1, ge=0, description="seconds between a row's duration and the audio's")
+    check_audio: bool = Field(True, description="open each file (header) and measure its duration")
+    decode: bool = Field(False, description="decode every sample too (finds NaN / corrupt bodies; slower)")
+
+
+class ValidateConfig(StrictModel):
+    """`selfpowered corpus validate`: check a manifest, list rejects, optionally write the good rows."""
+
+    manifest: str
+    output: str | None = Field(None, description="write the valid rows here")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+
+class ImportConfig(StrictModel):
+    """`selfpowered corpus import KIND SRC OUT`: an ASR corpus -> manifest + rejects."""
+
+    kind: Literal["librispeech", "commonvoice", "table", "hf"]
+    source: str
+    output: str
+    lowercase: bool = Field(True, description="librispeech: lower-case the all-caps transcripts")
+    tsv: str = Field("validated.tsv", description="commonvoice: which tsv")
+    lang: str = "en"
+    split: str | None = Field(None, description="hf: which split of a DatasetDict")
+    id_column: str | None = None
+    audio_column: str | None = None
+    text_column: str | None = None
+    speaker_column: str | None = None
+    duration_column: str | None = None
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    def importer_options(self) -> dict[str, Any]:
+        """The keyword arguments the chosen importer takes (unset columns keep its defaults)."""
+        columns = {
+            key: value
+            for key, value in (
+                ("id_column", self.id_column),
+                ("audio_column", self.audio_column),
+                ("text_column", self.text_column),
+                ("speaker_column", self.speaker_column),
+            )
+            if value is not None
+        }
+        if self.kind == "librispeech":
+            return {"lowercase": self.lowercase}
+        if self.kind == "commonvoice":
+            return {"tsv": self.tsv, "lang": self.lang}
+        if self.kind == "table":
+            extra = {"duration_column": self.duration_column} if self.duration_column else {}
+            return {**columns, **extra}
+        return {**columns, "split": self.split}
+
+
+class SynthConfig(StrictModel):
+    """`selfpowered corpus synth`: the offline multi-voice TTS demo corpus."""
+
+    output: str
+    size: Literal["small", "demo", "diverse", "ood"] = Field(
+        "small",
+        description="small | demo: the grammar corpus; diverse: other text sources, more voices and effects "
+        "(train/dev); ood: a test-only text source spoken by voices and transforms never used in training",
+    )
+    voices: list[str] | None = Field(None, description="ENGINE:NAME list; default: every known voice")
+    test_voice: str | None = Field("flite:rms", description="voice held out of train/dev")
+    voices_per_sentence: int = Field(2, ge=1)
+    seed: int = 0
+    workers: int | None = Field(None, ge=1, description="processes; default: all cores")
+    tempo_min: float = Field(0.9, gt=0)
+    tempo_max: float = Field(1.1, gt=0)
+    check_wer: int = Field(0, ge=0, description="after synthesis, Whisper-transcribe this many test utterances")
+    splits: list[Literal["train", "dev", "test"]] | None = Field(
+        None, description="make only these splits (same utterances as in the whole corpus); default all"
+    )
+    vocabulary_against: list[str] = Field(
+        default_factory=list, description="training manifests: report each split's out-of-vocabulary rate against them"
+    )
+
+
+class FilterConfig(StrictModel):
+    """Which LLM answers augmentation drops (each drop is counted and listed with its reason)."""
+
+    require_final_punctuation: bool = True
+    copy_max_wer: float = Field(ECHO_MAX_WER, ge=0, description="answer this close to the transcript = a copy")
+    drop_refusals: bool = True
+
+
+class AugmentConfig(StrictModel):
+    """`selfpowered augment MANIFEST OUT`: self-powered (or vanilla) instruction samples."""
+
+    manifest: str
+    output: str
+    recipe: Literal["selfpowered", "vanilla"] = "selfpowered"
+    tasks: str = Field("demo", description="task library: paper | demo | path to a YAML preset")
+    task_weights: dict[str, float] = Field(default_factory=dict)
+    task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
+    engine: Literal["hf", "openai"] = "hf"
+    llm: str = Field(DEFAULT_LLM, description="hf: model folder or embedded name")
+    server_url: str | None = Field(None, description="openai: base URL ending in /v1")
+    server_model: str | None = Field(None, description="openai: model name (default: the first served)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key")
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(5, ge=0)
+    device: str = "cpu"
+    max_new_tokens: int = Field(225, ge=1)
+    max_prompt_tokens: int = Field(150, ge=1)
+    token_budget: int = Field(65536, ge=64, description="hf: batch rows x (prompt + new tokens) at most")
+    max_batch: int = Field(256, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    seed: int = 0
+    shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's share of the manifest")
+    limit: int | None = Field(None, ge=1, description="only the first N rows of the shard")
+    chunk_size: int = Field(64, ge=1, description="requests handed to the engine at a time (what a kill can lose)")
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_in_range(cls, value: str) -> str:
+        index, count = (int(part) for part in value.split("/"))
+        if not 0 <= index < count:
+            raise ValueError(f"shard {value}: need 0 <= i < N")
+        return value
+
+    @property
+    def shard_index_count(self) -> tuple[int, int]:
+        index, count = (int(part) for part in self.shard.split("/"))
+        return index, count
+
+
+class FeaturesConfig(StrictModel):
+    """`selfpowered features`: cache the frozen encoder's output for every audio file once."""
+
+    inputs: list[str] = Field(..., min_length=1, description="manifests or sample files")
+    cache: str = Field(..., description="feature cache folder")
+    encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
+    batch_size: int = Field(8, ge=1)
+    device: str = "cpu"

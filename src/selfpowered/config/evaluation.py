@@ -1,0 +1,67 @@
+"""Configs of `eval` and `demo`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from selfpowered.assets import DEFAULT_ENCODER
+from selfpowered.config.base import StrictModel
+from selfpowered.config.model import GenerationSettings
+
+EVAL_SUITES = ("asr", "instruct", "conflict", "sqa", "text", "bias")
+BASELINES = ("cascade", "text")
+
+
+class EvalConfig(StrictModel):
+    """`selfpowered eval`: score LSM checkpoints and the baselines on the same samples."""
+
+    models: list[str] = Field(
+        default_factory=list, description="LSM checkpoints, as PATH or NAME=PATH (the name labels the report)"
+    )
+    baselines: list[Literal["cascade", "text"]] = Field(default_factory=lambda: list(BASELINES))
+    suites: list[Literal["asr", "instruct", "conflict", "sqa", "text", "bias"]] = Field(
+        default_factory=lambda: list(EVAL_SUITES)
+    )
+    data: str = Field(..., description="held-out ASR manifest (e.g. demo-output/corpus/test.jsonl)")
+    output: str = Field("eval-output", description="report folder (predictions cached here: resumable)")
+    limit: int = Field(200, ge=1, description="utterances drawn (seeded) from `data` for asr and instruct")
+    tasks: str = Field("demo", description="task library the models were trained with: paper | demo | YAML")
+    heldout_tasks: str | None = Field(
+        "demo-heldout", description="never-trained paraphrases of the same tasks (paper-heldout for paper)"
+    )
+    task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
+    asr_tasks: str = Field("paper", description="library whose `asr` templates the asr suite uses")
+    llm: str | None = Field(None, description="LLM of the baselines (default: the first model's base LLM)")
+    asr_model: str = Field(DEFAULT_ENCODER, description="Whisper of the cascade baseline")
+    probe_voice: str = Field("flite:rms", description="TTS voice of the conflict/sqa probes (held out in the demo)")
+    conflict_items: int = Field(48, ge=1)
+    sqa_items: int = Field(60, ge=2)
+    bias_samples: int = Field(24, ge=1, description="instruct samples per model for attention/saliency")
+    seed: int = 0
+    device: str = "cpu"
+    chunk_size: int = Field(32, ge=1, description="queries per progress step (and per timing)")
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    @field_validator("models", "suites", "baselines", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        """`-m a,b -m c` and `--suites asr,instruct` arrive as comma-joined strings; `none` = empty."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        parts = [part.strip() for item in items for part in str(item).split(",")]
+        return [part for part in parts if part and part != "none"]
+
+
+class DemoConfig(StrictModel):
+    """`selfpowered demo`: the whole experiment on the embedded default (writes demo-output/)."""
+
+    retrain: bool = Field(
+        False,
+        description="run every stage (corpus, augment, align, train) instead of evaluating the shipped checkpoints",
+    )
+    fresh: bool = Field(False, description="remove finished stages' outputs and run them again")
+    checkpoints: str = Field("checkpoints/demo", description="shipped checkpoints (vanilla/, selfpowered/)")
+    eval_config: str = Field("configs/eval-demo.yaml", description="EvalConfig YAML of the eval stage")

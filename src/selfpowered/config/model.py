@@ -1,0 +1,68 @@
+"""Configs of the model itself: its architecture (one definition, shared with LSMConfig) and decoding."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
+from selfpowered.config.base import StrictModel
+
+
+class ModelConfig(StrictModel):
+    """How to build a fresh SpeechLM; defaults are the embedded CPU model. The one definition of
+    these fields: `LSMConfig` (the checkpoint's config.json) validates its own through this model."""
+
+    encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
+    llm: str = Field(DEFAULT_LLM, description="causal LM folder or embedded name")
+    connector: Literal["window_qformer", "stack_mlp"] = "window_qformer"
+    window_seconds: float = Field(1 / 3, gt=0, description="Q-Former window length in real seconds")
+    queries_per_window: int = Field(1, ge=1)
+    qformer_layers: int = Field(2, ge=1)
+    qformer_hidden_size: int = Field(768, ge=8)
+    qformer_heads: int = Field(12, ge=1)
+    qformer_ffn_size: int = Field(3072, ge=8)
+    stack_factor: int = Field(4, ge=1, description="frames stacked per token (stack_mlp)")
+    mlp_hidden_size: int = Field(1024, ge=8)
+    connector_dropout: float = Field(0.1, ge=0, lt=1)
+    finetune: Literal["lora", "full", "frozen"] = "lora"
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    train_encoder: bool = False
+    prompt_format: Literal["chat_template", "vicuna_v1.1"] = "chat_template"
+    system_prompt: str | None = None
+
+    @classmethod
+    def architecture_fields(cls) -> tuple[str, ...]:
+        """Every field but the two base-model references: what a checkpoint's config stores."""
+        return tuple(name for name in cls.model_fields if name not in ("encoder", "llm"))
+
+
+class GenerationSettings(StrictModel):
+    """Decoding settings (the paper decodes greedily with max_new_tokens 128)."""
+
+    max_new_tokens: int = Field(128, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+
+
+class ChatConfig(StrictModel):
+    """`selfpowered chat`: one question to a checkpoint, from speech or from text."""
+
+    model: str = Field(..., description="checkpoint folder written by SpeechLM.save_pretrained")
+    audio: list[str] = Field(default_factory=list, description="audio files (speech mode)")
+    instruction: str | None = Field(None, description="text instruction (speech mode) or prompt (text mode)")
+    text_mode: bool = Field(False, description="run the LLM on the instruction alone, no speech")
+    use_adapter: bool = True
+    device: str = "cpu"
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
+class InitConfig(StrictModel):
+    """`selfpowered init`: build a fresh (untrained) LSM and save it as a checkpoint."""
+
+    output: str
+    model: ModelConfig = Field(default_factory=ModelConfig)

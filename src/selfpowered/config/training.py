@@ -1,0 +1,69 @@
+"""Configs of the training stages: `train` and `align`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from selfpowered.config.base import StrictModel
+from selfpowered.config.model import ModelConfig
+
+
+class TrainDataConfig(StrictModel):
+    train: list[str] = Field(..., min_length=1, description="sample files (augment output) or ASR manifests")
+    max_duration: float = Field(30.0, gt=0, description="longer utterances are skipped (listed in rejects)")
+    feature_cache: str | None = Field(None, description="encoder feature cache folder (built if missing)")
+    cache_batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0, description="data-loader processes preparing batches (the processor)")
+
+
+class OptimConfig(StrictModel):
+    lr_connector: float = Field(1e-3, gt=0)
+    lr_llm: float = Field(2e-4, gt=0, description="LoRA (or full) LLM learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    max_grad_norm: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    token_budget: int = Field(4096, ge=16, description="tokens per batch (speech + text, estimated)")
+    max_batch: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+
+
+class TrainConfig(StrictModel):
+    """`selfpowered train CONFIG`: one training stage (configs/demo.yaml, configs/paper.yaml)."""
+
+    output: str
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    init_from: str | None = Field(None, description="start from this checkpoint instead of `model`")
+    data: TrainDataConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    save_steps: int = Field(200, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    logging_steps: int = Field(10, ge=1)
+
+
+class AlignConfig(StrictModel):
+    """`selfpowered align CONFIG`: the connector alone learns the LLM's token space with CTC."""
+
+    output: str
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(connector="stack_mlp"))
+    init_from: str | None = None
+    train: list[str] = Field(..., min_length=1, description="ASR manifests or sample files")
+    dev: list[str] = Field(default_factory=list, description="held-out files for the CTC WER")
+    feature_cache: str
+    max_duration: float = Field(30.0, gt=0)
+    steps: int = Field(700, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    token_budget: int = Field(2048, ge=16)
+    max_batch: int = Field(16, ge=1)
+    seed: int = 0
+    logging_steps: int = Field(20, ge=1)
