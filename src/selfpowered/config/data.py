@@ -33,7 +33,7 @@ class ValidateConfig(StrictModel):
 class ImportConfig(StrictModel):
     """`selfpowered corpus import KIND SRC OUT`: an ASR corpus -> manifest + rejects."""
 
-    kind: Literal["librispeech", "commonvoice", "table", "hf"]
+    kind: Literal["librispeech", "commonvoice", "table", "hf", "pocketsphinx"]
     source: str
     output: str
     lowercase: bool = Field(True, description="librispeech: lower-case the all-caps transcripts")
@@ -66,6 +66,8 @@ class ImportConfig(StrictModel):
         if self.kind == "table":
             extra = {"duration_column": self.duration_column} if self.duration_column else {}
             return {**columns, **extra}
+        if self.kind == "pocketsphinx":
+            return {}
         return {**columns, "split": self.split}
 
 

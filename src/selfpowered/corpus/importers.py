@@ -5,14 +5,16 @@ then validates them with the manifest's own `check_row`, measures durations from
 manifest with audio paths relative to it, and lists every skipped record with its reason.
 
 Kinds: `librispeech` (`*.trans.txt` + flac), `commonvoice` (`*.tsv` + `clips/`), `table` (CSV, TSV
-or JSONL with configurable column names) and `hf` (a Hugging Face dataset saved with
-`save_to_disk` that has an audio column; its audio is written out as 16 kHz FLAC).
+or JSONL with configurable column names), `hf` (a Hugging Face dataset saved with `save_to_disk`
+that has an audio column; its audio is written out as 16 kHz FLAC) and `pocketsphinx` (the
+transcribed recordings of Debian's `pocketsphinx-testdata`: real human speech, a test set).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from selfpowered.atomic import atomic_file
+from selfpowered.audio import SAMPLE_RATE
 from selfpowered.config import ImportConfig, LimitsConfig
 from selfpowered.corpus.manifest import (
     ManifestReport,
@@ -31,7 +35,8 @@ from selfpowered.corpus.manifest import (
 )
 from selfpowered.errors import SelfPoweredError
 
-KINDS = ("librispeech", "commonvoice", "table", "hf")
+KINDS = ("librispeech", "commonvoice", "table", "hf", "pocketsphinx")
+POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
 
 
 @dataclass
@@ -94,6 +99,40 @@ def librispeech(src: str | Path, lowercase: bool = True) -> Iterator[Candidate]:
                 "lang": "en",
             }
             yield Candidate(raw, str(transcript), number)
+
+
+# -- pocketsphinx-testdata --------------------------------------------------------------------------
+def pocketsphinx(src: str | Path, audio_dir: str | Path) -> Iterator[Candidate]:
+    """The 11 transcribed recordings of Debian's pocketsphinx-testdata (BSD-2): 5 LibriVox clips of
+    *Sense and Sensibility* (`librivox/transcription`), 5 spoken card names (`cards/`), and
+    `goforward.raw` ("go forward ten meters", raw 16-bit 16 kHz mono, written out as FLAC).
+    Sphinx transcripts look like `<s> seven of clubs </s> (003)`."""
+    import numpy as np
+    import soundfile as sf
+
+    src = Path(src)
+    if not (src / "librivox" / "transcription").is_file():
+        raise SelfPoweredError(f"{src}: no librivox/transcription; install Debian's pocketsphinx-testdata")
+    for folder, listing, speaker in (
+        ("librivox", "transcription", "librivox"),
+        ("cards", "cards.transcription", "cards"),
+    ):
+        path = src / folder / listing
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            match = re.fullmatch(r"\s*<s>(.*)</s>\s*\((\S+)\)\s*", line)
+            if not match:
+                yield Candidate({}, str(path), number, problem=f"not a sphinx transcript line: {line!r}")
+                continue
+            text, name = " ".join(match.group(1).split()), match.group(2)
+            raw = {"id": f"{speaker}-{name}", "audio": f"{name}.wav", "text": text, "speaker": speaker, "lang": "en"}
+            yield Candidate(raw, str(path), number)
+    raw_file = src / "goforward.raw"
+    target = Path(audio_dir) / "goforward.flac"
+    with atomic_file(target, suffix=".flac") as temporary:
+        samples = np.fromfile(raw_file, dtype="<i2").astype(np.float32) / 32768.0
+        sf.write(str(temporary), samples, SAMPLE_RATE, format="FLAC")
+    raw = {"id": "goforward", "audio": str(target.resolve()), "text": "go forward ten meters", "speaker": "goforward"}
+    yield Candidate({**raw, "lang": "en"}, str(raw_file), 1)
 
 
 # -- Common Voice -------------------------------------------------------------------------------------
@@ -191,8 +230,7 @@ def hf_dataset(
     import datasets
     import soundfile as sf
 
-    from selfpowered.atomic import atomic_file
-    from selfpowered.audio import SAMPLE_RATE, resample, to_mono
+    from selfpowered.audio import resample, to_mono
 
     src = Path(src)
     try:
@@ -249,4 +287,6 @@ def candidates_for(kind: str, src: str | Path, out: str | Path, options: dict[st
         return table(src, **options)
     if kind == "hf":
         return hf_dataset(src, Path(out).parent / (Path(out).stem + "_audio"), **options)
+    if kind == "pocketsphinx":
+        return pocketsphinx(src, Path(out).parent / (Path(out).stem + "_audio"))
     raise SelfPoweredError(f"unknown corpus kind {kind!r}; choose one of {', '.join(KINDS)}")
