@@ -42,9 +42,11 @@ CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_
 -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" quiet_pip "llama-cpp-python[server]==0.3.36"
 "$VENV/bin/python" -c "import torch, transformers, peft, selfpowered" >/dev/null
 
-# Debian packages: five public-domain LibriVox clips (pocketsphinx-testdata) prove the Whisper
-# conversion; flite, festival (+2 voices) and espeak-ng give the demo corpus its extra voices.
-DEBIAN_PACKAGES="pocketsphinx-testdata flite festival festvox-us-slt-hts festvox-kallpc16k espeak-ng"
+# Debian packages: the pocketsphinx-testdata recordings (real human speech: the conversion proof and
+# the `real` test set); flite, festival (+3 voices) and espeak-ng give the corpora their voices;
+# wordnet-base and fortunes are text sources (a training source and the out-of-domain test source).
+DEBIAN_PACKAGES="pocketsphinx-testdata flite festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k \
+espeak-ng wordnet-base fortunes"
 missing=""
 for package in $DEBIAN_PACKAGES; do
   dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

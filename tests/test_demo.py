@@ -29,6 +29,23 @@ def _report(v_echo=0.9, s_echo=0.05, v_chrf=20.0, s_chrf=30.0, v_wer=0.1, s_wer=
     }
 
 
+def test_out_of_domain_targets_join_the_verdict_when_the_sets_ran():
+    report = _report()
+    for name, wer, self_echo in (("vanilla", 0.5, 0.7), ("selfpowered", 0.28, 0.1), ("cascade", 0.15, 0.05)):
+        row = report["systems"].setdefault(name, {})
+        row["asr@real"], row["asr@ood"] = {"wer": wer}, {"wer": wer}
+        row["instruct@ood"] = {"self_echo_rate": self_echo}
+    checks = {c["target"]: c for c in demo_verdict(report)}
+    assert checks["real recordings: self-powered LSM WER <= 0.30"]["passed"] is True
+    assert checks["ood: self-powered LSM WER <= max(0.20, 2x the cascade's)"]["passed"] is True  # bound 0.30
+    assert checks["ood: vanilla self-echo >= 0.6"]["passed"] and checks["ood: self-powered self-echo <= 0.3"]["passed"]
+    report["systems"]["selfpowered"]["asr@ood"]["wer"] = 0.31
+    assert {c["target"]: c for c in demo_verdict(report)}["ood: self-powered LSM WER <= max(0.20, 2x the cascade's)"][
+        "passed"
+    ] is False
+    assert len(demo_verdict(_report())) == 5  # without the sets, the five in-domain targets only
+
+
 def test_verdict_passes_and_misses_on_the_numbers():
     assert all(check["passed"] for check in demo_verdict(_report()))
     missed = {c["target"]: c for c in demo_verdict(_report(s_wer=0.16, v_echo=0.7, s_chrf=24.0))}
@@ -72,9 +89,15 @@ class Recorder:
 def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_checkpoints(repo):
     runner = Recorder()
     summary = run_demo(runner=runner, echo=lambda _: None)
-    assert [c[:2] for c in runner.calls] == [["corpus", "synth"], ["eval", "--config"]]
+    assert [c[:2] for c in runner.calls] == [
+        ["corpus", "synth"],
+        ["corpus", "synth"],
+        ["corpus", "import"],
+        ["eval", "--config"],
+    ]
     assert runner.calls[0][-2:] == ["--split", "test"]
-    assert "vanilla=checkpoints/demo/vanilla" in runner.calls[1]
+    assert runner.calls[1][3:5] == ["--size", "ood"] and runner.calls[2][2] == "pocketsphinx"
+    assert "vanilla=checkpoints/demo/vanilla" in runner.calls[3]
     assert all(check["passed"] for check in summary["verdict"])
     assert "PASS" in (repo / "demo-output" / "verdict.md").read_text()
     # a second run reuses the corpus stage; eval always runs (it has its own answer cache)
@@ -85,14 +108,17 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
     (repo / "demo-output" / "corpus" / "leftover").write_text("x")
     fresh = Recorder()
     run_demo(DemoConfig(fresh=True), runner=fresh, echo=lambda _: None)
-    assert len(fresh.calls) == 2 and not (repo / "demo-output" / "corpus" / "leftover").exists()
+    assert len(fresh.calls) == 4 and not (repo / "demo-output" / "corpus" / "leftover").exists()
 
 
 def test_retrain_runs_every_stage_in_order(repo):
     runner = Recorder()
     run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)
-    assert [c[0] for c in runner.calls] == ["corpus", "augment", "augment", "align", "train", "train", "eval"]
-    assert "--recipe" in runner.calls[2] and runner.calls[4][1] == "configs/demo-vanilla.yaml"
+    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 4 + ["align", "train", "train", "eval"]
+    assert runner.calls[1][3:5] == ["--size", "diverse"]
+    augments = [c[1] for c in runner.calls if c[0] == "augment"]
+    assert augments == ["demo-output/corpus/train.jsonl"] * 2 + ["demo-output/diverse/train.jsonl"] * 2
+    assert "--recipe" in runner.calls[5] and runner.calls[9][1] == "configs/demo-vanilla.yaml"
 
 
 def test_a_failed_stage_stops_the_demo_and_is_not_marked_done(repo):

@@ -23,6 +23,7 @@ from selfpowered.evaluate.suites import (
     score_instruct,
     score_sqa,
     score_text,
+    self_echoes,
 )
 from selfpowered.evaluate.systems import Query
 from selfpowered.model.prompting import SEGMENT_INSTRUCTION
@@ -133,6 +134,16 @@ def test_asr_scores_per_template(tmp_path):
     assert scores["wer_mean_over_templates"] == pytest.approx(round((1 / 7) / 4, 4), abs=1e-4)
 
 
+def test_asr_scores_per_speaker(tmp_path):
+    rows = _rows(4)
+    for row, speaker in zip(rows, ("piper-joe", "flite-rms", "piper-joe", "flite-rms")):
+        row.speaker = speaker
+    suite = asr_suite(rows, tmp_path, TaskLibrary.load("paper"))
+    hyps = [q.transcript for q in suite.queries]
+    hyps[1] = "a red bus stopped at the fridge"  # flite-rms: 1 error in 7 + 6 words
+    assert score_asr(suite, hyps)["wer_per_speaker"] == {"flite-rms": round(1 / 13, 4), "piper-joe": 0.0}
+
+
 def test_instruct_suite_alternates_tasks_and_wording(tmp_path):
     seen, heldout = TaskLibrary.load("demo"), TaskLibrary.load("demo-heldout")
     suite = instruct_suite(_rows(16), tmp_path, seen, heldout)
@@ -170,6 +181,24 @@ def test_instruct_scores():
     assert scores["per_wording"]["seen"]["consistency_chrf"] == pytest.approx(100.0)
     perfect = score_instruct(suite, references, references)
     assert perfect["consistency_chrf"] == pytest.approx(100.0) and perfect["echo_rate"] == 0.0
+    assert scores["self_echo_rate"] is None  # no transcriptions given
+
+
+def test_self_echo_compares_with_the_systems_own_transcription():
+    """Out of domain a model mishears: its answer then repeats its own wrong transcription, which
+    the echo against the true transcript misses and the self-echo catches."""
+    queries = [
+        Query("a#sentiment", "", "Is this positive or negative", "seven of clubs", 1.0),
+        Query("b#sentiment", "", "Is this positive or negative", "go forward ten meters", 1.0),
+        Query("c#sentiment", "", "Is this positive or negative", "he was not an ill disposed young man", 1.0),
+    ]
+    suite = Suite("instruct", queries, [{"task": "sentiment", "wording": "seen", "copy_allowed": False}] * 3)
+    heard = {"a": "Sarah closed the doors.", "b": "Cowboy: can you bring the cows?", "c": "..."}
+    answers = ["Sarah closed the doors.", "Positive.", "He was not old enough."]
+    scores = score_instruct(suite, answers, ["Positive."] * 3, heard)
+    assert scores["echo_rate"] == 0.0  # no answer is the true transcript
+    assert scores["self_echo_rate"] == pytest.approx(round(1 / 3, 4))  # "a" repeats what the model heard
+    assert self_echoes("anything", "...") is False and self_echoes("anything", None) is None
 
 
 def test_conflict_and_sqa_scores():
@@ -265,6 +294,8 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
         sqa_items=2,
         bias_samples=2,
         generation={"max_new_tokens": 4, "batch_size": 4},
+        ood_sets={"other": str(root / "corpus" / "test.jsonl")},
+        ood_limit=4,
     )
     results = evaluate(settings)
     tiny = results["systems"]["tiny"]
@@ -279,8 +310,14 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
     assert "| tiny (lsm) |" in report and "| text (text) |" in report
     for name in ("report.json", "instruct.png", "bias.png"):
         assert (root / "eval" / name).stat().st_size > 0
+    # the out-of-domain set: its own asr + instruct suites, WER per speaker, and the self-echo rate
+    assert tiny["asr@other"]["n"] == 4 and set(tiny["asr@other"]["wer_per_speaker"]) == {"?"}
+    assert tiny["instruct@other"]["self_echo_rate"] is not None and "self_echo_rate" in tiny["instruct"]
+    assert results["systems"]["text"]["instruct@other"]["self_echo_rate"] is None  # no transcription of its own
+    assert "### `other` (4 utterances)" in report and "WER other" in report and "self echo other" in report
     again = evaluate(settings)  # every answer set comes from the cache
-    assert set(again["cached"]) == {"tiny/asr", "tiny/instruct", "tiny/sqa", "text/instruct", "text/sqa"}
+    cached = {"tiny/asr", "tiny/instruct", "tiny/sqa", "text/instruct", "text/sqa"}
+    assert set(again["cached"]) == cached | {"tiny/asr@other", "tiny/instruct@other", "text/instruct@other"}
     assert again["systems"]["tiny"]["cost"] == tiny["cost"]  # measured once, when the answers were made
     assert again["systems"]["tiny"]["instruct"] == tiny["instruct"]
 

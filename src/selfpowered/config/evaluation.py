@@ -27,6 +27,12 @@ class EvalConfig(StrictModel):
     data: str = Field(..., description="held-out ASR manifest (e.g. demo-output/corpus/test.jsonl)")
     output: str = Field("eval-output", description="report folder (predictions cached here: resumable)")
     limit: int = Field(200, ge=1, description="utterances drawn (seeded) from `data` for asr and instruct")
+    ood_sets: dict[str, str] = Field(
+        default_factory=dict,
+        description="NAME: manifest of test sets outside the training domain (e.g. real: real.jsonl); "
+        "each gets the asr and instruct suites, WER per speaker and the self-echo rate",
+    )
+    ood_limit: int = Field(250, ge=1, description="utterances drawn (seeded) from each of `ood_sets`")
     tasks: str = Field("demo", description="task library the models were trained with: paper | demo | YAML")
     heldout_tasks: str | None = Field(
         "demo-heldout", description="never-trained paraphrases of the same tasks (paper-heldout for paper)"

@@ -47,7 +47,7 @@ def headline(row: dict) -> dict:
     """The numbers of the summary table for one system (None where a suite did not run)."""
     get = lambda suite, key: row.get(suite, {}).get(key) if isinstance(row.get(suite), dict) else None  # noqa: E731
     cost = row.get("cost", {}).get("instruct") or row.get("cost", {}).get("asr") or {}
-    return {
+    out = {
         "asr_wer": get("asr", "wer"),
         "echo_rate": get("instruct", "echo_rate"),
         "consistency_chrf": get("instruct", "consistency_chrf"),
@@ -59,6 +59,12 @@ def headline(row: dict) -> dict:
         "seconds_per_answer": cost.get("seconds_per_answer"),
         "real_time_factor": cost.get("real_time_factor"),
     }
+    for suite in row:  # out-of-domain sets: WER and self-echo beside the in-domain numbers
+        if suite.startswith("asr@"):
+            out[f"wer_{suite[4:]}"] = get(suite, "wer")
+        if suite.startswith("instruct@"):
+            out[f"self_echo_{suite[9:]}"] = get(suite, "self_echo_rate")
+    return out
 
 
 def headlines(results: dict) -> dict[str, dict]:
@@ -66,15 +72,62 @@ def headlines(results: dict) -> dict[str, dict]:
     return {name: {k: v for k, v in headline(row).items() if v is not None} for name, row in results["systems"].items()}
 
 
+HEADERS = {
+    "asr_wer": "ASR WER ↓",
+    "echo_rate": "echo rate ↓",
+    "consistency_chrf": "consistency chrF ↑",
+    "task_check": "task check ↑",
+    "conflict_follows_text": "conflict: text wins ↑",
+    "conflict_follows_speech": "conflict: speech wins",
+    "sqa_accuracy": "SQA acc ↑",
+    "text_chrf_vs_base": "text chrF vs base ↑",
+    "seconds_per_answer": "s / answer",
+    "real_time_factor": "RTF",
+}
+
+
 def _summary_table(results: dict) -> list[str]:
-    header = ["system", "ASR WER ↓", "echo rate ↓", "consistency chrF ↑", "task check ↑", "conflict: text wins ↑"]
-    header += ["conflict: speech wins", "SQA acc ↑", "text chrF vs base ↑", "s / answer", "RTF"]
+    keys: dict[str, None] = {}
+    for row in results["systems"].values():
+        keys.update(dict.fromkeys(headline(row)))
+    header = [HEADERS.get(key) or key.replace("_", " ").replace("wer ", "WER ") for key in keys]
     one_decimal = {"consistency_chrf", "text_chrf_vs_base"}
     rows = []
     for name, row in results["systems"].items():
-        numbers = [_fmt(v, 1 if key in one_decimal else 3) for key, v in headline(row).items()]
-        rows.append([f"{name} ({row['kind']})", *numbers])
-    return _table(header, rows)
+        numbers = headline(row)
+        rows.append([f"{name} ({row['kind']})", *(_fmt(numbers.get(k), 1 if k in one_decimal else 3) for k in keys)])
+    return _table(["system", *header], rows)
+
+
+def _ood_tables(results: dict) -> list[str]:
+    """Per out-of-domain set: WER, both echo rates and consistency per system; WER per speaker."""
+    sets = [info["data"] for name, info in results["suites"].items() if info.get("kind") == "asr" and "@" in name]
+    if not sets:
+        return []
+    lines = [
+        "## Out of domain: other text sources, unseen voices, real speech",
+        "",
+        "Sets outside the training domain (`ood_sets`). **self-echo** = the answer to a non-ASR instruction "
+        f"is the same system's own transcription of that audio (normalised WER <= {ECHO_MAX_WER}): the speech "
+        "anchor bias, still measurable when the transcription is wrong; **echo** compares with the true "
+        "transcript. The cascade's WER is Whisper's.",
+        "",
+    ]
+    for data in sets:
+        asr, instruct = f"asr@{data}", f"instruct@{data}"
+        rows = []
+        for name, row in results["systems"].items():
+            a, i = row.get(asr, {}), row.get(instruct, {})
+            cells = (a.get("wer"), a.get("cer"), i.get("echo_rate"), i.get("self_echo_rate"), i.get("task_check"))
+            rows.append([name, *(_fmt(v) for v in cells), _fmt(i.get("consistency_chrf"), 1)])
+        n = results["suites"][asr]["n"]
+        lines += [f"### `{data}` ({n} utterances)", ""]
+        lines += _table(["system", "WER", "CER", "echo", "self-echo", "task check", "consistency chrF"], rows)
+        with_asr = {name: row[asr] for name, row in results["systems"].items() if asr in row}
+        speakers = sorted({s for r in with_asr.values() for s in r.get("wer_per_speaker", {})})
+        rows = [[s, *(_fmt(r.get("wer_per_speaker", {}).get(s)) for r in with_asr.values())] for s in speakers]
+        lines += ["", "WER per speaker:", ""] + _table(["speaker", *with_asr], rows) + [""]
+    return lines
 
 
 def _triple(block: dict) -> str:
@@ -317,7 +370,8 @@ def write_report(results: dict, out: str | Path) -> Path:
     ]
     if "instruct.png" in plots:
         lines += ["![echo rate and consistency per task](instruct.png)", ""]
-    lines += _asr_table(results) + _instruct_tables(results) + _probe_tables(results) + _bias_table(results)
+    lines += _asr_table(results) + _instruct_tables(results) + _ood_tables(results)
+    lines += _probe_tables(results) + _bias_table(results)
     lines += _examples(results)
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")

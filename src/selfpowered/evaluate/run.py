@@ -35,6 +35,7 @@ from selfpowered.evaluate.systems import (
 from selfpowered.text.tasks import TaskLibrary
 
 logger = logging.getLogger(__name__)
+IN_DOMAIN = "in-domain"
 
 
 def parse_model(spec: str) -> tuple[str, str]:
@@ -118,23 +119,34 @@ def _probe_durations(folder: Path, items) -> list[float]:
     return [sf.info(str(folder / item.audio)).duration for item in items]
 
 
-def build_suites(settings: EvalConfig, out: Path) -> dict[str, S.Suite]:
-    """The queries of every requested suite (bias reuses the instruct queries)."""
-    data = Path(settings.data)
+def _data_suites(settings: EvalConfig, name: str, path: str, limit: int, seen: TaskLibrary) -> dict[str, S.Suite]:
+    """The asr and instruct suites of one test set (`name`: in-domain or an ood set's name)."""
+    data = Path(path)
     if not data.is_file():
-        raise SelfPoweredError(f"{data}: evaluation manifest not found (e.g. demo-output/corpus/test.jsonl)")
-    rows = sample_rows(data, settings.limit, settings.seed)
-    seen = TaskLibrary.load(settings.tasks, settings.seed, variants=settings.task_variants)
+        raise SelfPoweredError(f"{data}: evaluation manifest not found ({name} set)")
+    rows = sample_rows(data, limit, settings.seed)
+    suffix = "" if name == IN_DOMAIN else f"@{name}"
     suites: dict[str, S.Suite] = {}
     if "asr" in settings.suites:
-        suites["asr"] = S.asr_suite(rows, data.parent, TaskLibrary.load(settings.asr_tasks, settings.seed))
-    if {"instruct", "bias"} & set(settings.suites):
+        asr = S.asr_suite(rows, data.parent, TaskLibrary.load(settings.asr_tasks, settings.seed))
+        suites["asr" + suffix] = S.Suite("asr" + suffix, asr.queries, asr.meta, "asr", name)
+    if {"instruct", "bias"} & set(settings.suites) and (suffix == "" or "instruct" in settings.suites):
         heldout = (
             TaskLibrary.load(settings.heldout_tasks, settings.seed, variants=settings.task_variants)
             if settings.heldout_tasks
             else None
         )
-        suites["instruct"] = S.instruct_suite(rows, data.parent, seen, heldout)
+        instruct = S.instruct_suite(rows, data.parent, seen, heldout)
+        suites["instruct" + suffix] = S.Suite("instruct" + suffix, instruct.queries, instruct.meta, "instruct", name)
+    return suites
+
+
+def build_suites(settings: EvalConfig, out: Path) -> dict[str, S.Suite]:
+    """The queries of every requested suite (bias reuses the in-domain instruct queries)."""
+    seen = TaskLibrary.load(settings.tasks, settings.seed, variants=settings.task_variants)
+    suites = _data_suites(settings, IN_DOMAIN, settings.data, settings.limit, seen)
+    for name, path in settings.ood_sets.items():
+        suites.update(_data_suites(settings, name, path, settings.ood_limit, seen))
     if "conflict" in settings.suites:
         pairs = [(t.name, template) for t in seen.tasks if t.name in SPECIFIC_CHECKS for template in t.templates]
         if not pairs:
@@ -196,37 +208,41 @@ def evaluate(settings: EvalConfig) -> dict:
     decoding = {"max_new_tokens": settings.generation.max_new_tokens, "greedy": True}
     identity = {s.name: _identity(s, generator) for s in systems}
     results: dict = {"systems": {}, "suites": {}, "examples": {}, "cached": []}
-    references: list[str] | None = None
 
-    # references for instruct: the base LLM's text-mode answer to the true transcript
-    if "instruct" in suites:
-        reference_system = TextSystem(generator)
-        references, _, _ = _predict(
-            cache,
-            reference_system.name,
-            _identity(reference_system, generator),
-            "instruct",
-            suites["instruct"].queries,
-            reference_system.answer,
-            decoding,
-            settings.chunk_size,
-        )
+    # references for every instruct suite: the base LLM's text-mode answer to the true transcript
+    reference_system = TextSystem(generator)
+    references: dict[str, list[str]] = {}
+    for name, suite in suites.items():
+        if suite.kind == "instruct":
+            references[name], _, _ = _predict(
+                cache,
+                reference_system.name,
+                _identity(reference_system, generator),
+                name,
+                suite.queries,
+                reference_system.answer,
+                decoding,
+                settings.chunk_size,
+            )
     for system in systems:
         row: dict = {"kind": system.kind, "cost": {}}
+        answered: dict[str, list[str]] = {}
         for name, suite in suites.items():
-            if name == "instruct" and "instruct" not in settings.suites and system.kind != "lsm":
-                continue  # built only for bias / conflict instructions
-            call = system.transcribe if name == "asr" else system.answer
-            if name == "asr" and system.kind == "text":
-                continue
+            if suite.kind == "instruct" and "instruct" not in settings.suites and system.kind != "lsm":
+                continue  # built only for the bias analysis
+            if suite.kind == "asr" and system.kind == "text":
+                continue  # given the transcript: nothing to transcribe
+            call = system.transcribe if suite.kind == "asr" else system.answer
             answers, cost, was_cached = _predict(
                 cache, system.name, identity[system.name], name, suite.queries, call, decoding, settings.chunk_size
             )
             if was_cached:
                 results["cached"].append(f"{system.name}/{name}")
             row["cost"][name] = cost
-            row[name] = _score(name, suite, answers, references)
+            answered[name] = answers
             results["examples"].setdefault(name, {})[system.name] = answers
+        for name, answers in answered.items():
+            row[name] = _score(suites, name, answers, references.get(name), answered)
         if "text" in settings.suites and system.kind == "lsm":
             prompts = [Query(f"text-{i:03d}", "", p, p, 0.0) for i, p in enumerate(S.TEXT_PROMPTS)]
             mine, _, _ = _predict(
@@ -258,11 +274,17 @@ def evaluate(settings: EvalConfig) -> dict:
         if system.kind == "lsm":
             system.release()
     results["suites"] = {
-        name: {"n": len(suite.queries), "queries": [q.__dict__ for q in suite.queries], "meta": suite.meta}
+        name: {
+            "n": len(suite.queries),
+            "kind": suite.kind,
+            "data": suite.data,
+            "queries": [q.__dict__ for q in suite.queries],
+            "meta": suite.meta,
+        }
         for name, suite in suites.items()
     }
-    if references is not None:
-        results["examples"].setdefault("instruct", {})["reference"] = references
+    for name, answers in references.items():
+        results["examples"].setdefault(name, {})["reference"] = answers
     results["settings"] = settings.model_dump(mode="json")
     results["seconds"] = round(time.perf_counter() - started, 1)
     write_report(results, out)
@@ -278,14 +300,21 @@ def _identity(system, generator: TimedGenerator) -> str:
     return f"text:{generator.generator.model_id}"
 
 
-def _score(name: str, suite: S.Suite, answers: list[str], references: list[str] | None) -> dict:
-    if name == "asr":
+def _score(suites: dict[str, S.Suite], name: str, answers: list[str], references, answered: dict) -> dict:
+    """Score one suite's answers; an instruct suite also gets the self-echo rate against the same
+    system's transcriptions of the same utterances (its set's asr suite), when it ran."""
+    suite = suites[name]
+    if suite.kind == "asr":
         return S.score_asr(suite, answers)
-    if name == "instruct":
-        return S.score_instruct(suite, answers, references)
-    if name == "conflict":
+    if suite.kind == "instruct":
+        asr_name = next((n for n, s in suites.items() if s.kind == "asr" and s.data == suite.data), None)
+        transcriptions = None
+        if asr_name in answered:
+            transcriptions = {S.row_id(q): text for q, text in zip(suites[asr_name].queries, answered[asr_name])}
+        return S.score_instruct(suite, answers, references, transcriptions)
+    if suite.kind == "conflict":
         return S.score_conflict(suite, answers)
-    if name == "sqa":
+    if suite.kind == "sqa":
         return S.score_sqa(suite, answers)
     raise ValueError(name)
 

@@ -31,15 +31,33 @@ from selfpowered.text.tasks import ASR_TASK, TaskLibrary
 
 @dataclass
 class Suite:
-    """One suite's queries (the same for every system) and what each query is about."""
+    """One suite's queries (the same for every system) and what each query is about. `kind` says
+    how it is run and scored (asr, instruct, conflict, sqa); `data` names the test set it was drawn
+    from (`in-domain` for `EvalConfig.data`, else a key of `EvalConfig.ood_sets`)."""
 
     name: str
     queries: list[Query]
     meta: list[dict] = field(default_factory=list)
+    kind: str = ""
+    data: str = "in-domain"
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.name
+
+
+def row_id(query: Query) -> str:
+    """The utterance a query is about (`<row id>#<task>` keys), to pair a system's answers to
+    one utterance across suites."""
+    return query.key.rsplit("#", 1)[0]
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _mean_of(blocks: dict[str, dict], names: Sequence[str], key: str) -> float | None:
+    values = [blocks[name][key] for name in names if blocks[name].get(key) is not None]
+    return _round(sum(values) / len(values)) if values else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -52,7 +70,7 @@ def asr_suite(rows: Sequence[ManifestRow], base: Path, library: TaskLibrary) -> 
     for i, row in enumerate(rows):
         index = i % len(templates)
         queries.append(Query(f"{row.id}#asr", str(row.audio_path(base)), templates[index], row.text, row.duration))
-        meta.append({"template": index})
+        meta.append({"template": index, "speaker": row.speaker or "?"})
     return Suite("asr", queries, meta)
 
 
@@ -70,6 +88,13 @@ def score_asr(suite: Suite, hypotheses: Sequence[str]) -> dict:
         )
         for _, idx in sorted(per_template.items())
     }
+    per_speaker: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(suite.meta):
+        per_speaker[item.get("speaker", "?")].append(i)
+    speaker_wer = {
+        speaker: _round(word_error_rate([refs[i] for i in idx], [hypotheses[i] for i in idx]).wer)
+        for speaker, idx in sorted(per_speaker.items())
+    }
     return {
         "n": len(refs),
         "wer": _round(overall.wer),
@@ -80,6 +105,7 @@ def score_asr(suite: Suite, hypotheses: Sequence[str]) -> dict:
         "reference_words": overall.reference_words,
         "wer_per_template": template_wer,
         "wer_mean_over_templates": _round(sum(template_wer.values()) / len(template_wer)),
+        "wer_per_speaker": speaker_wer,
     }
 
 
@@ -110,10 +136,31 @@ def instruct_suite(rows: Sequence[ManifestRow], base: Path, seen: TaskLibrary, h
     return Suite("instruct", queries, meta)
 
 
-def score_instruct(suite: Suite, answers: Sequence[str], references: Sequence[str]) -> dict:
-    """Per task: echo rate, consistency (chrF vs the LLM's text-mode answer), task check pass
-    rate, and BLEU where a target language is asked for. Summaries: means over tasks (echo only
-    over tasks whose answer must not copy the speech), and seen vs held-out wording."""
+def self_echoes(answer: str, own_transcription: str | None) -> bool | None:
+    """Does the answer repeat this system's *own* transcription of the same audio? None when the
+    system has none. Unlike the echo against the true transcript, this keeps measuring the speech
+    anchor bias when the transcription itself is wrong (out of domain)."""
+    if own_transcription is None:
+        return None
+    if not own_transcription.strip() or not any(ch.isalnum() for ch in own_transcription):
+        return False
+    try:
+        return is_echo(answer, own_transcription)
+    except ValueError:  # the transcription normalises to nothing: there is nothing to repeat
+        return False
+
+
+def score_instruct(
+    suite: Suite,
+    answers: Sequence[str],
+    references: Sequence[str],
+    transcriptions: dict[str, str] | None = None,
+) -> dict:
+    """Per task: echo rate, self-echo rate (against the system's own transcription of the same
+    utterance, when `transcriptions` maps row ids to them), consistency (chrF vs the LLM's
+    text-mode answer), task check pass rate, and BLEU where a target language is asked for.
+    Summaries: means over tasks (echo rates only over tasks whose answer must not copy the speech),
+    and seen vs held-out wording."""
     groups: dict[str, list[int]] = defaultdict(list)
     wordings: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(suite.meta):
@@ -124,6 +171,8 @@ def score_instruct(suite: Suite, answers: Sequence[str], references: Sequence[st
         queries = [suite.queries[i] for i in indices]
         mine, refs = [answers[i] for i in indices], [references[i] for i in indices]
         echo = [is_echo(a, q.transcript) for a, q in zip(mine, queries)]
+        own = [self_echoes(a, transcriptions.get(row_id(q))) for a, q in zip(mine, queries)] if transcriptions else []
+        own = [x for x in own if x is not None]
         checks = [
             task_check(suite.meta[i]["task"], answers[i], q.transcript, q.instruction) for i, q in zip(indices, queries)
         ]
@@ -131,6 +180,7 @@ def score_instruct(suite: Suite, answers: Sequence[str], references: Sequence[st
         out = {
             "n": len(indices),
             "echo_rate": _round(sum(echo) / len(echo)),
+            "self_echo_rate": _round(sum(own) / len(own)) if own else None,
             "consistency_chrf": _round(corpus_chrf(refs, mine), 2),
             "task_check": _round(sum(checked) / len(checked)) if checked else None,
         }
@@ -149,6 +199,7 @@ def score_instruct(suite: Suite, answers: Sequence[str], references: Sequence[st
         "per_task": per_task,
         "per_wording": {wording: block(idx) for wording, idx in sorted(wordings.items())},
         "echo_rate": _round(sum(per_task[t]["echo_rate"] for t in no_copy) / len(no_copy)) if no_copy else None,
+        "self_echo_rate": _mean_of(per_task, no_copy, "self_echo_rate"),
         "consistency_chrf": _round(sum(v["consistency_chrf"] for v in per_task.values()) / len(per_task), 2),
         "task_check": _round(sum(per_task[t]["task_check"] for t in checked) / len(checked)) if checked else None,
         "checks": {task: CHECKS[task][0] for task in per_task if task in CHECKS},
