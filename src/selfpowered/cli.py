@@ -1,23 +1,18 @@
-"""Command line: parse -> load config -> call one library function. No logic lives here.
+"""Command line: parse -> load the stage config -> call one library function. No logic lives here.
 
-Every command that has a config takes `--config FILE.yaml` and any number of `--set KEY=VALUE`
-overrides with dotted keys (`--set optim.lr_llm=1e-4 --set generation.max_new_tokens=64`; values
-are read as YAML, so `--set data.train=[a.jsonl,b.jsonl]` is a list). The few flags people type
-daily are options of their own; `selfpowered config show STAGE` prints every key with its default.
-Precedence: defaults < file < flags < --set. Expected failures (`SelfPoweredError`) print one red
-line and exit with code 2; anything else is a bug and keeps its traceback.
+Each command takes `--config FILE.yaml`, a few everyday flags and `--set dotted.key=VALUE` overrides
+(YAML values; defaults < file < flags < --set); `selfpowered config show STAGE` lists every key.
+Expected failures (`SelfPoweredError`) print one red line and exit 2; bugs keep their traceback.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from selfpowered import config as cfg
 from selfpowered.errors import SelfPoweredError
@@ -26,10 +21,8 @@ app = typer.Typer(help="selfpowered: build, train and evaluate large speech-text
 assets_app = typer.Typer(help="Embedded default models (packaged weights, converted once).", no_args_is_help=True)
 corpus_app = typer.Typer(help="ASR corpora: validate, import, synthesise the demo corpus.", no_args_is_help=True)
 config_app = typer.Typer(help="Stage configs: every key, its default and what it means.", no_args_is_help=True)
-app.add_typer(assets_app, name="assets")
-app.add_typer(corpus_app, name="corpus")
-app.add_typer(config_app, name="config")
-console = Console(stderr=True)
+for group, group_name in ((assets_app, "assets"), (corpus_app, "corpus"), (config_app, "config")):
+    app.add_typer(group, name=group_name)
 SYNTH_KEYS = ("made", "reused", "failed", "seconds", "held_out_test_voice", "intelligibility")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,25 +31,24 @@ SET = typer.Option(None, "--set", "-s", help="KEY=VALUE override, dotted keys, r
 
 
 def _command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
-    """Register a command whose expected failures print one line and exit 2."""
-    return lambda func: group.command(name)(_friendly(func))
+    """Register a command whose expected failures (SelfPoweredError) print one line and exit 2."""
 
+    def register(func: F) -> F:
+        @functools.wraps(func)
+        def friendly(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except SelfPoweredError as exc:
+                typer.secho(f"error: {exc}", fg="red", err=True)
+                raise typer.Exit(code=2) from None
 
-def _friendly(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SelfPoweredError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
-            raise typer.Exit(code=2) from None
+        return group.command(name)(friendly)
 
-    return wrapper  # type: ignore[return-value]
+    return register
 
 
 def _settings(cls, config: Path | None, overrides: list[str] | None, flags: dict[str, Any]):
     """The stage config: YAML file, then the flags that were given, then `--set` overrides."""
-
     return cfg.load_config(cls, config, flags, cfg.parse_overrides(overrides or []))
 
 
@@ -70,12 +62,9 @@ def _echo_summary(title: str, summary: dict, keys: tuple[str, ...] | None = None
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:  # per-tensor "Loading weights" bars and library chatter drown the answer
-        import transformers
+    from selfpowered.logs import configure_logging
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+    configure_logging(verbose)
 
 
 @_command(assets_app, "list")
@@ -99,11 +88,8 @@ def assets_prepare(
 
 
 @_command(config_app, "show")
-def config_show(
-    stage: str = typer.Argument(..., help="init | chat | validate | import | synth | augment | ..."),
-) -> None:
+def config_show(stage: str = typer.Argument(..., help="init | chat | import | synth | augment | train | ...")) -> None:
     """Print a stage's config as YAML: every key with its default and description."""
-
     typer.echo(cfg.describe_config(stage))
 
 
@@ -118,10 +104,8 @@ def init(
 
     settings = _settings(cfg.InitConfig, config, overrides, {"output": str(output)})
     typer.echo(cfg.dump_config(settings))
-    model = SpeechLM.init_checkpoint(settings.model, settings.output)
-    typer.echo(
-        f"saved an untrained SpeechLM to {settings.output} ({model.num_parameters(only_trainable=True):,} trainable)"
-    )
+    trainable = SpeechLM.init_checkpoint(settings.model, settings.output).num_parameters(only_trainable=True)
+    typer.echo(f"saved an untrained SpeechLM to {settings.output} ({trainable:,} trainable parameters)")
 
 
 @_command(app)
@@ -176,7 +160,7 @@ def corpus_import(
 @_command(corpus_app, "synth")
 def corpus_synth(
     output: str = typer.Argument(..., help="corpus folder to create or resume"),
-    size: str | None = typer.Option(None, help="small (tests, ~1 min) | demo (>= 10,000 utterances)"),
+    size: str | None = typer.Option(None, help="small | demo (grammar) | diverse | ood (by text source)"),
     split: list[str] | None = typer.Option(None, "--split", help="only this split (repeatable): train | dev | test"),
     check_wer: int | None = typer.Option(None, help="Whisper-transcribe N test utterances and report WER"),
     config: Path = CONFIG,
@@ -279,6 +263,24 @@ def eval_command(
     typer.echo(cfg.dump_config(settings))
     results = evaluate(settings)
     _echo_summary(f"report: {settings.output}/report.md ({results['seconds']} s)", headlines(results))
+
+
+@_command(app, "serve")
+def serve_command(
+    models: list[str] = typer.Option(None, "--models", "-m", help="NAME=PATH; repeat (default: the demo checkpoints)"),
+    host: str | None = typer.Option(None, help="interface to listen on (default 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="TCP port (default 8000)"),
+    api_key: str | None = typer.Option(None, help="require Authorization: Bearer KEY"),
+    max_audio_seconds: float | None = typer.Option(None, help="longer audio is refused with 400 (default 120)"),
+    max_batch: int | None = typer.Option(None, help="requests decoded together per model (default 16)"),
+    config: Path = CONFIG,
+    overrides: list[str] = SET,
+) -> None:
+    """OpenAI-compatible speech-text API: /v1/chat/completions, /v1/audio/transcriptions, /metrics."""
+    from selfpowered.serve.server import serve
+
+    flags = {"models": models or None, "host": host, "port": port, "api_key": api_key, "max_batch": max_batch}
+    serve(_settings(cfg.ServeConfig, config, overrides, {**flags, "max_audio_seconds": max_audio_seconds}))
 
 
 @_command(app, "demo")

@@ -22,6 +22,7 @@ from selfpowered.config.data import (
 from selfpowered.config.evaluation import BASELINES, EVAL_SUITES, DemoConfig, EvalConfig
 from selfpowered.config.loading import describe_config, dump_config, load_config, parse_overrides
 from selfpowered.config.model import ChatConfig, GenerationSettings, InitConfig, ModelConfig
+from selfpowered.config.serving import ServeConfig
 from selfpowered.config.training import AlignConfig, OptimConfig, TrainConfig, TrainDataConfig
 
 STAGES: dict[str, type[StrictModel]] = {
@@ -36,6 +37,7 @@ STAGES: dict[str, type[StrictModel]] = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "demo": DemoConfig,
+    "serve": ServeConfig,
 }
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "LimitsConfig",
     "ModelConfig",
     "OptimConfig",
+    "ServeConfig",
     "StrictModel",
     "SynthConfig",
     "TrainConfig",

@@ -18,7 +18,7 @@ from selfpowered.audio import AudioInput, LogMelExtractor
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import speech_token_lengths
 from selfpowered.model.encoder import encoder_frames, featurize
-from selfpowered.model.prompting import PromptBuilder, plan_layout
+from selfpowered.model.prompting import Conversation, PromptBuilder, plan_layout
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
 
@@ -48,10 +48,12 @@ class SpeechProcessor:
         encoder_states: Sequence[torch.Tensor | None] | None = None,
         response: Sequence[str] | None = None,
         padding_side: str = "right",
+        contexts: Sequence[Conversation | None] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One batch. Speech comes as `audio` (paths or 16 kHz arrays) or as cached `encoder_states`
         (frames, d) per row; a row whose speech is None, or a call with neither, is text mode (the
-        user turn is the instruction alone). With `response` the labels cover the answers."""
+        user turn is the instruction alone). With `response` the labels cover the answers;
+        `contexts` (a served chat's system message and earlier turns) go before each user turn."""
         if audio is not None and encoder_states is not None:
             raise ValueError("give the speech as audio or as encoder_states, not both")
         rows = len(instruction)
@@ -73,9 +75,10 @@ class SpeechProcessor:
             frames = inputs["encoder_lengths"].tolist()
         has_speech = [speech is not None and speech[i] is not None for i in range(rows)]
         counts = [int(speech_token_lengths(self.config, n)) if on else 0 for n, on in zip(frames, has_speech)]
+        contexts = list(contexts) if contexts is not None else [None] * rows
         pieces = [
-            self.prompt.pieces(text, answer, with_speech=on)
-            for text, answer, on in zip(instruction, responses, has_speech)
+            self.prompt.pieces(text, answer, with_speech=on, context=context)
+            for text, answer, on, context in zip(instruction, responses, has_speech, contexts)
         ]
         layout = plan_layout(pieces, counts, padding_side)
         inputs.update(vars(layout))

@@ -31,6 +31,15 @@ VICUNA_SYSTEM = (
 SEGMENT_PAD, SEGMENT_PROMPT, SEGMENT_SPEECH, SEGMENT_ANSWER, SEGMENT_INSTRUCTION = 0, 1, 2, 3, 4
 
 
+@dataclass(frozen=True)
+class Conversation:
+    """What comes before the user turn in a served chat: a system message (None: the builder's
+    own) and earlier turns as {"role": "user" | "assistant", "content": text}."""
+
+    system: str | None = None
+    turns: tuple[dict[str, str], ...] = ()
+
+
 @dataclass
 class PromptPieces:
     """Token ids around the speech: prompt prefix, [speech], prompt suffix, then the answer."""
@@ -64,17 +73,24 @@ class PromptBuilder:
             raise PromptFormatError("vicuna_v1.1 needs an end-of-sequence token, and this tokenizer has none")
 
     # -- rendering -------------------------------------------------------------------------------
-    def _messages(self, user: str) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return messages + [{"role": "user", "content": user}]
+    def _messages(self, user: str, context: Conversation | None = None) -> list[dict[str, str]]:
+        system = context.system if context and context.system is not None else self.system_prompt
+        messages = [{"role": "system", "content": system}] if system else []
+        return messages + list(context.turns if context else ()) + [{"role": "user", "content": user}]
 
-    def render_prompt(self, user: str) -> str:
+    def render_prompt(self, user: str, context: Conversation | None = None) -> str:
         """The full prompt text up to where the assistant's answer starts."""
         if self.format == "vicuna_v1.1":
-            system = self.system_prompt or VICUNA_SYSTEM
+            system = (context.system if context and context.system else None) or self.system_prompt or VICUNA_SYSTEM
             bos = self.tokenizer.bos_token or ""
-            return f"{bos}{system} USER: {user} ASSISTANT:"
-        return self.tokenizer.apply_chat_template(self._messages(user), tokenize=False, add_generation_prompt=True)
+            earlier = "".join(
+                f" {'USER' if t['role'] == 'user' else 'ASSISTANT'}: {t['content']}"
+                + (self.tokenizer.eos_token if t["role"] == "assistant" else "")
+                for t in (context.turns if context else ())
+            )
+            return f"{bos}{system}{earlier} USER: {user} ASSISTANT:"
+        messages = self._messages(user, context)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def render_answer(self, user: str, response: str) -> str:
         """The answer text as the format writes it, ending with its end-of-turn marker."""
@@ -93,15 +109,22 @@ class PromptBuilder:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     # -- pieces ----------------------------------------------------------------------------------
-    def pieces(self, instruction: str, response: str | None = None, with_speech: bool = True) -> PromptPieces:
+    def pieces(
+        self,
+        instruction: str,
+        response: str | None = None,
+        with_speech: bool = True,
+        context: Conversation | None = None,
+    ) -> PromptPieces:
         """Token pieces of one sample. With speech the user turn is "{instruction}\\n<speech>";
-        without (text mode) it is the instruction alone and the suffix is empty."""
+        without (text mode) it is the instruction alone and the suffix is empty. `context` (a
+        served chat: its system message and earlier turns) goes before the user turn."""
         if self.placeholder in instruction:
             raise PromptFormatError(
                 f"the instruction contains the speech placeholder {self.placeholder!r}: {instruction!r}"
             )
         user = f"{instruction}\n{self.placeholder}" if with_speech else instruction
-        prompt = self.render_prompt(user)
+        prompt = self.render_prompt(user, context)
         if with_speech:
             if prompt.count(self.placeholder) != 1:
                 raise PromptFormatError(f"the rendered prompt must hold {self.placeholder!r} exactly once: {prompt!r}")

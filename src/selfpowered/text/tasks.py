@@ -27,6 +27,9 @@ from selfpowered.errors import ConfigError
 
 PRESETS = ("paper", "demo", "paper-heldout", "demo-heldout")
 ASR_TASK = "asr"
+# The transcription instruction when none is given: a plain ASR manifest used as training data,
+# and the server's /v1/audio/transcriptions (the paper preset's first asr template).
+DEFAULT_ASR_INSTRUCTION = "Provide the English transcription according to the speech"
 
 
 @dataclass(frozen=True)

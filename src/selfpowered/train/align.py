@@ -32,6 +32,7 @@ from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSam
 from selfpowered.train.features import build_feature_cache, open_cache
 
 logger = logging.getLogger(__name__)
+HEAD_FILE = "ctc_head.safetensors"  # beside final/: the CTC classifier (blank, scale, vocabulary)
 
 
 def ctc_vocabulary(tokenizer) -> list[int]:
@@ -77,6 +78,25 @@ class CTCHead(nn.Module):
             for text in texts
         ]
         return torch.tensor([i for row in rows for i in row], dtype=torch.long), torch.tensor([len(r) for r in rows])
+
+    def save(self, path: Path) -> None:
+        """The learned parts (blank embedding, scale) and the vocabulary; the table is the LLM's."""
+        from safetensors.torch import save_file
+
+        tensors = {"blank": self.blank.detach(), "log_scale": self.log_scale.detach().reshape(1)}
+        save_file({**tensors, "vocabulary": torch.tensor(self.vocabulary)}, str(path))
+
+    @classmethod
+    def load(cls, path: Path, embeddings: torch.Tensor) -> CTCHead:
+        """A head saved by `save`, over the same LLM's input embeddings."""
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        head = cls(embeddings, state["vocabulary"].tolist())
+        with torch.no_grad():
+            head.blank.copy_(state["blank"])
+            head.log_scale.copy_(state["log_scale"][0])
+        return head
 
     def greedy(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Best path, repeats merged, blanks removed -> LLM token ids per utterance."""
@@ -132,7 +152,7 @@ def align(config) -> dict[str, Any]:
         return SpeechInstructionDataset(samples, open_cache(config.feature_cache, model.encoder, model.mel))
 
     train_set = dataset_of(config.train)
-    dev_set = dataset_of(config.dev) if config.dev else None
+    dev_sets = {path: dataset_of([path]) for path in config.dev}
     head = CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer))
     parameters = list(model.connector.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -177,9 +197,15 @@ def align(config) -> dict[str, Any]:
         "log": log,
         "train_ctc_wer": round(ctc_word_error_rate(model, head, _subset(train_set, 200)), 4),
     }
-    if dev_set is not None:
-        summary["dev_ctc_wer"] = round(ctc_word_error_rate(model, head, dev_set), 4)
+    if dev_sets:  # overall (every dev utterance) and per file (e.g. in-domain vs other sources)
+        merged = SpeechInstructionDataset([s for d in dev_sets.values() for s in d.samples], train_set.cache)
+        summary["dev_ctc_wer"] = round(ctc_word_error_rate(model, head, merged), 4)
+        if len(dev_sets) > 1:
+            summary["dev_ctc_wer_per_file"] = {
+                path: round(ctc_word_error_rate(model, head, dataset), 4) for path, dataset in dev_sets.items()
+            }
     model.save_pretrained(output / "final")
+    head.save(output / HEAD_FILE)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(output / "align_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -22,8 +22,7 @@ from torch.utils.data import Dataset, Sampler
 
 from selfpowered.errors import SelfPoweredError
 from selfpowered.jsonl import companion_path, iter_jsonl, write_jsonl
-
-DEFAULT_ASR_INSTRUCTION = "Provide the English transcription according to the speech"
+from selfpowered.text.tasks import DEFAULT_ASR_INSTRUCTION
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,398 @@
+"""The inference engine behind `selfpowered serve` and `eval`: continuous batching over a KV cache.
+
+A `DecodeBatch` holds the rows being decoded for one model. New requests join at any step
+(continuous batching): their prompts - chat template, speech embeddings in their slots - are
+prefilled as one left-padded batch, and their KV cache is merged into the running one by padding
+the shorter on the left, which the attention mask hides. Each step feeds every row's last token
+once; a row that finished (stop token, stop string, length, cancelled) leaves the batch at once, so
+a long answer never holds short ones back. Left padding, masks and explicit positions make a
+row's greedy answer the same alone or in any batch (tests pin it).
+
+The LoRA adapter is merged into the LLM's weights at load: one matrix product per projection, as
+a plain LLM costs. `Engine` runs `DecodeBatch`es on one background thread and hands tokens to the
+request handlers as they come (streaming).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfpowered.errors import SelfPoweredError
+from selfpowered.model.prompting import Conversation, PromptBuilder, plan_layout
+from selfpowered.text.tasks import text_prompt
+
+logger = logging.getLogger(__name__)
+_ids = itertools.count()
+
+
+@dataclass
+class Request:
+    """One answer to make. `audio` is 16 kHz mono (None: text mode); `on_event(kind, payload)` is
+    called from the engine thread with ("delta", text) while decoding and ("done", self) at the end."""
+
+    model: str
+    instruction: str
+    audio: np.ndarray | None = None
+    context: Conversation | None = None
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: Sequence[str] = ()
+    on_event: Callable[[str, Any], None] | None = None
+    id: int = field(default_factory=lambda: next(_ids))
+    # filled in by the engine
+    prompt_tokens: int = 0
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+    error: str | None = None
+    cancelled: bool = False
+    transcript: str | None = None  # the cascade's ASR of the audio
+    _emitted: int = 0
+    _generator: torch.Generator | None = None
+
+    def emit(self, kind: str, payload: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, payload)
+
+
+class ServedModel:
+    """What the engine needs of a model: make a prompt batch, embed it, an LLM, stop tokens.
+
+    `kind` "lsm": a SpeechLM (audio through its encoder and connector, or text mode);
+    "cascade": Whisper transcribes, then the base LLM answers the transcript in text mode."""
+
+    def __init__(self, name: str, kind: str, llm, tokenizer, prompt: PromptBuilder, lsm=None, asr=None) -> None:
+        self.name, self.kind, self.llm, self.tokenizer, self.prompt = name, kind, llm, tokenizer, prompt
+        self.lsm, self.asr = lsm, asr
+        self.stop_ids = prompt.stop_token_ids()
+        self.lock = threading.Lock()  # eval and the server may share one: one batch at a time
+
+    @classmethod
+    def from_lsm(cls, name: str, lsm, merge_lora: bool = True) -> ServedModel:
+        lsm.eval()
+        if merge_lora and lsm.is_lora:
+            lsm.llm = lsm.llm.merge_and_unload()  # the adapter folded into the weights
+        return cls(name, "lsm", lsm.llm, lsm.tokenizer, lsm.prompt, lsm=lsm)
+
+    @classmethod
+    def cascade(cls, name: str, asr, llm, tokenizer, prompt: PromptBuilder) -> ServedModel:
+        return cls(name, "cascade", llm.eval(), tokenizer, prompt, asr=asr)
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
+    def prepare(self, requests: Sequence[Request]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """A left-padded prompt batch for `requests` and its input embeddings."""
+        contexts = [r.context for r in requests]
+        if self.kind == "lsm":
+            audio = [r.audio for r in requests]
+            speech = audio if any(a is not None for a in audio) else None
+            inputs = self.lsm.processor(
+                [r.instruction for r in requests], audio=speech, padding_side="left", contexts=contexts
+            )
+            return inputs, self.lsm.embed_inputs(inputs)
+        heard = self.asr.transcribe([r.audio for r in requests if r.audio is not None]) if self.asr else []
+        heard_iter = iter(heard)
+        prompts = []
+        for request in requests:
+            if request.audio is not None:
+                request.transcript = next(heard_iter)
+                prompts.append(text_prompt(request.instruction, request.transcript))
+            else:
+                prompts.append(request.instruction)
+        pieces = [self.prompt.pieces(p, with_speech=False, context=c) for p, c in zip(prompts, contexts)]
+        inputs = vars(plan_layout(pieces, [0] * len(pieces), padding_side="left"))
+        return inputs, self.llm.get_input_embeddings()(inputs["input_ids"].to(self.device))
+
+
+def _sample(logits: torch.Tensor, request: Request) -> int:
+    """Greedy at temperature 0; else temperature + nucleus (top_p) sampling from the request's seed."""
+    if request.temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / request.temperature, dim=-1)
+    if request.top_p < 1.0:
+        ordered, order = probs.sort(descending=True)
+        keep = ordered.cumsum(0) - ordered < request.top_p  # the smallest set reaching top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
+    if request._generator is None:
+        request._generator = torch.Generator().manual_seed(
+            request.seed if request.seed is not None else int(torch.randint(2**31, ()))
+        )
+    return int(torch.multinomial(probs.cpu(), 1, generator=request._generator))
+
+
+class DecodeBatch:
+    """The rows being decoded for one model, with their KV cache (see the module docstring)."""
+
+    def __init__(self, served: ServedModel) -> None:
+        self.served = served
+        self.rows: list[Request] = []
+        self.cache = None
+        self.mask: torch.Tensor | None = None  # (rows, cached length) 1 = real
+        self.positions: torch.Tensor | None = None  # (rows,) position id of the next token
+        self.last: torch.Tensor | None = None  # (rows,) the token to feed next
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @torch.no_grad()
+    def admit(self, requests: Sequence[Request]) -> None:
+        """Prefill new requests and merge them into the running batch; failures end those requests."""
+        from transformers import DynamicCache
+
+        try:
+            inputs, embeds = self.served.prepare(requests)
+        except (SelfPoweredError, ValueError) as exc:  # e.g. a prompt the template cannot render
+            for request in requests:
+                request.error, request.finish_reason = str(exc), "error"
+                request.emit("done", request)
+            return
+        device = embeds.device
+        mask = inputs["attention_mask"].to(device)
+        positions = inputs["position_ids"].to(device)
+        cache = DynamicCache()
+        logits = self.served.llm(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        for request, count in zip(requests, mask.sum(dim=1).tolist()):
+            request.prompt_tokens = int(count)
+        first = [_sample(row, r) for row, r in zip(logits, requests)]
+        keep = []
+        for index, (request, token) in enumerate(zip(requests, first)):
+            self._accept(request, token)
+            if request.finish_reason is None:
+                keep.append(index)
+            else:  # done at its first token (a stop token, or max_tokens 1)
+                request.emit("done", request)
+        if not keep:
+            return
+        index = torch.tensor(keep, device=device)
+        if len(keep) < len(requests):
+            cache.batch_select_indices(index)
+        last = torch.tensor(first, device=device)[index]
+        self._merge([requests[i] for i in keep], cache, mask[index], positions[index, -1] + 1, last)
+
+    def _merge(self, rows, cache, mask, positions, last) -> None:
+        if not self.rows:
+            self.rows, self.cache, self.mask, self.positions, self.last = rows, cache, mask, positions, last
+            return
+        from transformers import DynamicCache
+
+        width = max(self.mask.shape[1], mask.shape[1])
+
+        def left_pad(tensor: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - tensor.shape[dim]
+            if missing == 0:
+                return tensor
+            shape = list(tensor.shape)
+            shape[dim] = missing
+            return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+        layers = [
+            (
+                torch.cat([left_pad(old.keys, 2), left_pad(new.keys, 2)]),
+                torch.cat([left_pad(old.values, 2), left_pad(new.values, 2)]),
+            )
+            for old, new in zip(self.cache.layers, cache.layers)
+        ]
+        self.cache = DynamicCache(ddp_cache_data=layers)
+        self.mask = torch.cat([left_pad(self.mask, 1), left_pad(mask, 1)])
+        self.positions = torch.cat([self.positions, positions])
+        self.last = torch.cat([self.last, last])
+        self.rows += rows
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Feed every row its last token; sample the next; drop the rows that finished."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
+        logits = self.served.llm(
+            input_ids=self.last[:, None],
+            attention_mask=self.mask,
+            position_ids=self.positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        ).logits[:, -1]
+        self.positions = self.positions + 1
+        chosen = [_sample(row, r) for row, r in zip(logits, self.rows)]
+        self.last = torch.tensor(chosen, device=self.last.device)
+        self._after_sampling(chosen)
+
+    def _after_sampling(self, tokens: list[int]) -> None:
+        keep = []
+        for index, (request, token) in enumerate(zip(self.rows, tokens)):
+            if request.finish_reason is None:
+                self._accept(request, token)
+            if request.finish_reason is None:
+                keep.append(index)
+            else:
+                request.emit("done", request)
+        if len(keep) < len(self.rows):
+            self._select(keep)
+
+    def _accept(self, request: Request, token: int) -> None:
+        if request.cancelled:
+            request.finish_reason = "cancelled"
+            return
+        if token in self.served.stop_ids:
+            request.finish_reason = "stop"
+            self._flush(request, final=True)
+            return
+        request.tokens.append(token)
+        text = self.served.tokenizer.decode(request.tokens, skip_special_tokens=True)
+        for stop in request.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                request.text, request.finish_reason = text[:cut], "stop"
+                self._flush(request, final=True)
+                return
+        request.text = text
+        if len(request.tokens) >= request.max_tokens:
+            request.finish_reason = "length"
+            self._flush(request, final=True)
+        else:
+            self._flush(request, final=False)
+
+    @staticmethod
+    def _flush(request: Request, final: bool) -> None:
+        """Stream what is new; hold back a half multi-byte character and, while a stop string could
+        still be completing, the text that might belong to it."""
+        text = request.text if final else request.text.rstrip("\ufffd")
+        if not final and request.stop:
+            hold = max(len(stop) for stop in request.stop) - 1
+            text = text[: max(request._emitted, len(text) - hold)]
+        if len(text) > request._emitted:
+            request.emit("delta", text[request._emitted :])
+            request._emitted = len(text)
+        if final:
+            request.text = request.text.strip()
+
+    def _select(self, keep: list[int]) -> None:
+        from transformers import DynamicCache
+
+        if not keep:
+            self.rows, self.cache, self.mask, self.positions, self.last = [], None, None, None, None
+            return
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.rows = [self.rows[i] for i in keep]
+        self.mask, self.positions, self.last = self.mask[index], self.positions[index], self.last[index]
+        start = int((self.mask.sum(dim=0) > 0).nonzero()[0])  # columns every remaining row pads
+        if start > 0:
+            layers = [(layer.keys[:, :, start:], layer.values[:, :, start:]) for layer in self.cache.layers]
+            self.cache = DynamicCache(ddp_cache_data=layers)
+            self.mask = self.mask[:, start:]
+
+
+def generate_all(served: ServedModel, requests: Sequence[Request], max_batch: int = 16) -> list[Request]:
+    """Answer every request on this thread with continuous batching (what `eval` uses): rows join
+    as others finish, up to `max_batch` at a time."""
+    pending = list(requests)
+    batch = DecodeBatch(served)
+    with served.lock:
+        while pending or len(batch):
+            room = max_batch - len(batch)
+            if pending and room > 0:
+                batch.admit(pending[:room])
+                pending = pending[room:]
+            if len(batch):
+                batch.step()
+    return list(requests)
+
+
+class QueueFull(SelfPoweredError):
+    """More requests are waiting than the server accepts; the client should retry later."""
+
+
+class Engine:
+    """Decodes on one background thread; `submit` from any thread. Requests for several models
+    are served in turn, each model's rows batched together."""
+
+    def __init__(self, models: dict[str, ServedModel], max_batch: int = 16, max_queue: int = 256) -> None:
+        self.models, self.max_batch, self.max_queue = models, max_batch, max_queue
+        self.inbox: queue.Queue[Request] = queue.Queue()
+        self.batches = {name: DecodeBatch(served) for name, served in models.items()}
+        self.waiting: dict[str, list[Request]] = {name: [] for name in models}
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="selfpowered-engine", daemon=True)
+        self.steps = 0
+
+    def start(self) -> Engine:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=10)
+
+    @property
+    def queue_depth(self) -> int:
+        return self.inbox.qsize() + sum(len(w) for w in self.waiting.values())
+
+    @property
+    def active(self) -> int:
+        return sum(len(batch) for batch in self.batches.values())
+
+    def submit(self, request: Request) -> None:
+        if request.model not in self.models:
+            raise SelfPoweredError(f"model {request.model!r} is not served")
+        if self.queue_depth >= self.max_queue:
+            raise QueueFull(f"{self.queue_depth} requests are waiting (the limit is {self.max_queue})")
+        self.inbox.put(request)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            idle = not self.active and not any(self.waiting.values())
+            try:
+                first = self.inbox.get(timeout=0.05) if idle else self.inbox.get_nowait()
+                self.waiting[first.model].append(first)
+                while True:
+                    request = self.inbox.get_nowait()
+                    self.waiting[request.model].append(request)
+            except queue.Empty:
+                pass
+            for name, batch in self.batches.items():
+                try:
+                    self._turn(name, batch)
+                except Exception as exc:  # a bug must not kill the server: fail the rows, go on
+                    logger.exception("engine step failed for %s", name)
+                    for request in batch.rows + self.waiting[name]:
+                        request.error, request.finish_reason = f"internal error: {exc}", "error"
+                        request.emit("done", request)
+                    self.batches[name], self.waiting[name] = DecodeBatch(batch.served), []
+
+    def _turn(self, name: str, batch: DecodeBatch) -> None:
+        waiting = [r for r in self.waiting[name] if not r.cancelled]
+        for request in self.waiting[name]:
+            if request.cancelled:
+                request.finish_reason = "cancelled"
+                request.emit("done", request)
+        room = self.max_batch - len(batch)
+        if waiting and room > 0:
+            with batch.served.lock:
+                batch.admit(waiting[:room])
+            waiting = waiting[room:]
+        self.waiting[name] = waiting
+        if len(batch):
+            started = time.perf_counter()
+            with batch.served.lock:
+                batch.step()
+            self.steps += 1
+            logger.debug("step %d: %d rows in %.3f s", self.steps, len(batch), time.perf_counter() - started)

@@ -1,0 +1,151 @@
+"""Request bodies of the OpenAI-compatible API -> engine requests, with errors that name the field.
+
+A client's mistake must come back as a 4xx JSON error that says which field is wrong and why,
+never as a 500 or a silently truncated answer: bad base64, audio that does not decode, an
+unsupported format, empty or too-long audio, `n > 1`, audio anywhere but the last user message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from selfpowered.audio import SAMPLE_RATE, resample, to_mono
+from selfpowered.model.prompting import Conversation
+
+AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
+JOIN_SILENCE_S = 0.3  # between several audio parts of one message, spoken as one utterance
+
+
+class RequestError(Exception):
+    """A bad request: HTTP `status`, OpenAI error `type`, the offending `param` and a message."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.param, self.status, self.code = message, param, status, code
+
+    def body(self) -> dict[str, Any]:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+def decode_audio(data: bytes, param: str, max_seconds: float, declared: str | None = None) -> np.ndarray:
+    """Encoded audio bytes -> 16 kHz mono float32, or a RequestError naming `param`."""
+    import soundfile as sf
+
+    if declared is not None and declared.lower() not in AUDIO_FORMATS:
+        raise RequestError(f"unsupported audio format {declared!r}; use one of {', '.join(AUDIO_FORMATS)}", param)
+    if not data:
+        raise RequestError("the audio is empty (0 bytes)", param)
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise RequestError(f"the audio does not decode as {declared or 'wav/mp3/flac/ogg'} ({exc})", param) from exc
+    samples = to_mono(np.asarray(samples))
+    if samples.size == 0:
+        raise RequestError("the audio has no samples", param)
+    seconds = samples.size / rate
+    if seconds > max_seconds:
+        raise RequestError(
+            f"the audio is {seconds:.1f} s long; this server accepts at most {max_seconds:g} s (--max-audio-seconds)",
+            param,
+        )
+    if not np.isfinite(samples).all():
+        raise RequestError("the audio holds NaN or infinite samples", param)
+    if seconds < 0.05:
+        raise RequestError(f"the audio is {seconds * 1000:.0f} ms long: too short to hear anything", param)
+    return resample(samples, rate, SAMPLE_RATE)
+
+
+def _base64(text: Any, param: str) -> bytes:
+    if not isinstance(text, str):
+        raise RequestError("expected a base64 string", param)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestError(f"not valid base64 ({exc})", param) from exc
+
+
+def _data_uri(url: Any, param: str) -> tuple[bytes, str | None]:
+    match = re.fullmatch(r"data:audio/([\w.+-]+)(?:;[^,]*)?;base64,(.*)", url or "", flags=re.DOTALL)
+    if not match:
+        raise RequestError("only data: URIs of base64 audio are accepted (data:audio/wav;base64,...)", param)
+    subtype = {"x-wav": "wav", "wave": "wav", "mpeg": "mp3", "x-flac": "flac"}.get(match.group(1), match.group(1))
+    return _base64(match.group(2), param), subtype
+
+
+@dataclass
+class ChatInput:
+    """The parts of a chat request the engine needs."""
+
+    instruction: str
+    audio: np.ndarray | None
+    context: Conversation
+    audio_seconds: float
+
+
+def parse_messages(messages: Any, max_seconds: float) -> ChatInput:
+    """OpenAI `messages` -> instruction (the last user message's text), its audio parts joined into
+    one utterance, and the context before it (system message, earlier text turns)."""
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty list", "messages")
+    system: str | None = None
+    turns: list[dict[str, str]] = []
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict) or "role" not in message:
+            raise RequestError("each message needs a role and content", param)
+        role, last = message["role"], index == len(messages) - 1
+        if role not in ("system", "developer", "user", "assistant"):
+            raise RequestError(f"role {role!r} is not supported (system, user, assistant)", f"{param}.role")
+        if last and role != "user":
+            raise RequestError("the last message must be the user's", f"{param}.role")
+        text, clips = _content(message.get("content"), f"{param}.content", max_seconds, allow_audio=last)
+        if role in ("system", "developer"):
+            system = text if system is None else f"{system}\n{text}"
+        elif not last:
+            turns.append({"role": role, "content": text})
+    audio = None
+    if clips:
+        gap = np.zeros(int(JOIN_SILENCE_S * SAMPLE_RATE), dtype=np.float32)
+        audio = np.concatenate([part for clip in clips for part in (clip, gap)][:-1])
+        if audio.size / SAMPLE_RATE > max_seconds:
+            raise RequestError(
+                f"the audio parts add up to {audio.size / SAMPLE_RATE:.1f} s; this server accepts at most "
+                f"{max_seconds:g} s (--max-audio-seconds)",
+                f"messages[{len(messages) - 1}].content",
+            )
+    seconds = 0.0 if audio is None else audio.size / SAMPLE_RATE
+    return ChatInput(text, audio, Conversation(system, tuple(turns)), seconds)
+
+
+def _content(content: Any, param: str, max_seconds: float, allow_audio: bool) -> tuple[str, list[np.ndarray]]:
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise RequestError("content must be a string or a list of parts", param)
+    texts, clips = [], []
+    for index, part in enumerate(content):
+        where = f"{param}[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+            continue
+        if kind not in ("input_audio", "audio_url"):
+            raise RequestError(f"part type {kind!r} is not supported (text, input_audio, audio_url)", f"{where}.type")
+        if not allow_audio:
+            raise RequestError("audio is accepted in the last user message only", where)
+        if kind == "input_audio":
+            body = part.get("input_audio") or {}
+            data, declared = _base64(body.get("data"), f"{where}.input_audio.data"), body.get("format")
+            clips.append(decode_audio(data, f"{where}.input_audio", max_seconds, declared or "wav"))
+        else:
+            data, declared = _data_uri((part.get("audio_url") or {}).get("url"), f"{where}.audio_url.url")
+            clips.append(decode_audio(data, f"{where}.audio_url", max_seconds, declared))
+    return " ".join(t for t in texts if t), clips

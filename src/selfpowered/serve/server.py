@@ -1,0 +1,80 @@
+"""`selfpowered serve`: load the models, start the engine, run the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from selfpowered.config import ServeConfig
+from selfpowered.errors import SelfPoweredError
+from selfpowered.serve.engine import Engine, ServedModel
+
+logger = logging.getLogger(__name__)
+SHIPPED = (("vanilla", "checkpoints/demo/vanilla"), ("selfpowered", "checkpoints/demo/selfpowered"))
+
+
+def model_specs(config: ServeConfig) -> list[tuple[str, str]]:
+    """(name, checkpoint) pairs: `NAME=PATH` or `PATH` (named after its folder); default the shipped
+    demo checkpoints."""
+    if not config.models:
+        missing = [path for _, path in SHIPPED if not (Path(path) / "config.json").is_file()]
+        if missing:
+            raise SelfPoweredError(
+                f"no models given and the shipped demo checkpoints are missing ({', '.join(missing)}): run from "
+                "the repository root or pass -m NAME=PATH"
+            )
+        return list(SHIPPED)
+    specs = []
+    for spec in config.models:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        path = path.strip()
+        specs.append((name.strip() or Path(path).name, path))
+    names = [name for name, _ in specs]
+    if len(set(names)) < len(names) or (config.cascade and "cascade" in names):
+        raise SelfPoweredError(f"model names must be unique (and not `cascade` when it is served): {names}")
+    return specs
+
+
+def load_models(config: ServeConfig) -> dict[str, ServedModel]:
+    """Every served model on `config.device`: the LSMs (LoRA merged) and, with `cascade`, Whisper
+    plus the first LSM's base LLM answering transcripts in text mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfpowered.asr import WhisperTranscriber
+    from selfpowered.assets import resolve_model
+    from selfpowered.model import SpeechLM
+    from selfpowered.model.checkpoint import BUNDLED_LLM
+    from selfpowered.model.prompting import PromptBuilder
+
+    served: dict[str, ServedModel] = {}
+    base_llm = None
+    for name, path in model_specs(config):
+        if not (Path(path) / "config.json").is_file():
+            raise SelfPoweredError(f"{path}: not a SpeechLM checkpoint (no config.json)")
+        lsm = SpeechLM.from_pretrained(path, device=config.device)
+        reference = lsm.config.llm_name_or_path
+        base_llm = base_llm or (str(Path(path) / reference) if reference == BUNDLED_LLM else reference)
+        served[name] = ServedModel.from_lsm(name, lsm, merge_lora=config.merge_lora)
+        logger.info("loaded %s from %s", name, path)
+    if config.cascade and base_llm:
+        llm_path = resolve_model(base_llm, kind="llm")
+        tokenizer = AutoTokenizer.from_pretrained(str(llm_path))
+        llm = AutoModelForCausalLM.from_pretrained(str(llm_path)).to(config.device)
+        asr = WhisperTranscriber(config.asr_model, device=config.device)
+        served["cascade"] = ServedModel.cascade("cascade", asr, llm, tokenizer, PromptBuilder(tokenizer))
+    return served
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the API until interrupted."""
+    import uvicorn
+
+    from selfpowered.serve.api import create_app
+
+    engine = Engine(load_models(config), config.max_batch, config.max_queue).start()
+    app = create_app(engine, config)
+    logger.info("serving %s on http://%s:%d/v1", ", ".join(engine.models), config.host, config.port)
+    try:
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    finally:
+        engine.stop()
