@@ -55,7 +55,9 @@ class TimedGenerator:
 
 class LSMSystem:
     """A checkpoint, loaded on first use and released after its turn, so an evaluation of several
-    large LSMs holds one of them in memory at a time."""
+    large LSMs holds one of them in memory at a time. It answers through the serving engine
+    (`model.engine`: LoRA merged, continuous batching), so the cost measured here is the cost a
+    served model has."""
 
     kind = "lsm"
 
@@ -63,6 +65,7 @@ class LSMSystem:
         self.name, self.checkpoint, self.device = name, str(checkpoint), device
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self._model = None
+        self._served = None
 
     @property
     def model(self):
@@ -72,12 +75,30 @@ class LSMSystem:
             self._model = SpeechLM.from_pretrained(self.checkpoint).to(self.device).eval()
         return self._model
 
+    @property
+    def served(self):
+        if self._served is None:
+            from selfpowered.model.engine import ServedModel
+
+            self._served = ServedModel.from_lsm(self.name, self.model)
+        return self._served
+
+    def _generate(self, instructions: list[str], audio: list[str | None]) -> list[str]:
+        from selfpowered.audio import load_audio
+        from selfpowered.model.engine import Request, generate_all
+
+        requests = [
+            Request(self.name, text, None if path is None else load_audio(path), max_tokens=self.max_new_tokens)
+            for text, path in zip(instructions, audio)
+        ]
+        return [request.text for request in generate_all(self.served, requests, self.batch_size)]
+
     def release(self) -> None:
         import gc
 
         import torch
 
-        self._model = None
+        self._model = self._served = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -90,21 +111,17 @@ class LSMSystem:
         return str(Path(self.checkpoint) / name) if name and name.startswith("./") else name
 
     def answer(self, queries: list[Query]) -> list[str]:
-        return self.model.generate(
-            audio=[q.audio for q in queries],
-            instruction=[q.instruction for q in queries],
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.batch_size,
-        )
+        return self._generate([q.instruction for q in queries], [q.audio for q in queries])
 
     def transcribe(self, queries: list[Query]) -> list[str]:
         return self.answer(queries)  # the ASR suite's queries carry the transcription instruction
 
     def text_answers(self, prompts: list[str], use_adapter: bool) -> list[str]:
         """Text-only prompts through this LSM's LLM, with or without its LoRA adapter."""
-        return self.model.generate(
-            text=prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, use_adapter=use_adapter
-        )
+        if use_adapter:
+            return self._generate(prompts, [None] * len(prompts))
+        with self.served.adapter_off():
+            return self._generate(prompts, [None] * len(prompts))
 
 
 class CascadeSystem:

@@ -22,7 +22,7 @@ from fastapi import Request as HTTPRequest
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from selfpowered.config import ServeConfig
-from selfpowered.serve.engine import Engine, QueueFull, Request
+from selfpowered.model.engine import Engine, QueueFull, Request
 from selfpowered.serve.inputs import RequestError, decode_audio, parse_messages
 from selfpowered.text.tasks import DEFAULT_ASR_INSTRUCTION
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from selfpowered.config import ServeConfig
 from selfpowered.errors import SelfPoweredError
-from selfpowered.serve.engine import Engine, ServedModel
+from selfpowered.model.engine import Engine, ServedModel
 
 logger = logging.getLogger(__name__)
 SHIPPED = (("vanilla", "checkpoints/demo/vanilla"), ("selfpowered", "checkpoints/demo/selfpowered"))

@@ -15,12 +15,14 @@ request handlers as they come (streaming).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,15 @@ from selfpowered.text.tasks import text_prompt
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """`past_key_values=` works on every transformers we support; 5.2x renamed it `cache=` with a
+    deprecation warning per call until 5.40."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated.*", category=FutureWarning)
+        yield
 
 
 @dataclass
@@ -83,8 +94,25 @@ class ServedModel:
     def from_lsm(cls, name: str, lsm, merge_lora: bool = True) -> ServedModel:
         lsm.eval()
         if merge_lora and lsm.is_lora:
-            lsm.llm = lsm.llm.merge_and_unload()  # the adapter folded into the weights
+            lsm.llm.merge_adapter()  # LoRA folded into the weights (reversible: see adapter_off)
         return cls(name, "lsm", lsm.llm, lsm.tokenizer, lsm.prompt, lsm=lsm)
+
+    @contextlib.contextmanager
+    def adapter_off(self) -> Iterator[None]:
+        """Answer as the base LLM: unmerge and switch off the LoRA adapter, restore it after."""
+        llm = self.llm
+        if not hasattr(llm, "peft_config"):
+            yield
+            return
+        merged = any(getattr(module, "merged", False) for module in llm.modules())
+        if merged:
+            llm.unmerge_adapter()
+        try:
+            with llm.disable_adapter():
+                yield
+        finally:
+            if merged:
+                llm.merge_adapter()
 
     @classmethod
     def cascade(cls, name: str, asr, llm, tokenizer, prompt: PromptBuilder) -> ServedModel:
@@ -164,14 +192,15 @@ class DecodeBatch:
         mask = inputs["attention_mask"].to(device)
         positions = inputs["position_ids"].to(device)
         cache = DynamicCache()
-        logits = self.served.llm(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1]
+        with _quiet():
+            logits = self.served.llm(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]
         for request, count in zip(requests, mask.sum(dim=1).tolist()):
             request.prompt_tokens = int(count)
         first = [_sample(row, r) for row, r in zip(logits, requests)]
@@ -223,13 +252,14 @@ class DecodeBatch:
     def step(self) -> None:
         """Feed every row its last token; sample the next; drop the rows that finished."""
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
-        logits = self.served.llm(
-            input_ids=self.last[:, None],
-            attention_mask=self.mask,
-            position_ids=self.positions[:, None],
-            past_key_values=self.cache,
-            use_cache=True,
-        ).logits[:, -1]
+        with _quiet():
+            logits = self.served.llm(
+                input_ids=self.last[:, None],
+                attention_mask=self.mask,
+                position_ids=self.positions[:, None],
+                past_key_values=self.cache,
+                use_cache=True,
+            ).logits[:, -1]
         self.positions = self.positions + 1
         chosen = [_sample(row, r) for row, r in zip(logits, self.rows)]
         self.last = torch.tensor(chosen, device=self.last.device)

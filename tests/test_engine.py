@@ -1,0 +1,86 @@
+"""The continuous-batching engine: answers equal transformers' generate, in any batch, with rows
+joining and leaving mid-way; stop strings, length limits, sampling seeds, the adapter switch."""
+
+from __future__ import annotations
+
+from selfpowered.model.engine import DecodeBatch, Request, ServedModel, generate_all
+from tests.helpers import tone
+from tests.test_modeling import _randomise_lora
+from tests.tiny import tiny_lsm
+
+CLIPS = [tone(1.3, 200), tone(4.0, 300), tone(0.6, 410), None, tone(2.2, 250)]
+PROMPTS = ["transcribe the speech", "translate the given english content", "transcribe", "the quick brown fox", "x"]
+
+
+def _lsm():
+    model = tiny_lsm()
+    _randomise_lora(model)
+    return model
+
+
+def _requests(**options) -> list[Request]:
+    return [Request("tiny", text, clip, **{"max_tokens": 10, **options}) for text, clip in zip(PROMPTS, CLIPS)]
+
+
+def test_answers_equal_generate_whatever_the_batch_and_rows_join_midway():
+    model = _lsm()
+    expected = [
+        model.generate(audio=clip, instruction=text, max_new_tokens=10)
+        if clip is not None
+        else model.generate(text=text, max_new_tokens=10)
+        for text, clip in zip(PROMPTS, CLIPS)
+    ]
+    served = ServedModel.from_lsm("tiny", model, merge_lora=False)
+    for max_batch in (1, 2, 5):  # 2: later requests join a batch that is already decoding
+        assert [r.text for r in generate_all(served, _requests(), max_batch)] == expected, max_batch
+
+
+def test_a_row_that_joins_a_running_batch_gets_its_own_answer():
+    served = ServedModel.from_lsm("tiny", _lsm(), merge_lora=False)
+    alone = generate_all(served, _requests()[1:2])[0].text
+    batch = DecodeBatch(served)
+    first, joining = _requests()[0], _requests()[1]
+    batch.admit([first])
+    for _ in range(3):
+        batch.step()
+    batch.admit([joining])  # its cache is left-padded to the running batch's length
+    while len(batch):
+        batch.step()
+    assert joining.text == alone and first.finish_reason == "length"
+
+
+def test_merged_adapter_and_adapter_off():
+    model = _lsm()
+    base = model.generate(text=PROMPTS[3], max_new_tokens=8, use_adapter=False)
+    served = ServedModel.from_lsm("tiny", model)  # LoRA merged into the weights
+    assert any(getattr(module, "merged", False) for module in served.llm.modules())
+    with served.adapter_off():
+        (off,) = generate_all(served, [Request("tiny", PROMPTS[3], max_tokens=8)])
+    assert off.text == base
+    assert any(getattr(module, "merged", False) for module in served.llm.modules())  # merged again after
+
+
+def test_stop_strings_length_limit_and_usage_counts():
+    served = ServedModel.from_lsm("tiny", _lsm(), merge_lora=False)
+    (free,) = generate_all(served, [Request("tiny", PROMPTS[3], max_tokens=12)])
+    assert free.finish_reason == "length" and len(free.tokens) == 12 and free.prompt_tokens > 0
+    stop = free.text[4:6]
+    (cut,) = generate_all(served, [Request("tiny", PROMPTS[3], max_tokens=12, stop=[stop])])
+    assert cut.finish_reason == "stop" and stop not in cut.text and free.text.startswith(cut.text)
+
+
+def test_sampling_follows_its_seed():
+    served = ServedModel.from_lsm("tiny", _lsm(), merge_lora=False)
+    sampled = [generate_all(served, [Request("tiny", PROMPTS[3], temperature=1.5, seed=s)])[0].text for s in (1, 1, 2)]
+    assert sampled[0] == sampled[1]
+    greedy = generate_all(served, [Request("tiny", PROMPTS[3])])[0].text
+    assert greedy != sampled[0] or greedy != sampled[2]
+
+
+def test_events_stream_the_text_as_it_is_decoded():
+    served = ServedModel.from_lsm("tiny", _lsm(), merge_lora=False)
+    events: list[tuple[str, object]] = []
+    request = Request("tiny", PROMPTS[0], CLIPS[0], max_tokens=10, on_event=lambda k, p: events.append((k, p)))
+    generate_all(served, [request])
+    deltas = "".join(p for k, p in events if k == "delta")
+    assert events[-1] == ("done", request) and deltas.strip() == request.text
