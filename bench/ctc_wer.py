@@ -1,0 +1,73 @@
+"""CTC-greedy WER of an `align` stage's connector on any manifests, overall and per speaker.
+
+The connector alone (no LLM), read through the CTC head the stage saved beside its checkpoint.
+Used to compare alignment recipes on the dev split and to record, never to choose by, their
+out-of-domain numbers.
+
+    .venv/bin/python bench/ctc_wer.py demo-output/align demo-output/diverse/dev.jsonl demo-output/ood/test.jsonl \\
+        --cache demo-output/features/whisper-tiny.en
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from selfpowered.model import SpeechLM
+from selfpowered.text.metrics import word_error_rate
+from selfpowered.train.align import HEAD_FILE, CTCHead, connect_items
+from selfpowered.train.data import SpeechInstructionDataset, read_samples
+from selfpowered.train.features import build_feature_cache, open_cache
+
+
+def ctc_transcripts(model: SpeechLM, head: CTCHead, dataset: SpeechInstructionDataset) -> list[str]:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), 16):
+            items = [dataset[i] for i in range(start, min(start + 16, len(dataset)))]
+            speech, lengths, _ = connect_items(model, items)
+            out += [model.tokenizer.decode(tokens) for tokens in head.greedy(head(speech), lengths)]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("align", type=Path, help="an align stage's output folder (final/ + ctc_head.safetensors)")
+    parser.add_argument("manifests", nargs="+")
+    parser.add_argument("--cache", required=True, help="feature cache folder of the encoder")
+    parser.add_argument("--out", default=None, help="write the numbers here as JSON")
+    args = parser.parse_args()
+    model = SpeechLM.from_pretrained(args.align / "final").eval()
+    head = CTCHead.load(args.align / HEAD_FILE, model.llm.get_input_embeddings().weight)
+    results = {}
+    for manifest in args.manifests:
+        samples = read_samples(manifest)
+        build_feature_cache(model.encoder, model.mel, [s.audio for s in samples], args.cache)
+        dataset = SpeechInstructionDataset(samples, open_cache(args.cache, model.encoder, model.mel))
+        hypotheses = ctc_transcripts(model, head, dataset)
+        references = [s.response for s in samples]
+        speakers: dict[str, list[int]] = defaultdict(list)
+        rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
+        by_id = {row["id"]: row.get("speaker", "?") for row in rows}
+        for i, sample in enumerate(samples):
+            speakers[by_id.get(sample.id, "?")].append(i)
+        results[manifest] = {
+            "utterances": len(samples),
+            "ctc_wer": round(word_error_rate(references, hypotheses).wer, 4),
+            "per_speaker": {
+                s: round(word_error_rate([references[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
+                for s, idx in sorted(speakers.items())
+            },
+            "examples": [{"ref": references[i], "hyp": hypotheses[i]} for i in range(min(4, len(samples)))],
+        }
+        print(manifest, results[manifest]["ctc_wer"], results[manifest]["per_speaker"], flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
