@@ -44,9 +44,10 @@ CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_
 
 # Debian packages: the pocketsphinx-testdata recordings (real human speech: the conversion proof and
 # the `real` test set); flite, festival (+3 voices) and espeak-ng give the corpora their voices;
-# wordnet-base and fortunes are text sources (a training source and the out-of-domain test source).
+# wordnet-base and fortunes are text sources (a training source and the out-of-domain test source);
+# chromium and chromium-driver run the web page's test in a real browser.
 DEBIAN_PACKAGES="pocketsphinx-testdata flite festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k \
-espeak-ng wordnet-base fortunes"
+espeak-ng wordnet-base fortunes chromium chromium-driver"
 missing=""
 for package in $DEBIAN_PACKAGES; do
   dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

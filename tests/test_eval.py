@@ -240,7 +240,7 @@ def test_instruction_span_marks_exactly_the_instruction():
 
 
 def test_attention_and_saliency_shares_sum_to_one():
-    from selfpowered.evaluate.bias import attention_shares, summarise
+    from selfpowered.model.bias import attention_shares, summarise
 
     model = tiny_lsm(connector="stack_mlp")
     before = model.base_llm().config._attn_implementation

@@ -321,7 +321,7 @@ def _score(suites: dict[str, S.Suite], name: str, answers: list[str], references
 
 def _bias(system: LSMSystem, suite: S.Suite, answers: list[str], settings: EvalConfig, out: Path) -> dict:
     """Attention/saliency shares on the first `bias_samples` non-copy instruct queries (cached)."""
-    from selfpowered.evaluate.bias import attention_shares, summarise
+    from selfpowered.model.bias import attention_shares, summarise
 
     chosen = [i for i, m in enumerate(suite.meta) if not m["copy_allowed"]][: settings.bias_samples]
     queries = [suite.queries[i] for i in chosen]

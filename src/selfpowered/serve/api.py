@@ -197,6 +197,9 @@ def create_app(engine: Engine, settings: ServeConfig) -> FastAPI:
             return {"task": "transcribe", "language": "english", "duration": audio.size / 16_000, "text": text}
         return {"text": text}
 
+    from selfpowered.serve.ui import add_ui
+
+    add_ui(app, engine, settings)
     return app
 
 

@@ -38,7 +38,7 @@ def model_specs(config: ServeConfig) -> list[tuple[str, str]]:
 def load_models(config: ServeConfig) -> dict[str, ServedModel]:
     """Every served model on `config.device`: the LSMs (LoRA merged) and, with `cascade`, Whisper
     plus the first LSM's base LLM answering transcripts in text mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from selfpowered.asr import WhisperTranscriber
     from selfpowered.assets import resolve_model
@@ -47,19 +47,18 @@ def load_models(config: ServeConfig) -> dict[str, ServedModel]:
     from selfpowered.model.prompting import PromptBuilder
 
     served: dict[str, ServedModel] = {}
-    base_llm = None
+    base_llm = tokenizer = None
     for name, path in model_specs(config):
         if not (Path(path) / "config.json").is_file():
             raise SelfPoweredError(f"{path}: not a SpeechLM checkpoint (no config.json)")
         lsm = SpeechLM.from_pretrained(path, device=config.device)
         reference = lsm.config.llm_name_or_path
         base_llm = base_llm or (str(Path(path) / reference) if reference == BUNDLED_LLM else reference)
+        tokenizer = tokenizer or lsm.tokenizer  # training never changes it: the base LLM's own
         served[name] = ServedModel.from_lsm(name, lsm, merge_lora=config.merge_lora)
         logger.info("loaded %s from %s", name, path)
     if config.cascade and base_llm:
-        llm_path = resolve_model(base_llm, kind="llm")
-        tokenizer = AutoTokenizer.from_pretrained(str(llm_path))
-        llm = AutoModelForCausalLM.from_pretrained(str(llm_path)).to(config.device)
+        llm = AutoModelForCausalLM.from_pretrained(str(resolve_model(base_llm, kind="llm"))).to(config.device)
         asr = WhisperTranscriber(config.asr_model, device=config.device)
         served["cascade"] = ServedModel.cascade("cascade", asr, llm, tokenizer, PromptBuilder(tokenizer))
     return served

@@ -36,8 +36,11 @@ def _row_shares(weights: torch.Tensor, masks: dict[str, torch.Tensor], rows: tor
     return {name: float((picked[:, mask].sum(-1) / total).mean()) for name, mask in masks.items()}
 
 
-def attention_shares(model, audio: Sequence[str], instructions: Sequence[str], answers: Sequence[str]) -> dict:
-    """Per-sample, per-layer attention and saliency shares (arrays of shape samples x layers)."""
+def attention_shares(
+    model, audio: Sequence, instructions: Sequence[str], answers: Sequence[str], progress: bool = True
+) -> dict:
+    """Per-sample, per-layer attention and saliency shares (arrays of shape samples x layers);
+    `audio` items are paths or 16 kHz arrays."""
     base = model.base_llm()
     previous = base.config._attn_implementation
     base.set_attn_implementation("eager")  # SDPA kernels do not return attention probabilities
@@ -45,7 +48,7 @@ def attention_shares(model, audio: Sequence[str], instructions: Sequence[str], a
     model.eval()
     shares = {kind: {g: [] for g in GROUPS} for kind in ("attention", "saliency")}
     try:
-        for i in tqdm(range(len(audio)), desc="bias (attention, saliency)", unit=" sample"):
+        for i in tqdm(range(len(audio)), desc="bias (attention, saliency)", unit=" sample", disable=not progress):
             answer = answers[i].strip() or "."
             batch = model.processor([instructions[i]], audio=[audio[i]], response=[answer])
             with torch.no_grad():
