@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,6 +202,26 @@ def test_self_echo_compares_with_the_systems_own_transcription():
     assert self_echoes("anything", "...") is False and self_echoes("anything", None) is None
 
 
+def test_ifeval_scores_with_the_ifeval_checkers_and_the_text_mode_delta():
+    from selfpowered.evaluate.suites import ifeval_deltas, ifeval_suite, score_ifeval
+
+    suite = ifeval_suite(_rows(6), Path("."), seed=0)
+    assert len({q.instruction for q in suite.queries}) == 6 and all(q.key.endswith("#ifeval") for q in suite.queries)
+    assert [len(m["constraints"]) for m in suite.meta] == [1, 1, 2, 1, 1, 2]  # every third item: two constraints
+    # hand-made: an all-lowercase answer without commas passes exactly those constraints
+    meta = [{"constraints": [c], "kwargs": [{}]} for c in ("change_case:english_lowercase", "punctuation:no_comma")]
+    lower = Suite("ifeval", suite.queries[:2], meta)
+    scores = score_ifeval(lower, ["all lowercase here", "Commas, everywhere, here"])
+    assert (scores["prompt_strict"], scores["inst_strict"]) == (0.5, 0.5)
+    assert scores["per_constraint"]["punctuation:no_comma"]["strict"] == 0.0
+    text = {"followed": {"strict": [True, True, True, False]}}
+    lsm = {"followed": {"strict": [True, False, False, False]}}
+    deltas = ifeval_deltas({"text": text, "lsm": lsm})
+    assert deltas["lsm"]["ifrate"] == 0.25 and deltas["lsm"]["delta_vs_text"] == pytest.approx(-2 / 3, abs=1e-4)
+    low, high = deltas["lsm"]["delta_95ci"]
+    assert low <= -2 / 3 <= high and deltas["text"]["delta_vs_text"] == 0.0
+
+
 def test_conflict_and_sqa_scores():
     queries = [
         Query(f"c{i}", "", "Is this positive, negative or neutral", SPOKEN_COMMANDS["count"].text, 1.0)
@@ -285,7 +306,7 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
     settings = EvalConfig(
         models=[f"tiny={root / 'lsm'}"],
         baselines=["text"],
-        suites=["asr", "instruct", "sqa", "text", "bias"],
+        suites=["asr", "instruct", "sqa", "text", "bias", "ifeval"],
         data=str(root / "corpus" / "test.jsonl"),
         output=str(root / "eval"),
         limit=6,
@@ -296,6 +317,7 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
         generation={"max_new_tokens": 4, "batch_size": 4},
         ood_sets={"other": str(root / "corpus" / "test.jsonl")},
         ood_limit=4,
+        ifeval_items=3,
     )
     results = evaluate(settings)
     tiny = results["systems"]["tiny"]
@@ -315,8 +337,10 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
     assert tiny["instruct@other"]["self_echo_rate"] is not None and "self_echo_rate" in tiny["instruct"]
     assert results["systems"]["text"]["instruct@other"]["self_echo_rate"] is None  # no transcription of its own
     assert "### `other` (4 utterances)" in report and "WER other" in report and "self echo other" in report
+    assert tiny["ifeval"]["n"] == 3 and "delta_vs_text" in tiny["ifeval"]["vs_text"]["strict"]
+    assert "## Verifiable instruction following" in report
     again = evaluate(settings)  # every answer set comes from the cache
-    cached = {"tiny/asr", "tiny/instruct", "tiny/sqa", "text/instruct", "text/sqa"}
+    cached = {"tiny/asr", "tiny/instruct", "tiny/sqa", "text/instruct", "text/sqa", "tiny/ifeval", "text/ifeval"}
     assert set(again["cached"]) == cached | {"tiny/asr@other", "tiny/instruct@other", "text/instruct@other"}
     assert again["systems"]["tiny"]["cost"] == tiny["cost"]  # measured once, when the answers were made
     assert again["systems"]["tiny"]["instruct"] == tiny["instruct"]

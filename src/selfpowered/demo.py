@@ -208,6 +208,15 @@ def demo_verdict(report: dict, vanilla: str = "vanilla", selfpowered: str = "sel
         f"{s_text} vs {v_text}",
         s_text > v_text if known(s_text, v_text) else None,
     )
+    # verifiable instructions (issue 16): the self-powered arm keeps more of its LLM's instruction following
+    v_delta = ((v.get("ifeval") or {}).get("vs_text") or {}).get("strict", {}).get("delta_vs_text")
+    s_delta = ((s.get("ifeval") or {}).get("vs_text") or {}).get("strict", {}).get("delta_vs_text")
+    if known(v_delta, s_delta):
+        target(
+            "ifeval: self-powered IFrate delta vs text mode >= 20 points above vanilla's",
+            f"{s_delta} vs {v_delta} ({100 * (s_delta - v_delta):+.0f} points)",
+            s_delta >= v_delta + 0.20,
+        )
     # out of domain (issue 13): present when the report has the sets
     if "asr@real" in s:
         real = get(s, "asr@real", "wer")

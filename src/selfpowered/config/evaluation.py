@@ -10,7 +10,7 @@ from selfpowered.assets import DEFAULT_ENCODER
 from selfpowered.config.base import StrictModel
 from selfpowered.config.model import GenerationSettings
 
-EVAL_SUITES = ("asr", "instruct", "conflict", "sqa", "text", "bias")
+EVAL_SUITES = ("asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval")
 BASELINES = ("cascade", "text")
 
 
@@ -21,7 +21,7 @@ class EvalConfig(StrictModel):
         default_factory=list, description="LSM checkpoints, as PATH or NAME=PATH (the name labels the report)"
     )
     baselines: list[Literal["cascade", "text"]] = Field(default_factory=lambda: list(BASELINES))
-    suites: list[Literal["asr", "instruct", "conflict", "sqa", "text", "bias"]] = Field(
+    suites: list[Literal["asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval"]] = Field(
         default_factory=lambda: list(EVAL_SUITES)
     )
     data: str = Field(..., description="held-out ASR manifest (e.g. demo-output/corpus/test.jsonl)")
@@ -45,6 +45,7 @@ class EvalConfig(StrictModel):
     conflict_items: int = Field(48, ge=1)
     sqa_items: int = Field(60, ge=2)
     bias_samples: int = Field(24, ge=1, description="instruct samples per model for attention/saliency")
+    ifeval_items: int = Field(80, ge=1, description="utterances of `data` that get verifiable-instruction items")
     seed: int = 0
     device: str = "cpu"
     chunk_size: int = Field(32, ge=1, description="queries per progress step (and per timing)")

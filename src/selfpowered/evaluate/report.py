@@ -56,6 +56,8 @@ def headline(row: dict) -> dict:
         "conflict_follows_speech": get("conflict", "follows_speech"),
         "sqa_accuracy": get("sqa", "accuracy"),
         "text_chrf_vs_base": get("text", "chrf_vs_base"),
+        "ifrate": get("ifeval", "prompt_strict"),
+        "ifeval_delta_vs_text": ((row.get("ifeval") or {}).get("vs_text") or {}).get("strict", {}).get("delta_vs_text"),
         "seconds_per_answer": cost.get("seconds_per_answer"),
         "real_time_factor": cost.get("real_time_factor"),
     }
@@ -81,6 +83,8 @@ HEADERS = {
     "conflict_follows_speech": "conflict: speech wins",
     "sqa_accuracy": "SQA acc ↑",
     "text_chrf_vs_base": "text chrF vs base ↑",
+    "ifrate": "IFrate ↑",
+    "ifeval_delta_vs_text": "IF delta vs text ↑",
     "seconds_per_answer": "s / answer",
     "real_time_factor": "RTF",
 }
@@ -179,6 +183,45 @@ def _asr_table(results: dict) -> list[str]:
     templates = list(next(iter(systems.values()))["wer_per_template"])
     rows = [[t, *(_fmt(r["wer_per_template"].get(t)) for r in systems.values())] for t in templates]
     return lines + [""] + _table(["template", *systems], rows) + [""]
+
+
+def _ifeval_tables(results: dict) -> list[str]:
+    scores = {n: r["ifeval"] for n, r in results["systems"].items() if "ifeval" in r}
+    if not scores:
+        return []
+    first = next(iter(scores.values()))
+    lines = [
+        "## Verifiable instruction following (ifeval suite)",
+        "",
+        f"{first['n']} held-out utterances, each with a task about the speech plus one or two verifiable "
+        "constraints (IFEval's: word limits, case, bullets, JSON, end phrase, commas, keywords from the speech...) "
+        "in wordings never trained on; scored by lm-eval's IFEval checkers. **IFrate** = share of items whose "
+        "every constraint holds (prompt level); **delta** = (IFrate - IFrate of the LLM in text mode) / IFrate "
+        "of text mode (Speech-IFEval's forgetting rate; 0 = nothing lost). 95% bootstrap intervals over items.",
+        "",
+    ]
+    rows = []
+    for name, r in scores.items():
+        versus = (r.get("vs_text") or {}).get("strict") or {}
+        interval = versus.get("delta_95ci") or (None, None)
+        cells = [_fmt(r["prompt_strict"]), _fmt(r["prompt_loose"]), _fmt(r["inst_strict"]), _fmt(r["inst_loose"])]
+        ci = versus.get("ifrate_95ci") or (None, None)
+        rows.append([name, *cells, f"{_fmt(ci[0])} - {_fmt(ci[1])}", _fmt(versus.get("delta_vs_text")),
+                     f"{_fmt(interval[0])} - {_fmt(interval[1])}"])  # fmt: skip
+    header = ["system", "IFrate strict", "IFrate loose", "inst strict", "inst loose", "IFrate 95% CI"]
+    lines += _table([*header, "delta vs text (strict)", "delta 95% CI"], rows)
+    constraints = sorted({c for r in scores.values() for c in r["per_constraint"]})
+    rows = [
+        [c, str(first["per_constraint"].get(c, {}).get("n", "-")),
+         *(_fmt(r["per_constraint"].get(c, {}).get("strict")) for r in scores.values())]
+        for c in constraints
+    ]  # fmt: skip
+    return (
+        lines
+        + ["", "Instruction-level strict accuracy per constraint type:", ""]
+        + _table(["constraint", "n", *scores], rows)
+        + [""]
+    )
 
 
 def _probe_tables(results: dict) -> list[str]:
@@ -370,7 +413,7 @@ def write_report(results: dict, out: str | Path) -> Path:
     ]
     if "instruct.png" in plots:
         lines += ["![echo rate and consistency per task](instruct.png)", ""]
-    lines += _asr_table(results) + _instruct_tables(results) + _ood_tables(results)
+    lines += _asr_table(results) + _instruct_tables(results) + _ood_tables(results) + _ifeval_tables(results)
     lines += _probe_tables(results) + _bias_table(results)
     lines += _examples(results)
     path = out / "report.md"

@@ -147,6 +147,9 @@ def build_suites(settings: EvalConfig, out: Path) -> dict[str, S.Suite]:
     suites = _data_suites(settings, IN_DOMAIN, settings.data, settings.limit, seen)
     for name, path in settings.ood_sets.items():
         suites.update(_data_suites(settings, name, path, settings.ood_limit, seen))
+    if "ifeval" in settings.suites:
+        rows = sample_rows(Path(settings.data), settings.limit, settings.seed)[: settings.ifeval_items]
+        suites["ifeval"] = S.ifeval_suite(rows, Path(settings.data).parent, settings.seed)
     if "conflict" in settings.suites:
         pairs = [(t.name, template) for t in seen.tasks if t.name in SPECIFIC_CHECKS for template in t.templates]
         if not pairs:
@@ -285,6 +288,10 @@ def evaluate(settings: EvalConfig) -> dict:
     }
     for name, answers in references.items():
         results["examples"].setdefault(name, {})["reference"] = answers
+    ifeval = {name: row["ifeval"] for name, row in results["systems"].items() if "ifeval" in row}
+    for mode in ("strict", "loose"):  # each system against the LLM in text mode, on the same items
+        for name, comparison in S.ifeval_deltas(ifeval, mode=mode).items():
+            results["systems"][name]["ifeval"].setdefault("vs_text", {})[mode] = comparison
     results["settings"] = settings.model_dump(mode="json")
     results["seconds"] = round(time.perf_counter() - started, 1)
     write_report(results, out)
@@ -316,6 +323,8 @@ def _score(suites: dict[str, S.Suite], name: str, answers: list[str], references
         return S.score_conflict(suite, answers)
     if suite.kind == "sqa":
         return S.score_sqa(suite, answers)
+    if suite.kind == "ifeval":
+        return S.score_ifeval(suite, answers)
     raise ValueError(name)
 
 
