@@ -144,6 +144,17 @@ def test_selfpowered_run_resume_and_torn_line(tiny_llm, tmp_path):
     again = augment(config, engine, progress=False)
     assert again["this_run"]["processed"] == 0 and again["this_run"]["skipped_already_done"] == 24
     assert sorted(read_ids(out) + read_ids(tmp_path / "sp.rejects.jsonl")) == sorted(done)
+    # the data card names the LLM that wrote the targets, its weights, the library and the counts
+    card = json.loads((tmp_path / "sp.card.json").read_text())
+    from selfpowered.cards import weights_sha256
+
+    assert card["generator"]["model"] == str(tiny_llm)
+    assert card["generator"]["weights_sha256"] == weights_sha256(tiny_llm)
+    assert card["task_library"] == {"name": "demo", "sha256": library.digest(), "seed": 0}
+    assert card["counts"]["samples"] == len(read_ids(out)) and card["counts"]["rejects"] == len(
+        read_ids(tmp_path / "sp.rejects.jsonl")
+    )
+    assert card["manifest"]["sha256"] and card["generator"]["decoding"]["max_new_tokens"] == 8
 
 
 def test_prompt_limit_drops_long_prompts(tiny_llm, tmp_path):

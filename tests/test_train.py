@@ -70,6 +70,9 @@ def test_train_logs_saves_and_lowers_the_loss(workspace):
     run = workspace / "run"
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
     assert not list(run.glob(".staging-*"))  # checkpoints were renamed into place
+    card = json.loads((run / "final" / "card.json").read_text())  # what made this checkpoint
+    assert [entry["lines"] for entry in card["training_data"]] == [12] and card["steps"] == 8
+    assert len(card["training_data"][0]["sha256"]) == 64 and card["recipe"]["optim"]["max_steps"] == 8
     trained = SpeechLM.from_pretrained(run / "final")
     initial = SpeechLM.from_pretrained(workspace / "init")
     assert not torch.equal(trained.connector.output_proj.weight, initial.connector.output_proj.weight)

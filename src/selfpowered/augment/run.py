@@ -110,6 +110,7 @@ def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress
         rejects.close()
     elapsed = time.perf_counter() - started
     result = _stats(config, library, engine, samples, rejects, stats, kept_per_task, reasons, elapsed)
+    _write_card(config, library, engine, out)
     atomic_write_text(companion_path(out, "stats.json"), json.dumps(result, indent=1) + "\n")
     return result
 
@@ -191,6 +192,39 @@ def _stats(config: AugmentConfig, library, engine, samples, rejects, stats, kept
         "totals": {"samples": samples.records, "rejects": rejects.records},
         "versions": _versions(),
     }
+
+
+def _write_card(config: AugmentConfig, library: TaskLibrary, engine: TextGenerator | None, out: Path) -> None:
+    """`OUT.card.json`: who wrote the targets, with which settings and library, from which
+    manifest, and how many samples the whole file (every run so far) kept and rejected."""
+    from selfpowered.cards import card_path, sha256_file, write_card
+
+    kept: Counter = Counter()
+    for _, record, error in iter_jsonl(out):
+        if not error:
+            kept[record.get("task", "?")] += 1
+    rejected: Counter = Counter()
+    if rejects_path(out).is_file():
+        for _, record, error in iter_jsonl(rejects_path(out)):
+            if not error:
+                rejected[str(record.get("reason", "?")).split(":")[0]] += 1
+    card = {
+        "kind": "augmentation",
+        "recipe": config.recipe,
+        "generator": engine.describe() if engine is not None else None,
+        "task_library": {"name": library.name, "sha256": library.digest(), "seed": config.seed},
+        "filters": config.filters.model_dump(),
+        "max_prompt_tokens": config.max_prompt_tokens,
+        "manifest": {"path": config.manifest, "sha256": sha256_file(config.manifest)},
+        "counts": {
+            "samples": sum(kept.values()),
+            "rejects": sum(rejected.values()),
+            "kept_per_task": dict(sorted(kept.items())),
+            "rejected_per_reason": dict(sorted(rejected.items())),
+        },
+        "versions": _versions(),
+    }
+    write_card(card_path(out), card)
 
 
 def merge_shards(shards: Iterable[str | Path], out: str | Path) -> dict[str, int]:

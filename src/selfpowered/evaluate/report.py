@@ -415,6 +415,11 @@ def write_report(results: dict, out: str | Path) -> Path:
         lines += ["![echo rate and consistency per task](instruct.png)", ""]
     lines += _asr_table(results) + _instruct_tables(results) + _ood_tables(results) + _ifeval_tables(results)
     lines += _probe_tables(results) + _bias_table(results)
+    if results.get("cards"):
+        from selfpowered.cards import summary_line
+
+        lines += ["## What each checkpoint was trained on (data cards)", ""]
+        lines += [f"- **{name}**: {summary_line(card)}" for name, card in results["cards"].items()] + [""]
     lines += _examples(results)
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")

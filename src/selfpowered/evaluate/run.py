@@ -292,6 +292,9 @@ def evaluate(settings: EvalConfig) -> dict:
     for mode in ("strict", "loose"):  # each system against the LLM in text mode, on the same items
         for name, comparison in S.ifeval_deltas(ifeval, mode=mode).items():
             results["systems"][name]["ifeval"].setdefault("vs_text", {})[mode] = comparison
+    from selfpowered.cards import CARD_FILE, read_card
+
+    results["cards"] = {s.name: read_card(Path(s.checkpoint) / CARD_FILE) for s in systems if s.kind == "lsm"}
     results["settings"] = settings.model_dump(mode="json")
     results["seconds"] = round(time.perf_counter() - started, 1)
     write_report(results, out)

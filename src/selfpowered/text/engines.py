@@ -44,6 +44,9 @@ class TextGenerator(Protocol):
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[GenerationResult]:
         """Greedy answers, yielded as they complete."""
 
+    def describe(self) -> dict:
+        """The engine, model, weights' sha256 (when known) and decoding settings, for data cards."""
+
 
 class HFGenerator:
     """Local transformers causal LM: prompts through the same PromptBuilder as the SpeechLM's text
@@ -67,7 +70,7 @@ class HFGenerator:
         from selfpowered.model.prompting import PromptBuilder
 
         path = resolve_model(model, kind="llm")
-        self.model_id = str(model)
+        self.model_id, self.path = str(model), path
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -77,6 +80,18 @@ class HFGenerator:
         self.stop_ids = self.prompt.stop_token_ids()
         self.max_new_tokens, self.token_budget, self.max_batch = max_new_tokens, token_budget, max_batch
         self.device, self.repetition_penalty = device, repetition_penalty
+
+    def describe(self) -> dict:
+        """What a data card records about this engine: the model, its weights' sha256, decoding."""
+        from selfpowered.cards import weights_sha256
+
+        return {
+            "engine": "hf",
+            "model": self.model_id,
+            "weights_sha256": weights_sha256(self.path),
+            "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens,
+                         "repetition_penalty": self.repetition_penalty},
+        }  # fmt: skip
 
     def prompt_ids(self, prompt: str) -> list[int]:
         return self.prompt.pieces(prompt, with_speech=False).prefix_ids
@@ -218,6 +233,16 @@ class OpenAIGenerator:
 
     def count_prompt_tokens(self, prompt: str) -> None:
         return None  # the server applies its own template; it reports usage.prompt_tokens after
+
+    def describe(self) -> dict:
+        """What a data card records: the server and model (its weights are the server's to name)."""
+        return {
+            "engine": "openai",
+            "model": self.model_id,
+            "server": self.base_url,
+            "weights_sha256": None,
+            "decoding": {"temperature": 0.0, "max_new_tokens": self.max_new_tokens},
+        }
 
     def _post(self, request: GenerationRequest) -> GenerationResult:
         import httpx

@@ -79,6 +79,14 @@ class TaskLibrary:
             running += task.weight / total
             self._cumulative.append(running)
 
+    def digest(self) -> str:
+        """sha256 of what the library asks (tasks, templates, weights, answer kinds, seed)."""
+        import json
+        from dataclasses import asdict
+
+        content = json.dumps({"seed": self.seed, "tasks": [asdict(t) for t in self.tasks]}, sort_keys=True)
+        return hashlib.sha256(content.encode()).hexdigest()
+
     def task(self, name: str) -> Task:
         for task in self.tasks:
             if task.name == name:

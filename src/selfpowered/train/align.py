@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
+from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
 from selfpowered.model.processor import pad_states
@@ -206,6 +207,8 @@ def align(config) -> dict[str, Any]:
             }
     model.save_pretrained(output / "final")
     head.save(output / HEAD_FILE)
+    card = checkpoint_card(model, config, config.train, {"stage": "align", "steps": step})
+    write_card(output / "final" / CARD_FILE, card)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(output / "align_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -25,6 +25,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from selfpowered.atomic import atomic_write_text
+from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
@@ -229,5 +230,9 @@ def train(config, resume: bool = False) -> dict[str, Any]:
     }
     if trainer.args.should_save:
         model.save_pretrained(output / "final")
+        card = checkpoint_card(
+            model, config, config.data.train, {"steps": summary["steps"], "train_loss": summary["train_loss"]}
+        )
+        write_card(output / "final" / CARD_FILE, card)
         atomic_write_text(output / "train_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
