@@ -180,6 +180,8 @@ def test_shards_merge_to_the_unsharded_result(tiny_llm, tmp_path):
     merged = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "merged.jsonl").read_text().splitlines()}
     assert merged == whole  # same samples, same answers, audio paths re-anchored to the merged file
     assert counts["samples"] + counts["rejects"] == 15
+    card = json.loads((tmp_path / "merged.card.json").read_text())
+    assert card["counts"]["samples"] == counts["samples"] and len(card["merged_from"]) == 3
     assert read_ids(tmp_path / "merged.jsonl") == sorted(merged)
 
 

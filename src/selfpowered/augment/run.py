@@ -254,4 +254,19 @@ def merge_shards(shards: Iterable[str | Path], out: str | Path) -> dict[str, int
                 target[record["id"]] = record
     for target, path in ((merged, out), (merged_rejects, rejects_path(out))):
         atomic_write_text(path, "".join(json.dumps(target[key], ensure_ascii=False) + "\n" for key in sorted(target)))
+    _merge_cards([Path(shard) for shard in shards], out, merged, merged_rejects)
     return {"samples": len(merged), "rejects": len(merged_rejects)}
+
+
+def _merge_cards(shards: list[Path], out: Path, merged: dict, rejects: dict) -> None:
+    """The merged file's card: the shards' common generator and library, counts of the whole."""
+    from selfpowered.cards import card_path, read_card, write_card
+
+    cards = [card for card in (read_card(card_path(shard)) for shard in shards) if card]
+    if not cards:
+        return
+    kept = Counter(record.get("task", "?") for record in merged.values())
+    reasons = Counter(str(record.get("reason", "?")).split(":")[0] for record in rejects.values())
+    counts = {"samples": len(merged), "rejects": len(rejects), "kept_per_task": dict(sorted(kept.items())),
+              "rejected_per_reason": dict(sorted(reasons.items()))}  # fmt: skip
+    write_card(card_path(out), {**cards[0], "counts": counts, "merged_from": [str(shard) for shard in shards]})
