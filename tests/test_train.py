@@ -34,6 +34,7 @@ def workspace(tmp_path):
                 "audio": f"audio/u{i}.wav",
                 "instruction": "transcribe",
                 "response": RESPONSES[i % 4],
+                "transcript": RESPONSES[i % 4],
                 "duration": seconds,
             }
         )
@@ -199,4 +200,44 @@ def test_missing_init_checkpoint_says_how_to_make_it(workspace):
     config = make_config(workspace)
     config.init_from = str(workspace / "not-aligned-yet")
     with pytest.raises(SelfPoweredError, match="selfpowered align configs/align-demo.yaml"):
+        train(config)
+
+
+def test_distillation_kl_is_zero_for_the_same_distribution_and_scales_with_temperature():
+    from selfpowered.train.losses import distillation_kl
+
+    logits = torch.randn(5, 11)
+    assert distillation_kl(logits, logits, 2.0).abs() < 1e-6
+    other = torch.randn(5, 11)
+    assert distillation_kl(logits, other, 1.0) > 0
+    with pytest.raises(ValueError, match="answer positions differ"):
+        distillation_kl(logits, torch.randn(4, 11), 1.0)
+
+
+def test_kl_and_ctc_losses_train_together_and_are_logged(workspace):
+    from selfpowered.train.align import HEAD_FILE, CTCHead, ctc_vocabulary
+
+    model = SpeechLM.from_pretrained(workspace / "init")
+    CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer)).save(workspace / HEAD_FILE)
+    config = make_config(workspace, max_steps=4)
+    config.loss = config.loss.model_copy(update={"kl": 0.5, "ctc": 0.3})
+    summary = train(config)
+    parts = [entry for entry in summary["log"] if "loss_kl" in entry]
+    assert len(parts) == 4 and all(e["loss_kl"] >= 0 and e["loss_ctc"] >= 0 and e["loss_ce"] > 0 for e in parts)
+    # (CTC is 0 where a tone clip has fewer speech tokens than its transcript: zero_infinity)
+    assert any(e["loss_kl"] > 0 for e in parts) and any(e["loss_ctc"] > 0 for e in parts)
+    # the logged loss is the weighted sum of its parts
+    first = parts[0]
+    assert first["loss"] == pytest.approx(first["loss_ce"] + 0.5 * first["loss_kl"] + 0.3 * first["loss_ctc"], rel=0.05)
+
+
+def test_loss_options_that_cannot_work_are_clear_errors(workspace):
+    config = make_config(workspace)
+    config.loss = config.loss.model_copy(update={"ctc": 1.0})
+    with pytest.raises(SelfPoweredError, match="CTC head"):
+        train(config)
+    tiny_lsm(finetune="full").save_pretrained(workspace / "full")
+    config = make_config(workspace)
+    config.init_from, config.loss = str(workspace / "full"), config.loss.model_copy(update={"kl": 1.0})
+    with pytest.raises(SelfPoweredError, match="finetune: lora"):
         train(config)

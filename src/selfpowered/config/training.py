@@ -32,6 +32,21 @@ class OptimConfig(StrictModel):
     grad_accum: int = Field(1, ge=1)
 
 
+class LossConfig(StrictModel):
+    """What `train` minimises: a weighted sum of the paper's cross-entropy, self-distillation to
+    the text-mode LLM, and the connector's CTC loss from `align`."""
+
+    ce: float = Field(1.0, ge=0, description="cross-entropy on the answer tokens (the paper's loss)")
+    kl: float = Field(
+        0.0, ge=0, description="KL to the teacher: the same LLM, adapter off, given the transcript in text mode"
+    )
+    kl_temperature: float = Field(2.0, gt=0, description="softens both distributions (Ultravox uses 2)")
+    ctc: float = Field(0.0, ge=0, description="the connector's CTC loss over the LLM's token embeddings, kept on")
+    ctc_head: str | None = Field(
+        None, description="align's ctc_head.safetensors (default: beside init_from, as `align` saves it)"
+    )
+
+
 class TrainConfig(StrictModel):
     """`selfpowered train CONFIG`: one training stage (configs/demo.yaml, configs/paper.yaml)."""
 
@@ -40,6 +55,7 @@ class TrainConfig(StrictModel):
     init_from: str | None = Field(None, description="start from this checkpoint instead of `model`")
     data: TrainDataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gradient_checkpointing: bool = False
     seed: int = 0

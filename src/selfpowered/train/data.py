@@ -32,6 +32,7 @@ class TrainSample:
     instruction: str
     response: str
     duration: float
+    transcript: str = ""  # what the audio says (the teacher's text-mode input, CTC's target)
 
 
 def read_samples(path: str | Path, max_duration: float = 30.0) -> list[TrainSample]:
@@ -77,6 +78,7 @@ def read_samples(path: str | Path, max_duration: float = 30.0) -> list[TrainSamp
                 str(instruction),
                 str(response),
                 float(duration),
+                str(record.get("transcript") or record.get("text") or ""),
             )
         )
     write_jsonl(companion_path(path, "train-rejects.jsonl"), rejects)
@@ -105,7 +107,11 @@ class SpeechInstructionDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        item: dict[str, Any] = {"instruction": sample.instruction, "response": sample.response}
+        item: dict[str, Any] = {
+            "instruction": sample.instruction,
+            "response": sample.response,
+            "transcript": sample.transcript,
+        }
         if self.cache is not None:
             from selfpowered.train.features import audio_key
 
@@ -124,18 +130,34 @@ class SpeechInstructionDataset(Dataset):
 
 class Collator:
     """Items -> one training batch of tensors through the model's processor (prompt layout, labels,
-    and log-mel features or padded cached states). Picklable, so it runs in data-loader workers."""
+    and log-mel features or padded cached states). Picklable, so it runs in data-loader workers.
 
-    def __init__(self, processor) -> None:
-        self.processor = processor
+    For the extra losses it adds, on the host too: `teacher_*` (the text-mode prompt with the
+    transcript and the same answer, for self-distillation) and `ctc_targets` / `ctc_target_lengths`
+    (the transcript in the CTC head's vocabulary)."""
+
+    def __init__(self, processor, teacher: bool = False, ctc_head=None) -> None:
+        self.processor, self.teacher, self.ctc_head = processor, teacher, ctc_head
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        from selfpowered.text.tasks import text_prompt
+
         speech = {"encoder_states": [item["states"] for item in items]} if "states" in items[0] else {}
         if not speech:
             speech = {"audio": [item["audio"] for item in items]}
-        return self.processor(
-            [item["instruction"] for item in items], response=[item["response"] for item in items], **speech
-        )
+        responses = [item["response"] for item in items]
+        batch = self.processor([item["instruction"] for item in items], response=responses, **speech)
+        if self.teacher:
+            missing = [i for i, item in enumerate(items) if not item["transcript"]]
+            if missing:
+                raise SelfPoweredError("the kl loss needs each sample's transcript (augment output or manifest)")
+            prompts = [text_prompt(item["instruction"], item["transcript"]) for item in items]
+            teacher = self.processor(prompts, response=responses)
+            batch.update({f"teacher_{key}": value for key, value in teacher.items()})
+        if self.ctc_head is not None:
+            targets, lengths = self.ctc_head.targets(self.processor.tokenizer, [item["transcript"] for item in items])
+            batch.update(ctc_targets=targets, ctc_target_lengths=lengths)
+        return batch
 
 
 class TokenBudgetBatchSampler(Sampler[list[int]]):

@@ -26,19 +26,31 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from selfpowered.atomic import atomic_write_text
 from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
+from selfpowered.config import LossConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
 from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
+from selfpowered.train.losses import answer_logits, connector_ctc, distillation_kl, teacher_logits
 
 logger = logging.getLogger(__name__)
 
 
 class SpeechTrainer(Trainer):
-    """Trainer with our batching, optimizer groups, atomic checkpoints and resume."""
+    """Trainer with our batching, optimizer groups, the loss mix (`loss:`), atomic checkpoints and resume."""
 
-    def __init__(self, *args: Any, batch_sampler: TokenBudgetBatchSampler, lr_connector: float, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        batch_sampler: TokenBudgetBatchSampler,
+        lr_connector: float,
+        losses: LossConfig | None = None,
+        ctc_head=None,
+        **kwargs: Any,
+    ):
         self.batch_sampler, self.lr_connector = batch_sampler, lr_connector
+        self.losses, self.ctc_head = losses or LossConfig(), ctc_head
+        self._parts: dict[str, list[float]] = {}
         super().__init__(*args, **kwargs)
 
     def get_train_dataloader(self) -> DataLoader:
@@ -51,8 +63,31 @@ class SpeechTrainer(Trainer):
         return self.accelerator.prepare(loader)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher = {
+            key.removeprefix("teacher_"): inputs.pop(key) for key in [k for k in inputs if k.startswith("teacher_")]
+        }
+        ctc = {key: inputs.pop(key) for key in ("ctc_targets", "ctc_target_lengths") if key in inputs}
         outputs = model(**inputs)
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        weights, unwrapped = self.losses, self.accelerator.unwrap_model(model)
+        parts = {"ce": outputs.loss}
+        if weights.kl:
+            student = answer_logits(outputs.logits, inputs["labels"])
+            parts["kl"] = distillation_kl(student, teacher_logits(unwrapped, teacher), weights.kl_temperature)
+        if weights.ctc:
+            parts["ctc"] = connector_ctc(unwrapped, self.ctc_head, {**inputs, **ctc})
+        loss = sum(getattr(weights, name) * value for name, value in parts.items())
+        if len(parts) > 1:  # each part's mean joins the next log line (loss_ce, loss_kl, loss_ctc)
+            for name, value in parts.items():
+                self._parts.setdefault(name, []).append(float(value.detach()))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        for name, values in self._parts.items():
+            if values and "loss" in logs:
+                logs[f"loss_{name}"] = round(sum(values) / len(values), 4)
+        if "loss" in logs:
+            self._parts = {}
+        super().log(logs, *args, **kwargs)
 
     def create_optimizer(self, model=None):
         """AdamW with two learning rates: the connector (new, random) and the LLM (LoRA or full)."""
@@ -134,6 +169,26 @@ def build_model(config) -> SpeechLM:
     return SpeechLM.build(**config.model.model_dump())
 
 
+def _loss_parts(config, model: SpeechLM):
+    """Check the loss mix against the model; load align's CTC head when `loss.ctc` is on."""
+    if config.loss.kl and not model.is_lora:
+        raise SelfPoweredError(
+            "loss.kl needs finetune: lora - the teacher is the same LLM with its adapter switched off"
+        )
+    if not config.loss.ctc:
+        return None
+    from selfpowered.train.align import HEAD_FILE, CTCHead
+
+    head = config.loss.ctc_head or (str(Path(config.init_from).parent / HEAD_FILE) if config.init_from else None)
+    if head is None or not Path(head).is_file():
+        raise SelfPoweredError(
+            f"loss.ctc needs the CTC head that `selfpowered align` saves ({HEAD_FILE} beside its final/); "
+            f"set loss.ctc_head (looked for {head})"
+        )
+    embeddings = model.llm.get_input_embeddings().weight
+    return CTCHead.load(Path(head), embeddings).requires_grad_(False).to(embeddings.device)
+
+
 def _checkpointing_argument(enabled: bool) -> dict[str, bool]:
     """transformers renamed gradient_checkpointing to activation_checkpointing (5.2x)."""
     if not enabled:
@@ -157,6 +212,7 @@ def train(config, resume: bool = False) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     model = build_model(config)
     model.train()
+    ctc_head = _loss_parts(config, model)
     samples = [s for path in config.data.train for s in read_samples(path, config.data.max_duration)]
     checkpoint = None
     if resume:
@@ -213,9 +269,11 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=Collator(model.processor),
+        data_collator=Collator(model.processor, teacher=config.loss.kl > 0, ctc_head=ctc_head),
         batch_sampler=sampler,
         lr_connector=config.optim.lr_connector,
+        losses=config.loss,
+        ctc_head=ctc_head,
     )
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {
