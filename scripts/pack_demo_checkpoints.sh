@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copy the two demo checkpoints made by `selfpowered demo --retrain` (or by hand with
 # configs/demo-vanilla.yaml and configs/demo.yaml) into checkpoints/demo/, keeping only what
-# training changed: config.json, model.safetensors (connector) and adapter/ (LoRA). The tokenizer
+# training changed: config.json, model.safetensors (connector), adapter/ (LoRA) and the data card
+# card.json (what the checkpoint was trained on). The tokenizer
 # and feature extractor come back from the embedded base models at load time.
 #   bash scripts/pack_demo_checkpoints.sh [demo-output/train/vanilla/final] [demo-output/train/selfpowered/final]
 set -euo pipefail
@@ -14,6 +15,7 @@ for pair in "vanilla:$VANILLA" "selfpowered:$SELFPOWERED"; do
   dest=checkpoints/demo/$arm
   rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/adapter"
   cp "$src/config.json" "$src/model.safetensors" "$dest.tmp/"
+  [ -f "$src/card.json" ] && cp "$src/card.json" "$dest.tmp/"
   cp "$src/adapter/adapter_config.json" "$src/adapter/adapter_model.safetensors" "$dest.tmp/adapter/"
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
   echo "$dest <- $src ($(du -sh "$dest" | cut -f1))"
