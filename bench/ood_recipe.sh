@@ -50,5 +50,20 @@ case "${1:-all}" in
       $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.sp.jsonl --tasks demo
     done
     ;;
-  *) echo "usage: $0 data|align|align-baseline|augment" >&2; exit 2 ;;
+  tune)  # ASR-only (vanilla) arms on grammar + diverse from the chosen alignment, two loss mixes
+    INIT=${INIT:-$OUT/exp/A2-grammar+diverse-1400/final}
+    STEPS=${STEPS:-607}  # 0.49 of the 1,239 batches per epoch of the 18,800 ASR pairs
+    for variant in "T1-ce" "T2-ce+ctc0.3"; do
+      extra=()
+      [ "$variant" = "T2-ce+ctc0.3" ] && extra=(--set loss.ctc=0.3)
+      $SP train configs/demo-vanilla.yaml --set output=$OUT/exp/$variant --set init_from=$INIT \
+        --set optim.max_steps=$STEPS "${extra[@]}" | tee "$RES/$variant.log"
+      cp "$OUT/exp/$variant/train_summary.json" "$RES/$variant.train_summary.json"
+      $SP eval -m "$variant=$OUT/exp/$variant/final" --suites asr --data $OUT/diverse/dev.jsonl \
+        --output $OUT/exp/$variant/eval-dev --set "baselines=[]" --set limit=250 \
+        --set "ood_sets={in-domain-dev: $OUT/corpus/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}"
+      cp "$OUT/exp/$variant/eval-dev/report.json" "$RES/$variant.eval.json"
+    done
+    ;;
+  *) echo "usage: $0 data|align|align-baseline|augment|tune" >&2; exit 2 ;;
 esac
