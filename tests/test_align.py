@@ -64,3 +64,24 @@ def test_align_lowers_ctc_loss_and_saves_a_speechlm(tmp_path):
     aligned = SpeechLM.from_pretrained(tmp_path / "align" / "final")
     initial = SpeechLM.from_pretrained(tmp_path / "init")
     assert not torch.equal(aligned.connector.mlp[0].weight, initial.connector.mlp[0].weight)
+
+
+def test_masking_zeroes_spans_of_frames_and_channels_and_is_seeded():
+    import torch
+
+    from selfpowered.config import MaskingConfig
+    from selfpowered.train.masking import mask_states
+
+    states, lengths = torch.ones(2, 100, 32), torch.tensor([100, 40])
+    off = MaskingConfig()
+    assert mask_states(states, lengths, off, torch.Generator().manual_seed(0)) is states
+    config = MaskingConfig(time_masks=2, time_width=0.1, channel_masks=1, channel_width=4)
+    first = mask_states(states, lengths, config, torch.Generator().manual_seed(0))
+    again = mask_states(states, lengths, config, torch.Generator().manual_seed(0))
+    assert torch.equal(first, again) and not torch.equal(first, states)
+    masked_frames = (first[0].sum(dim=1) == 0).sum()
+    assert masked_frames <= 2 * 10  # at most two spans of 10% of 100 frames
+    masked_channels = (first[0].sum(dim=0) == 0).sum()
+    assert masked_channels <= 4
+    short = (first[1].sum(dim=1) == 0).nonzero().flatten()
+    assert short.numel() == 0 or short.max() < 40 + 4  # spans start inside the utterance's 40 frames

@@ -23,7 +23,14 @@ from selfpowered.config.evaluation import BASELINES, EVAL_SUITES, DemoConfig, Ev
 from selfpowered.config.loading import describe_config, dump_config, load_config, parse_overrides
 from selfpowered.config.model import ChatConfig, GenerationSettings, InitConfig, ModelConfig
 from selfpowered.config.serving import ServeConfig
-from selfpowered.config.training import AlignConfig, LossConfig, OptimConfig, TrainConfig, TrainDataConfig
+from selfpowered.config.training import (
+    AlignConfig,
+    LossConfig,
+    MaskingConfig,
+    OptimConfig,
+    TrainConfig,
+    TrainDataConfig,
+)
 
 STAGES: dict[str, type[StrictModel]] = {
     "init": InitConfig,
@@ -56,6 +63,7 @@ __all__ = [
     "InitConfig",
     "LimitsConfig",
     "LossConfig",
+    "MaskingConfig",
     "ModelConfig",
     "OptimConfig",
     "ServeConfig",

@@ -32,6 +32,15 @@ class OptimConfig(StrictModel):
     grad_accum: int = Field(1, ge=1)
 
 
+class MaskingConfig(StrictModel):
+    """SpecAugment-style masking of the cached encoder states while training (0 masks = off)."""
+
+    time_masks: int = Field(0, ge=0, description="spans of frames zeroed per utterance")
+    time_width: float = Field(0.05, ge=0, le=1, description="longest frame span, as a share of the utterance")
+    channel_masks: int = Field(0, ge=0, description="spans of channels zeroed per utterance")
+    channel_width: int = Field(27, ge=0, description="widest channel span")
+
+
 class LossConfig(StrictModel):
     """What `train` minimises: a weighted sum of the paper's cross-entropy, self-distillation to
     the text-mode LLM, and the connector's CTC loss from `align`."""
@@ -56,6 +65,7 @@ class TrainConfig(StrictModel):
     data: TrainDataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gradient_checkpointing: bool = False
     seed: int = 0
@@ -81,5 +91,6 @@ class AlignConfig(StrictModel):
     max_grad_norm: float = Field(1.0, gt=0)
     token_budget: int = Field(2048, ge=16)
     max_batch: int = Field(16, ge=1)
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
     seed: int = 0
     logging_steps: int = Field(20, ge=1)

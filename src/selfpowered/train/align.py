@@ -31,6 +31,7 @@ from selfpowered.model.processor import pad_states
 from selfpowered.text.metrics import word_error_rate
 from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache
+from selfpowered.train.masking import mask_states
 
 logger = logging.getLogger(__name__)
 HEAD_FILE = "ctc_head.safetensors"  # beside final/: the CTC classifier (blank, scale, vocabulary)
@@ -112,9 +113,14 @@ class CTCHead(nn.Module):
         return out
 
 
-def connect_items(model: SpeechLM, items: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Cached-state dataset items -> the connector's padded output, its lengths, the transcripts."""
+def connect_items(
+    model: SpeechLM, items: list[dict[str, Any]], masking=None, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Cached-state dataset items -> the connector's padded output, its lengths, the transcripts
+    (states masked SpecAugment-style first when `masking` is given)."""
     states, lengths = pad_states([item["states"] for item in items])
+    if masking is not None:
+        states = mask_states(states, lengths, masking, generator)
     speech, speech_lengths = model.connector(states, lengths)
     return speech, speech_lengths, [item["response"] for item in items]
 
@@ -168,11 +174,12 @@ def align(config) -> dict[str, Any]:
     )
     log: list[dict[str, float]] = []
     step, epoch = 0, 0
+    masks = torch.Generator().manual_seed(config.seed)
     bar = tqdm(total=config.steps, desc="align (CTC)", unit=" step")
     while step < config.steps:
         sampler.set_epoch(epoch)
         for indices in sampler:
-            speech, lengths, texts = connect_items(model, [train_set[i] for i in indices])
+            speech, lengths, texts = connect_items(model, [train_set[i] for i in indices], config.masking, masks)
             targets, target_lengths = head.targets(model.tokenizer, texts)
             log_probs = head(speech).transpose(0, 1)  # (time, batch, classes) for ctc_loss
             loss = nn.functional.ctc_loss(

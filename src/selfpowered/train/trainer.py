@@ -32,6 +32,7 @@ from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
 from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.losses import answer_logits, connector_ctc, distillation_kl, teacher_logits
+from selfpowered.train.masking import mask_states
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,14 @@ class SpeechTrainer(Trainer):
         lr_connector: float,
         losses: LossConfig | None = None,
         ctc_head=None,
+        masking=None,
         **kwargs: Any,
     ):
         self.batch_sampler, self.lr_connector = batch_sampler, lr_connector
         self.losses, self.ctc_head = losses or LossConfig(), ctc_head
+        on = masking is not None and (masking.time_masks or masking.channel_masks)
+        self.masking = masking if on else None
+        self._mask_generator = torch.Generator().manual_seed(kwargs["args"].seed if "args" in kwargs else 0)
         self._parts: dict[str, list[float]] = {}
         super().__init__(*args, **kwargs)
 
@@ -67,6 +72,10 @@ class SpeechTrainer(Trainer):
             key.removeprefix("teacher_"): inputs.pop(key) for key in [k for k in inputs if k.startswith("teacher_")]
         }
         ctc = {key: inputs.pop(key) for key in ("ctc_targets", "ctc_target_lengths") if key in inputs}
+        if self.masking is not None and "encoder_states" in inputs and model.training:
+            inputs["encoder_states"] = mask_states(
+                inputs["encoder_states"], inputs["encoder_lengths"], self.masking, self._mask_generator
+            )
         outputs = model(**inputs)
         weights, unwrapped = self.losses, self.accelerator.unwrap_model(model)
         parts = {"ce": outputs.loss}
@@ -274,6 +283,7 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         lr_connector=config.optim.lr_connector,
         losses=config.loss,
         ctc_head=ctc_head,
+        masking=config.masking,
     )
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {
