@@ -40,6 +40,10 @@ case "${1:-all}" in
     align_variant A1-grammar+diverse-700 700 "[$OUT/corpus/train.jsonl,$OUT/diverse/train.jsonl]"
     align_variant A2-grammar+diverse-1400 1400 "[$OUT/corpus/train.jsonl,$OUT/diverse/train.jsonl]"
     ;;
+  align-masked)  # A2 with SpecAugment-style masking of the encoder states
+    align_variant A3-grammar+diverse-1400-masked 1400 "[$OUT/corpus/train.jsonl,$OUT/diverse/train.jsonl]" \
+      --set masking.time_masks=2 --set masking.time_width=0.05 --set masking.channel_masks=2 --set masking.channel_width=27
+    ;;
   align-baseline)  # the shipped recipe's text (grammar only), for the record
     align_variant A0-grammar-700 700 "[$OUT/corpus/train.jsonl]"
     ;;
@@ -65,5 +69,5 @@ case "${1:-all}" in
       cp "$OUT/exp/$variant/eval-dev/report.json" "$RES/$variant.eval.json"
     done
     ;;
-  *) echo "usage: $0 data|align|align-baseline|augment|tune" >&2; exit 2 ;;
+  *) echo "usage: $0 data|align|align-masked|align-baseline|augment|tune" >&2; exit 2 ;;
 esac
