@@ -244,19 +244,30 @@ def _count(metrics: Metrics, done: Request) -> None:
     metrics.tokens.labels("completion").inc(len(done.tokens))
 
 
-async def _finished(request: Request, events: asyncio.Queue, http) -> Request:
-    """Wait for the engine to finish `request`; a client gone away cancels it."""
+async def _events(request: Request, events: asyncio.Queue, http) -> AsyncIterator[tuple[str, Any]]:
+    """The engine's events for `request` as they come, up to "done"; a client gone away cancels
+    the request (its batch slot is freed at the next step) and ends them."""
     while True:
         try:
             kind, payload = await asyncio.wait_for(events.get(), timeout=1.0)
         except TimeoutError:
             if await http.is_disconnected():
                 request.cancelled = True
+                return
             continue
+        yield kind, payload
+        if kind == "done":
+            return
+
+
+async def _finished(request: Request, events: asyncio.Queue, http) -> Request:
+    """Wait for the engine to finish `request`."""
+    async for kind, payload in _events(request, events, http):
         if kind == "done":
             if payload.error:
                 raise RequestError(payload.error, None, 500)
             return payload
+    raise RequestError("the client went away before the answer was ready", None, 400)
 
 
 async def _stream(request: Request, events, ident, stamp, usage, metrics, http) -> AsyncIterator[str]:
@@ -270,14 +281,7 @@ async def _stream(request: Request, events, ident, stamp, usage, metrics, http) 
 
     try:
         yield chunk({"role": "assistant", "content": ""})
-        while True:
-            try:
-                kind, payload = await asyncio.wait_for(events.get(), timeout=1.0)
-            except TimeoutError:
-                if await http.is_disconnected():
-                    request.cancelled = True
-                    return
-                continue
+        async for kind, payload in _events(request, events, http):
             if kind == "delta":
                 yield chunk({"content": payload})
                 continue
