@@ -9,7 +9,7 @@ an out-of-domain set can use "a voice transform never used in training":
 - `speed`: Kaldi speed perturbation, 0.9x or 1.1x (resampling: tempo and pitch move together);
 - `pitch`: pitch shift within +-3 semitones (tempo kept);
 - `noise`: coloured noise (white to brown) at 10-30 dB SNR;
-- `reverb`: a simulated shoebox room (pyroomacoustics image method);
+- `reverb`: a simulated shoebox room (pyroomacoustics, image-source method);
 - test only: `phone` (300-3400 Hz band, 8 kHz, light noise) and `deep` (-5 semitones, beyond the
   training range).
 """
@@ -49,7 +49,10 @@ def _noise(samples: np.ndarray, rng: random.Random) -> np.ndarray:
 def _reverb(samples: np.ndarray, rng: random.Random) -> np.ndarray:
     from audiomentations import RoomSimulator
 
-    room = RoomSimulator(min_absorption_value=0.1, max_absorption_value=0.4, leave_length_unchanged=True, p=1.0)
+    # the image-source method alone: pyroomacoustics' ray tracer draws from its own unseeded generator
+    room = RoomSimulator(
+        min_absorption_value=0.1, max_absorption_value=0.4, leave_length_unchanged=True, use_ray_tracing=False, p=1.0
+    )
     return room(samples=samples, sample_rate=SAMPLE_RATE)
 
 
