@@ -55,6 +55,11 @@ def main() -> None:
         browser.find_element(By.ID, "instruction").send_keys(args.instruction)
         browser.find_element(By.ID, "compare").click()
         wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "tr.result-row")))
+        # the whole page in one picture: grow the window to the document's height, back to the top
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1320, min(int(height) + 40, 2400))
+        browser.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)
         args.out.write_bytes(browser.get_screenshot_as_png())
         browser.quit()
         print(f"wrote {args.out}")
