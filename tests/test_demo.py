@@ -114,11 +114,11 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
 def test_retrain_runs_every_stage_in_order(repo):
     runner = Recorder()
     run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)
-    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 4 + ["align", "train", "train", "eval"]
-    assert runner.calls[1][3:5] == ["--size", "diverse"]
+    assert [c[0] for c in runner.calls] == ["corpus"] * 3 + ["augment"] * 2 + ["align", "train", "train", "eval"]
+    assert [c[3:5] for c in runner.calls[:2]] == [["--size", "demo"], ["--size", "ood"]]
     augments = [c[1] for c in runner.calls if c[0] == "augment"]
-    assert augments == ["demo-output/corpus/train.jsonl"] * 2 + ["demo-output/diverse/train.jsonl"] * 2
-    assert "--recipe" in runner.calls[5] and runner.calls[9][1] == "configs/demo-vanilla.yaml"
+    assert augments == ["demo-output/corpus/train.jsonl"] * 2
+    assert "--recipe" in runner.calls[4] and runner.calls[6][1] == "configs/demo-vanilla.yaml"
 
 
 def test_a_failed_stage_stops_the_demo_and_is_not_marked_done(repo):

@@ -59,7 +59,7 @@ def _test_sets() -> list[Stage]:
 
 
 def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
-    corpus, diverse, aug = OUTPUT / "corpus", OUTPUT / "diverse", OUTPUT / "aug"
+    corpus, aug = OUTPUT / "corpus", OUTPUT / "aug"
     evaluate = ["eval", "--config", eval_config, "--data", str(corpus / "test.jsonl"), "--output", str(OUTPUT / "eval")]
     if not retrain:
         return [
@@ -73,18 +73,14 @@ def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
                 always_run=True,
             ),
         ]
-    augments = []
-    for name, manifest in (("", corpus / "train.jsonl"), ("-diverse", diverse / "train.jsonl")):
-        sp, vanilla = aug / f"train{name}.sp.jsonl", aug / f"train{name}.vanilla.jsonl"
-        augments += [
-            Stage(f"augment-selfpowered{name}", ["augment", str(manifest), str(sp), "--tasks", "demo"], [sp]),
-            Stage(f"augment-vanilla{name}", ["augment", str(manifest), str(vanilla), "--recipe", "vanilla"], [vanilla]),
-        ]
+    # The shipped checkpoints' recipe: the grammar corpus only. The out-of-domain candidate recipe
+    # (grammar + diverse text and voices) is measured by bench/ood_recipe.sh until it is shipped.
+    sp, vanilla = aug / "train.sp.jsonl", aug / "train.vanilla.jsonl"
     return [
         Stage("corpus", ["corpus", "synth", str(corpus), "--size", "demo", "--check-wer", "200"], [corpus]),
-        Stage("diverse", ["corpus", "synth", str(diverse), "--size", "diverse", "--check-wer", "200"], [diverse]),
         *_test_sets(),
-        *augments,
+        Stage("augment-selfpowered", ["augment", str(corpus / "train.jsonl"), str(sp), "--tasks", "demo"], [sp]),
+        Stage("augment-vanilla", ["augment", str(corpus / "train.jsonl"), str(vanilla), "--recipe", "vanilla"], [vanilla]),
         Stage("align", ["align", "configs/align-demo.yaml"], [OUTPUT / "align"]),
         Stage("train-vanilla", ["train", "configs/demo-vanilla.yaml", "--resume"], [OUTPUT / "train" / "vanilla"]),
         Stage("train-selfpowered", ["train", "configs/demo.yaml", "--resume"], [OUTPUT / "train" / "selfpowered"]),
