@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,11 +41,13 @@ def start(models: list[str], max_batch: int, cascade: bool) -> tuple[subprocess.
     for model in models:
         command += ["-m", model]
     command += ["--set", f"cascade={str(cascade).lower()}", "--set", "max_queue=4096"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the server's log goes to a file: an unread pipe fills up and stalls the server mid-benchmark
+    log = tempfile.NamedTemporaryFile("w+", suffix=".serve.log", delete=False)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         if process.poll() is not None:
-            raise RuntimeError(process.stderr.read()[-2000:])
+            raise RuntimeError(Path(log.name).read_text()[-2000:])
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 return process, base
@@ -133,6 +136,8 @@ def main() -> None:
     try:
         drive(base, load[:4], 4)
         cascade_load = [{**body, "model": "cascade"} for body in load]
+        # one request at a time (what a single user waits) and under load (8 in flight)
+        report["latency_concurrency_1"] = {name: drive(base, load[:16], 1), "cascade": drive(base, cascade_load[:16], 1)}
         report["latency_concurrency_8"] = {name: drive(base, load, 8), "cascade": drive(base, cascade_load, 8)}
         report["time_to_first_token_s"] = {
             name: round(statistics.median(first_token(base, body) for body in load[:8]), 3),

@@ -406,9 +406,10 @@ def write_report(results: dict, out: str | Path) -> Path:
         f"{settings['generation']['batch_size']}). `text` is given the true transcript: it is the consistency "
         "upper bound (100 by construction) and has no audio cost; `cascade` = Whisper "
         f"`{settings['asr_model']}` -> the same LLM. The baselines' LLM decodes with our batched greedy loop "
-        "(augment's HFGenerator, finished rows dropped), the LSMs with transformers' generate on spliced "
-        "embeddings and an unmerged LoRA: the same greedy answers, but a cost comparison that favours the "
-        "cascade (`bench/gpu_eval_cost.py` compares both through the same generate).",
+        "(augment's HFGenerator, finished rows dropped), the LSMs through the serving engine (LoRA merged, "
+        "KV cache, continuous batching). Answers reused from the cache keep the cost measured when they "
+        "were made; the cost of a run sharing its cores with another job is not comparable "
+        "(`bench/serve.py` measures latency on an idle machine).",
         "",
     ]
     if "instruct.png" in plots:
