@@ -67,10 +67,14 @@ case "${1:-all}" in
       | tee "$RES/$name.log"
     cp "$OUT/exp/$name/train_summary.json" "$RES/$name.train_summary.json"
     ;;
-  eval)  # a tuned candidate (NAME=...) on the dev sets, ood and real: ASR WER, echo and self-echo
+  eval)  # a tuned candidate (NAME=...) in-domain, on diverse/dev, ood and real: WER, echo, self-echo, IFrate
     name=${NAME:-S1-sp-grammar+asr-diverse}
-    $SP eval -c configs/eval-demo.yaml -m "$name=$OUT/exp/$name/final" --suites asr,instruct --data $OUT/corpus/dev.jsonl \
-      --output $OUT/exp/$name/eval --set "baselines=[]" --set limit=160 \
+    # the demo's in-domain test draw (160) as the shipped checkpoints are scored, plus the dev and test sets;
+    # the text-mode answers (the reference of the IFrate delta) are the demo eval's, reused from its cache
+    mkdir -p $OUT/exp/$name/eval/predictions
+    [ -d $OUT/eval/predictions/text ] && cp -r $OUT/eval/predictions/text $OUT/exp/$name/eval/predictions/
+    $SP eval -c configs/eval-demo.yaml -m "$name=$OUT/exp/$name/final" --suites asr,instruct,ifeval \
+      --data $OUT/corpus/test.jsonl --output $OUT/exp/$name/eval --set "baselines=[text]" \
       --set "ood_sets={diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}"
     cp "$OUT/exp/$name/eval/report.json" "$RES/$name.eval.json"
     cp "$OUT/exp/$name/eval/report.md" "$RES/$name.eval.md"
