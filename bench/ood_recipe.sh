@@ -8,6 +8,7 @@
 #   bash bench/ood_recipe.sh augment   # self-powered and vanilla samples of both training corpora
 #   bash bench/ood_recipe.sh tune      # S1: the self-powered arm on both corpora, from A2
 #   bash bench/ood_recipe.sh eval      # a candidate on dev, ood and real
+#   bash bench/ood_recipe.sh tune-more # S1b: 300 more steps; `curve`: WER over the checkpoints
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
@@ -79,5 +80,20 @@ case "${1:-all}" in
     cp "$OUT/exp/$name/eval/report.json" "$RES/$name.eval.json"
     cp "$OUT/exp/$name/eval/report.md" "$RES/$name.eval.md"
     ;;
-  *) echo "usage: $0 data|align|align-masked|align-baseline|augment|tune|eval" >&2; exit 2 ;;
+  tune-more)  # S1b: 300 more steps of S1's data from S1 (a fresh cosine, another batch order)
+    name=S1b-sp-grammar+asr-diverse-plus300
+    $SP train configs/demo.yaml --set output=$OUT/exp/$name --set init_from=$OUT/exp/S1-sp-grammar+asr-diverse/final \
+      --set "data.train=[$OUT/aug/train.sp.jsonl,$OUT/aug/train.vanilla.jsonl,$OUT/aug/train-diverse.vanilla.jsonl]" \
+      --set optim.max_steps=300 --set seed=1 | tee "$RES/S1b-plus300.log"
+    ;;
+  curve)  # ASR WER of S1's checkpoints (and S1b) on 100 diverse/dev utterances and the real recordings
+    E=$OUT/exp/S1-sp-grammar+asr-diverse
+    for ckpt in $E/checkpoint-200 $E/checkpoint-400 $E/final $OUT/exp/S1b-sp-grammar+asr-diverse-plus300/final; do
+      [ -d "$ckpt" ] || continue
+      tag=$(basename "$(dirname "$ckpt")")-$(basename "$ckpt")
+      $SP eval -c configs/eval-demo.yaml -m "$tag=$ckpt" --suites asr --data $OUT/diverse/dev.jsonl \
+        --output $OUT/exp/curve/$tag --set "baselines=[]" --set limit=100 --set "ood_sets={real: $OUT/real/real.jsonl}"
+    done
+    ;;
+  *) echo "usage: $0 data|align|align-masked|align-baseline|augment|tune|tune-more|eval|curve" >&2; exit 2 ;;
 esac

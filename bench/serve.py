@@ -137,7 +137,10 @@ def main() -> None:
         drive(base, load[:4], 4)
         cascade_load = [{**body, "model": "cascade"} for body in load]
         # one request at a time (what a single user waits) and under load (8 in flight)
-        report["latency_concurrency_1"] = {name: drive(base, load[:16], 1), "cascade": drive(base, cascade_load[:16], 1)}
+        report["latency_concurrency_1"] = {
+            name: drive(base, load[:16], 1),
+            "cascade": drive(base, cascade_load[:16], 1),
+        }
         report["latency_concurrency_8"] = {name: drive(base, load, 8), "cascade": drive(base, cascade_load, 8)}
         report["time_to_first_token_s"] = {
             name: round(statistics.median(first_token(base, body) for body in load[:8]), 3),

@@ -75,12 +75,12 @@ def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
         ]
     # The shipped checkpoints' recipe: the grammar corpus only. The out-of-domain candidate recipe
     # (grammar + diverse text and voices) is measured by bench/ood_recipe.sh until it is shipped.
-    sp, vanilla = aug / "train.sp.jsonl", aug / "train.vanilla.jsonl"
+    train, sp, vanilla = str(corpus / "train.jsonl"), aug / "train.sp.jsonl", aug / "train.vanilla.jsonl"
     return [
         Stage("corpus", ["corpus", "synth", str(corpus), "--size", "demo", "--check-wer", "200"], [corpus]),
         *_test_sets(),
-        Stage("augment-selfpowered", ["augment", str(corpus / "train.jsonl"), str(sp), "--tasks", "demo"], [sp]),
-        Stage("augment-vanilla", ["augment", str(corpus / "train.jsonl"), str(vanilla), "--recipe", "vanilla"], [vanilla]),
+        Stage("augment-selfpowered", ["augment", train, str(sp), "--tasks", "demo"], [sp]),
+        Stage("augment-vanilla", ["augment", train, str(vanilla), "--recipe", "vanilla"], [vanilla]),
         Stage("align", ["align", "configs/align-demo.yaml"], [OUTPUT / "align"]),
         Stage("train-vanilla", ["train", "configs/demo-vanilla.yaml", "--resume"], [OUTPUT / "train" / "vanilla"]),
         Stage("train-selfpowered", ["train", "configs/demo.yaml", "--resume"], [OUTPUT / "train" / "selfpowered"]),
