@@ -42,12 +42,13 @@ def start(models: list[str], max_batch: int, cascade: bool) -> tuple[subprocess.
         command += ["-m", model]
     command += ["--set", f"cascade={str(cascade).lower()}", "--set", "max_queue=4096"]
     # the server's log goes to a file: an unread pipe fills up and stalls the server mid-benchmark
-    log = tempfile.NamedTemporaryFile("w+", suffix=".serve.log", delete=False)
+    log = tempfile.TemporaryFile("w+")  # removed when closed
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         if process.poll() is not None:
-            raise RuntimeError(Path(log.name).read_text()[-2000:])
+            log.seek(0)
+            raise RuntimeError(log.read()[-2000:])
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 return process, base
