@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
 from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
+from selfpowered.config import MaskingConfig
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
 from selfpowered.model.processor import pad_states
@@ -114,7 +115,10 @@ class CTCHead(nn.Module):
 
 
 def connect_items(
-    model: SpeechLM, items: list[dict[str, Any]], masking=None, generator: torch.Generator | None = None
+    model: SpeechLM,
+    items: list[dict[str, Any]],
+    masking: MaskingConfig | None = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Cached-state dataset items -> the connector's padded output, its lengths, the transcripts
     (states masked SpecAugment-style first when `masking` is given)."""

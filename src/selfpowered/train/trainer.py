@@ -26,7 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from selfpowered.atomic import atomic_write_text
 from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
-from selfpowered.config import LossConfig
+from selfpowered.config import LossConfig, MaskingConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
@@ -47,13 +47,12 @@ class SpeechTrainer(Trainer):
         lr_connector: float,
         losses: LossConfig | None = None,
         ctc_head=None,
-        masking=None,
+        masking: MaskingConfig | None = None,
         **kwargs: Any,
     ):
         self.batch_sampler, self.lr_connector = batch_sampler, lr_connector
         self.losses, self.ctc_head = losses or LossConfig(), ctc_head
-        on = masking is not None and (masking.time_masks or masking.channel_masks)
-        self.masking = masking if on else None
+        self.masking = masking  # mask_states itself is a no-op when no masks are asked for
         self._mask_generator = torch.Generator().manual_seed(kwargs["args"].seed if "args" in kwargs else 0)
         self._parts: dict[str, list[float]] = {}
         super().__init__(*args, **kwargs)
