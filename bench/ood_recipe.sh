@@ -9,6 +9,11 @@
 #   bash bench/ood_recipe.sh tune      # S1: the self-powered arm on both corpora, from A2
 #   bash bench/ood_recipe.sh eval      # a candidate on dev, ood and real
 #   bash bench/ood_recipe.sh tune-more # S1b: 300 more steps; `curve`: WER over the checkpoints
+# CTC-posterior speech tokens (model.speech_tokens: ctc_posterior, model/ctc.py):
+#   bash bench/ood_recipe.sh align-posterior  # P0: A2's recipe, the LSM reading the CTC posterior
+#   bash bench/ood_recipe.sh augment-subset   # self-powered samples of the first 2,000 rows per corpus
+#   bash bench/ood_recipe.sh tune-posterior   # PV (vanilla: ASR pairs) and PS (self-powered) from P0
+#   NAMES="P0 PV PS" bash bench/ood_recipe.sh eval-many   # one eval run, the text baseline shared
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
@@ -95,5 +100,45 @@ case "${1:-all}" in
         --output $OUT/exp/curve/$tag --set "baselines=[]" --set limit=100 --set "ood_sets={real: $OUT/real/real.jsonl}"
     done
     ;;
-  *) echo "usage: $0 data|align|align-masked|align-baseline|augment|tune|tune-more|eval|curve" >&2; exit 2 ;;
+  align-posterior)  # P0: A2's data and steps, in ctc_posterior mode (the LLM reads the head's posterior)
+    align_variant P0-posterior-grammar+diverse-1400 1400 "[$OUT/corpus/train.jsonl,$OUT/diverse/train.jsonl]" \
+      --set model.speech_tokens=ctc_posterior
+    ;;
+  augment-subset)  # self-powered samples of the first ROWS rows of each training corpus (the LLM's CPU time)
+    ROWS=${ROWS:-2000}
+    for corpus in corpus diverse; do
+      name=$([ $corpus = corpus ] && echo train || echo train-diverse)
+      $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.sp-$ROWS.jsonl --tasks demo --set limit=$ROWS
+      [ -f $OUT/aug/$name.vanilla.jsonl ] || $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.vanilla.jsonl --recipe vanilla
+    done
+    ;;
+  tune-posterior)  # PV and PS from P0, the same steps (STEPS) and init; ARMS picks which
+    ROWS=${ROWS:-2000}
+    STEPS=${STEPS:-200}
+    INIT=$OUT/exp/P0-posterior-grammar+diverse-1400/final
+    ASR="$OUT/aug/train.vanilla.jsonl,$OUT/aug/train-diverse.vanilla.jsonl"
+    for arm in ${ARMS:-PV PS}; do
+      if [ $arm = PV ]; then config=configs/demo-vanilla.yaml; data="[$ASR]"
+      else config=configs/demo.yaml; data="[$OUT/aug/train.sp-$ROWS.jsonl,$OUT/aug/train-diverse.sp-$ROWS.jsonl,$ASR]"; fi
+      $SP train $config --set output=$OUT/exp/$arm --set init_from=$INIT --set optim.max_steps=$STEPS \
+        --set "data.train=$data" | tee "$RES/$arm.log"
+      cp "$OUT/exp/$arm/train_summary.json" "$RES/$arm.train_summary.json"
+    done
+    ;;
+  eval-many)  # several candidates in one eval run (NAMES="P0 PV PS"; each NAME is a folder under exp/
+    # holding final/ or is itself a checkpoint), with the text baseline's answers computed once
+    E=$OUT/exp/eval-${TAG:-posterior}
+    models=()
+    for name in ${NAMES:?set NAMES}; do
+      dir=$(ls -d $OUT/exp/$name* | head -1)
+      models+=(-m "$name=$dir/final")
+    done
+    $SP eval -c configs/eval-demo.yaml "${models[@]}" --suites ${SUITES:-asr,instruct,ifeval} \
+      --data $OUT/corpus/test.jsonl --output $E --set "baselines=[${BASELINES:-text}]" \
+      --set "ood_sets={diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}" \
+      ${EVAL_SET:-}
+    cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
+    cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
+    ;;
+  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|eval|eval-many|curve" >&2; exit 2 ;;
 esac

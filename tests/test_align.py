@@ -7,7 +7,8 @@ import torch
 
 from selfpowered.config import AlignConfig
 from selfpowered.model import SpeechLM
-from selfpowered.train.align import CTCHead, align, ctc_vocabulary
+from selfpowered.model.ctc import CTCHead, ctc_vocabulary
+from selfpowered.train.align import align
 from tests.helpers import tone
 from tests.tiny import tiny_lsm
 

@@ -215,7 +215,7 @@ def test_distillation_kl_is_zero_for_the_same_distribution_and_scales_with_tempe
 
 
 def test_kl_and_ctc_losses_train_together_and_are_logged(workspace):
-    from selfpowered.train.align import HEAD_FILE, CTCHead, ctc_vocabulary
+    from selfpowered.model.ctc import HEAD_FILE, CTCHead, ctc_vocabulary
 
     model = SpeechLM.from_pretrained(workspace / "init")
     CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer)).save(workspace / HEAD_FILE)

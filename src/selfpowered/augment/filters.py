@@ -3,7 +3,9 @@
 The official code keeps an answer only if it ends in punctuation; we also drop empty answers,
 refusals / assistant boilerplate, answers cut by the token limit, and answers that merely copy the
 transcript when the task asked for something else (a copy would teach the LSM the very speech
-anchor bias we are removing).
+anchor bias we are removing). A task with verifiable constraints (`verify:` in its library) keeps
+only answers that IFEval's own checkers pass: rejection sampling from the same LLM, so the LSM
+learns formats the LLM can produce, and nothing it cannot.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def reject_reason(
     copy_allowed: bool,
     settings: FilterConfig,
     final_punctuation: bool = True,
+    instruction: str = "",
+    constraints: list[tuple[str, dict]] | None = None,
 ) -> str | None:
     """None when the answer is kept, else the filter that dropped it."""
     text = answer.strip()
@@ -45,4 +49,10 @@ def reject_reason(
         return "refusal or boilerplate"
     if not copy_allowed and is_echo(text, transcript, settings.copy_max_wer):
         return "copies the transcript"
+    if constraints:
+        from selfpowered.text.ifeval import failed_constraints
+
+        failed = failed_constraints(instruction, constraints, text)
+        if failed:
+            return f"fails its verifiable constraint: {', '.join(failed)}"
     return None

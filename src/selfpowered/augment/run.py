@@ -142,7 +142,14 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
                 continue
             task = draw.task
             reason = reject_reason(
-                result.text, row.text, result.finish_reason, task.copy_allowed, config.filters, task.final_punctuation
+                result.text,
+                row.text,
+                result.finish_reason,
+                task.copy_allowed,
+                config.filters,
+                task.final_punctuation,
+                draw.instruction,
+                task.constraints,
             )
             if reason:
                 drop(row, draw, reason, result.text)

@@ -26,6 +26,11 @@ class ModelConfig(StrictModel):
     stack_factor: int = Field(4, ge=1, description="frames stacked per token (stack_mlp)")
     mlp_hidden_size: int = Field(1024, ge=8)
     connector_dropout: float = Field(0.1, ge=0, lt=1)
+    speech_tokens: Literal["connector", "ctc_posterior"] = Field(
+        "connector",
+        description="what the LLM reads: the connector's outputs (the paper), or ctc_posterior: the CTC head's "
+        "posterior mixture of the LLM's own token embeddings, blank and repeated slots masked out (model/ctc.py)",
+    )
     finetune: Literal["lora", "full", "frozen"] = "lora"
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)

@@ -46,6 +46,8 @@ def trained_state(model: Any) -> dict[str, torch.Tensor]:
     """What training changed, under the names `load_trained_weights` reads: the connector, the
     encoder if trained, the LLM if fully fine-tuned (LoRA weights go to adapter/ instead)."""
     state = {f"connector.{k}": v for k, v in model.connector.state_dict().items()}
+    if model.ctc_head is not None:
+        state.update({f"ctc_head.{k}": v for k, v in model.ctc_head.tensors().items()})
     if model.config.train_encoder:
         state.update({f"encoder.{k}": v for k, v in model.encoder.whisper.state_dict().items()})
     if model.config.finetune == "full":
@@ -150,6 +152,8 @@ def load_trained_weights(model: Any, folder: str | Path) -> None:
         model.connector.load_state_dict(part("connector."), strict=True)
         if config.train_encoder:
             model.encoder.whisper.load_state_dict(part("encoder."))
+        if model.ctc_head is not None:
+            _load_ctc_head(model, part("ctc_head."), weights)
     except RuntimeError as exc:  # torch's shape / key mismatch report
         raise CheckpointError(f"{weights}: weights do not fit the model in config.json ({exc})") from exc
     if config.finetune == "full":
@@ -161,6 +165,16 @@ def load_trained_weights(model: Any, folder: str | Path) -> None:
             )
     if config.finetune == "lora":
         _load_adapter(model.llm, folder / ADAPTER_DIR)
+
+
+def _load_ctc_head(model: Any, tensors: dict[str, torch.Tensor], weights: Path) -> None:
+    """The trained CTC head of a ctc_posterior LSM (its vocabulary comes with it)."""
+    if not tensors:
+        raise CheckpointError(f"{weights}: config.json says speech_tokens: ctc_posterior, but there is no ctc_head")
+    embeddings = model.llm.get_input_embeddings().weight
+    trainable = model.ctc_head.blank.requires_grad
+    model.ctc_head = type(model.ctc_head).from_tensors(tensors, embeddings).to(embeddings.device)
+    model.ctc_head.requires_grad_(trainable)
 
 
 def _load_adapter(llm: nn.Module, adapter: Path) -> None:

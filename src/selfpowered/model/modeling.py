@@ -31,9 +31,10 @@ from selfpowered.config import ModelConfig
 from selfpowered.model import checkpoint
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import build_connector
+from selfpowered.model.ctc import CTCHead, ctc_vocabulary
 from selfpowered.model.encoder import SpeechEncoder, featurize
 from selfpowered.model.processor import SpeechProcessor
-from selfpowered.model.prompting import embed_layout
+from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout
 
 
 class SpeechLM(PreTrainedModel):
@@ -59,6 +60,13 @@ class SpeechLM(PreTrainedModel):
         self.encoder = encoder or SpeechEncoder.from_config(WhisperConfig(**config.encoder_config))
         self.connector = build_connector(config)
         self.llm = llm or AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.llm_config))
+        # ctc_posterior: the LLM reads the CTC head's posterior over its own embeddings (model/ctc.py);
+        # a loaded checkpoint replaces this fresh head with its trained one
+        self.ctc_head = (
+            CTCHead(self.llm.get_input_embeddings().weight, ctc_vocabulary(tokenizer))
+            if config.speech_tokens == "ctc_posterior"
+            else None
+        )
         self.processor = SpeechProcessor(config, tokenizer, feature_extractor)
         self.tokenizer, self.mel, self.prompt = tokenizer, self.processor.mel, self.processor.prompt
         self.post_init()  # before LoRA wrapping: HF gathers tied-weight names from the plain LLM
@@ -88,6 +96,8 @@ class SpeechLM(PreTrainedModel):
         elif config.finetune == "frozen":
             self.llm.requires_grad_(False)
         self.connector.requires_grad_(True)
+        if self.ctc_head is not None:  # `align` trains it; later stages keep the posterior it defines
+            self.ctc_head.requires_grad_(False)
 
     @classmethod
     def build(
@@ -164,12 +174,26 @@ class SpeechLM(PreTrainedModel):
         return []
 
     def embed_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A processor batch -> the LLM's `inputs_embeds`: token embeddings, speech in its slots."""
+        """A processor batch -> the LLM's `inputs_embeds`: token embeddings, speech in its slots.
+
+        With `speech_tokens: ctc_posterior` the slots hold the CTC posterior's mixture of token
+        embeddings, and the slots greedy CTC drops are masked out: `inputs["attention_mask"]` and
+        `inputs["position_ids"]` are replaced in the dict, so every caller (forward, generate, the
+        serving engine) runs the collapsed sequence with contiguous positions."""
         device = self.llm_device
+        speech = self.speech_embeddings(inputs)
+        if self.ctc_head is not None and speech:
+            mixed = [self.ctc_head.posterior_tokens(s) for s in speech]
+            speech = [embeds for embeds, _ in mixed]
+            slots = inputs["segments"] == SEGMENT_SPEECH
+            mask = inputs["attention_mask"].clone()
+            mask[slots] = torch.cat([keep for _, keep in mixed]).to(mask.device, mask.dtype)
+            inputs["attention_mask"] = mask
+            inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         return embed_layout(
             inputs["input_ids"].to(device),
             inputs["segments"].to(device),
-            self.speech_embeddings(inputs),
+            speech,
             self.llm.get_input_embeddings(),
         )
 
@@ -189,13 +213,15 @@ class SpeechLM(PreTrainedModel):
     ) -> CausalLMOutputWithPast:
         """Teacher-forced pass over a `SpeechProcessor` batch; with `labels` the loss covers only the
         answer tokens. Speech comes as log-mel features (`mel*`) or cached `encoder_*` states."""
-        speech = dict(mel=mel, mel_frames=mel_frames, mel_chunks=mel_chunks)
-        speech.update(encoder_states=encoder_states, encoder_lengths=encoder_lengths)
-        embeds = self.embed_inputs({"input_ids": input_ids, "segments": segments, **speech})
+        batch = dict(input_ids=input_ids, segments=segments, attention_mask=attention_mask, position_ids=position_ids)
+        batch.update(mel=mel, mel_frames=mel_frames, mel_chunks=mel_chunks)
+        batch.update(encoder_states=encoder_states, encoder_lengths=encoder_lengths)
+        embeds = self.embed_inputs(batch)  # may mask speech slots (ctc_posterior)
         device = embeds.device
+        position_ids = batch["position_ids"]
         return self.llm(
             inputs_embeds=embeds,
-            attention_mask=attention_mask.to(device),
+            attention_mask=batch["attention_mask"].to(device),
             position_ids=None if position_ids is None else position_ids.to(device),
             labels=None if labels is None else labels.to(device),
             **llm_kwargs,

@@ -162,3 +162,15 @@ def check(item: IFItem, response: str) -> tuple[list[bool], list[bool]]:
     strict = utils.test_instruction_following_strict(example, response)
     loose = utils.test_instruction_following_loose(example, response)
     return list(strict.follow_instruction_list), list(loose.follow_instruction_list)
+
+
+def failed_constraints(instruction: str, constraints: list[tuple[str, dict]], response: str) -> list[str]:
+    """The ids of `constraints` that `response` does not follow (strict), for filtering training
+    answers the way the `ifeval` suite scores them; an unknown id is a clear error."""
+    registry = _checkers().instructions_registry.INSTRUCTION_DICT
+    unknown = [c for c, _ in constraints if c not in registry]
+    if unknown:
+        raise ValueError(f"unknown IFEval instruction id(s) {unknown}; known: {', '.join(sorted(registry))}")
+    item = IFItem(instruction, tuple(c for c, _ in constraints), tuple(k for _, k in constraints))
+    strict, _ = check(item, response)
+    return [c for (c, _), ok in zip(constraints, strict) if not ok]

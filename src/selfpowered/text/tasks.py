@@ -9,6 +9,8 @@ A preset is YAML (shipped: `paper`, `demo`; or a path to your own):
       repetition: {weight: 1, copy_allowed: true, templates: [...]}   # answer may repeat the text
       title: {weight: 1, final_punctuation: false, templates: [...]}  # titles end without a full stop
       asr: {weight: 1, answer: transcript, templates: [...]}           # no LLM call: the transcript
+      lower: {weight: 1, verify: {"change_case:english_lowercase": {}}, templates: [...]}
+                    # verifiable: the LLM's answer is kept only if IFEval's checker passes it
 
 The draw hashes (seed, sample id), so a rerun, a resumed run or any shard count gives every
 sample the same task and template, independent of file order.
@@ -25,7 +27,7 @@ import yaml
 
 from selfpowered.errors import ConfigError
 
-PRESETS = ("paper", "demo", "paper-heldout", "demo-heldout")
+PRESETS = ("paper", "demo", "paper-heldout", "demo-heldout", "demo-ifeval")
 ASR_TASK = "asr"
 # The transcription instruction when none is given: a plain ASR manifest used as training data,
 # and the server's /v1/audio/transcriptions (the paper preset's first asr template).
@@ -40,6 +42,14 @@ class Task:
     answer: str = "llm"  # "llm": the LLM's text-mode answer; "transcript": the transcript itself
     copy_allowed: bool = False  # may the answer simply repeat the transcript?
     final_punctuation: bool = True  # must a complete answer end in punctuation? (not titles)
+    # verifiable constraints (IFEval instruction id, its checker's kwargs as JSON) the answer must pass
+    verify: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def constraints(self) -> list[tuple[str, dict]]:
+        import json
+
+        return [(constraint, json.loads(kwargs)) for constraint, kwargs in self.verify]
 
 
 @dataclass(frozen=True)
@@ -150,5 +160,17 @@ class TaskLibrary:
             weight = float(weights.get(name, spec.get("weight", 1.0)))
             copy_allowed = bool(spec.get("copy_allowed", answer != "llm"))
             final = bool(spec.get("final_punctuation", True))
-            tasks.append(Task(name, tuple(templates), weight, answer, copy_allowed, final))
+            verify = _verify_spec(spec.get("verify", {}), f"{source}: task {name!r}")
+            tasks.append(Task(name, tuple(templates), weight, answer, copy_allowed, final, verify))
         return cls(str(data.get("name", source)), tasks, seed)
+
+
+def _verify_spec(spec, where: str) -> tuple[tuple[str, str], ...]:
+    """`verify: {instruction_id: {kwargs}}` -> sorted (id, kwargs JSON) pairs (hashable, stable digest)."""
+    import json
+
+    if not isinstance(spec, dict) or not all(isinstance(v, dict) for v in spec.values()):
+        raise ConfigError(
+            f"{where}: verify must map IFEval instruction ids to their kwargs, e.g. {{punctuation:no_comma: {{}}}}"
+        )
+    return tuple((str(k), json.dumps(v, sort_keys=True)) for k, v in sorted(spec.items()))

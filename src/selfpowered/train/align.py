@@ -7,8 +7,8 @@ sequence of positions to spell the transcript's LLM tokens. No LLM forward, so a
 connector alone; afterwards the speech embeddings already lie near the token embeddings the LLM
 knows, and `train` starts from there (`init_from`).
 
-The vocabulary is restricted to tokens that can appear in a lower-cased transcript (no capitals),
-which removes about a third of SmolLM2's tokens and all their confusions.
+The head (`model/ctc.py`) is saved beside final/ as ctc_head.safetensors; an LSM built with
+`speech_tokens: ctc_posterior` carries it inside the checkpoint instead and trains that one.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.config import MaskingConfig
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.model.ctc import HEAD_FILE, CTCHead, ctc_vocabulary
 from selfpowered.model.processor import pad_states
 from selfpowered.text.metrics import word_error_rate
 from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
@@ -35,83 +36,6 @@ from selfpowered.train.features import build_feature_cache, open_cache
 from selfpowered.train.masking import mask_states
 
 logger = logging.getLogger(__name__)
-HEAD_FILE = "ctc_head.safetensors"  # beside final/: the CTC classifier (blank, scale, vocabulary)
-
-
-def ctc_vocabulary(tokenizer) -> list[int]:
-    """Token ids a lower-cased transcript can use: no upper-case letters, no special tokens."""
-    special = set(tokenizer.all_special_ids)
-    keep = []
-    for token_id in range(len(tokenizer)):
-        if token_id in special:
-            continue
-        text = tokenizer.decode([token_id])
-        if text and not any(ch.isupper() for ch in text):
-            keep.append(token_id)
-    return keep
-
-
-class CTCHead(nn.Module):
-    """Scores connector outputs against the LLM's frozen embeddings of the kept vocabulary."""
-
-    def __init__(self, embeddings: torch.Tensor, vocabulary: list[int]) -> None:
-        super().__init__()
-        self.register_buffer("table", embeddings[vocabulary].detach().clone(), persistent=False)
-        self.vocabulary = vocabulary
-        self.to_index = {token: index for index, token in enumerate(vocabulary)}
-        self.blank = nn.Parameter(torch.zeros(embeddings.shape[1]))
-        self.log_scale = nn.Parameter(torch.tensor(0.0))
-        self.blank_index = len(vocabulary)
-
-    def forward(self, speech: torch.Tensor) -> torch.Tensor:
-        """(batch, time, hidden) -> log-probabilities (batch, time, vocab + 1); blank is last.
-        A plain dot product with the embeddings (not a cosine), so the connector learns their
-        magnitude as well as their direction: that is what the LLM will read in `train`."""
-        table = torch.cat([self.table, self.blank[None]], dim=0)
-        return torch.log_softmax(self.log_scale.exp() * speech @ table.T, dim=-1)
-
-    def targets(self, tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concatenated target indices and lengths; tokens outside the vocabulary are dropped."""
-        rows = [
-            [
-                self.to_index[t]
-                for t in tokenizer(text.lower(), add_special_tokens=False)["input_ids"]
-                if t in self.to_index
-            ]
-            for text in texts
-        ]
-        return torch.tensor([i for row in rows for i in row], dtype=torch.long), torch.tensor([len(r) for r in rows])
-
-    def save(self, path: Path) -> None:
-        """The learned parts (blank embedding, scale) and the vocabulary; the table is the LLM's."""
-        from safetensors.torch import save_file
-
-        tensors = {"blank": self.blank.detach(), "log_scale": self.log_scale.detach().reshape(1)}
-        save_file({**tensors, "vocabulary": torch.tensor(self.vocabulary)}, str(path))
-
-    @classmethod
-    def load(cls, path: Path, embeddings: torch.Tensor) -> CTCHead:
-        """A head saved by `save`, over the same LLM's input embeddings."""
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-        head = cls(embeddings, state["vocabulary"].tolist())
-        with torch.no_grad():
-            head.blank.copy_(state["blank"])
-            head.log_scale.copy_(state["log_scale"][0])
-        return head
-
-    def greedy(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-        """Best path, repeats merged, blanks removed -> LLM token ids per utterance."""
-        out = []
-        for row, length in zip(log_probs.argmax(dim=-1).tolist(), lengths.tolist()):
-            tokens, previous = [], None
-            for index in row[:length]:
-                if index != previous and index != self.blank_index:
-                    tokens.append(self.vocabulary[index])
-                previous = index
-            out.append(tokens)
-        return out
 
 
 def connect_items(
@@ -164,7 +88,9 @@ def align(config) -> dict[str, Any]:
 
     train_set = dataset_of(config.train)
     dev_sets = {path: dataset_of([path]) for path in config.dev}
-    head = CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer))
+    # an LSM in ctc_posterior mode reads its speech through this head, so it trains its own one
+    head = model.ctc_head or CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer))
+    head.requires_grad_(True)
     parameters = list(model.connector.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(

@@ -185,7 +185,9 @@ def _loss_parts(config, model: SpeechLM):
         )
     if not config.loss.ctc:
         return None
-    from selfpowered.train.align import HEAD_FILE, CTCHead
+    if model.ctc_head is not None:  # a ctc_posterior LSM carries the head it reads its speech through
+        return model.ctc_head
+    from selfpowered.model.ctc import HEAD_FILE, CTCHead
 
     head = config.loss.ctc_head or (str(Path(config.init_from).parent / HEAD_FILE) if config.init_from else None)
     if head is None or not Path(head).is_file():

@@ -1,0 +1,72 @@
+"""Self-powered samples with verifiable constraints (`verify:` in a task library, preset
+demo-ifeval): the LLM's answer is kept only when IFEval's own checker passes it, and the training
+wordings never repeat the `ifeval` evaluation suite's."""
+
+from __future__ import annotations
+
+import pytest
+
+from selfpowered.augment.filters import reject_reason
+from selfpowered.config import FilterConfig
+from selfpowered.errors import ConfigError
+from selfpowered.text import ifeval
+from selfpowered.text.tasks import TaskLibrary
+
+TRANSCRIPT = "My sister baked a loaf of bread at the market yesterday."
+
+
+def _task(name: str):
+    return TaskLibrary.load("demo-ifeval").task(name)
+
+
+@pytest.mark.parametrize(
+    "task, answer, reason",
+    [
+        ("lowercase", "a sister bakes bread at a market", None),
+        (
+            "lowercase",
+            "A sister bakes bread at a market",
+            "fails its verifiable constraint: change_case:english_lowercase",
+        ),
+        ("no_comma", "She will sell the bread before noon.", None),
+        ("no_comma", "Then, she will sell the bread.", "fails its verifiable constraint: punctuation:no_comma"),
+        ("bullets", "* a sister\n* fresh bread", None),
+        (
+            "bullets",
+            "* a sister\n* fresh bread\n* a market",
+            "fails its verifiable constraint: detectable_format:number_bullet_lists",
+        ),
+        ("json", '{"summary": "baking bread"}', None),
+        ("angle_title", "<<Market Bread>>", None),
+        ("angle_title", "Market Bread", "fails its verifiable constraint: detectable_format:title"),
+        ("end_phrase", "She baked bread. That is my answer.", None),
+    ],
+)
+def test_an_answer_is_kept_only_if_the_ifeval_checker_passes_it(task, answer, reason):
+    t = _task(task)
+    got = reject_reason(
+        answer, TRANSCRIPT, "stop", t.copy_allowed, FilterConfig(), t.final_punctuation, t.templates[0], t.constraints
+    )
+    assert got == reason
+
+
+def test_training_wordings_are_never_the_evaluation_suites():
+    library = TaskLibrary.load("demo-ifeval")
+    templates = [template.lower() for task in library.tasks for template in task.templates]
+    probes = [w.split("{")[0].strip().lower() for wordings in ifeval.WORDINGS.values() for w in wordings]
+    probes += [task.lower() for task in ifeval.TASKS]
+    clashes = [(p, t) for p in probes if len(p) > 12 for t in templates if p in t]
+    assert not clashes
+    constrained = {c for task in library.tasks for c, _ in task.constraints}
+    assert constrained <= set(ifeval.WORDINGS)  # every trained constraint is one the suite scores
+
+
+def test_an_unknown_constraint_id_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks:\n  x: {verify: {no:such_id: {}}, templates: [Say it]}\n")
+    task = TaskLibrary.load(str(bad)).task("x")
+    with pytest.raises(ValueError, match="unknown IFEval instruction id"):
+        reject_reason("fine.", TRANSCRIPT, "stop", False, FilterConfig(), True, "Say it", task.constraints)
+    bad.write_text("tasks:\n  x: {verify: [punctuation:no_comma], templates: [Say it]}\n")
+    with pytest.raises(ConfigError, match="verify must map"):
+        TaskLibrary.load(str(bad))
