@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from selfpowered.model import SpeechLM
+from selfpowered.model.ctc import HEAD_FILE, CTCHead
 from selfpowered.text.metrics import word_error_rate
-from selfpowered.train.align import HEAD_FILE, CTCHead, connect_items
+from selfpowered.train.align import connect_items
 from selfpowered.train.data import SpeechInstructionDataset, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache
 

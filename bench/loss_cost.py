@@ -23,7 +23,7 @@ from report import emit
 from selfpowered.config import LossConfig
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
-from selfpowered.train.align import HEAD_FILE, CTCHead
+from selfpowered.model.ctc import HEAD_FILE, CTCHead
 from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache
 from selfpowered.train.losses import answer_logits, connector_ctc, distillation_kl, teacher_logits
