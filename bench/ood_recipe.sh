@@ -11,7 +11,7 @@
 #   bash bench/ood_recipe.sh tune-more # S1b: 300 more steps; `curve`: WER over the checkpoints
 # CTC-posterior speech tokens (model.speech_tokens: ctc_posterior, model/ctc.py):
 #   bash bench/ood_recipe.sh align-posterior  # P0: A2's recipe, the LSM reading the CTC posterior
-#   bash bench/ood_recipe.sh augment-subset   # self-powered samples of the first 2,000 rows per corpus
+#   bash bench/ood_recipe.sh augment-subset   # self-powered samples of the first 2,000 rows per corpus (TASKS=demo-ifeval)
 #   bash bench/ood_recipe.sh tune-posterior   # PV (vanilla: ASR pairs) and PS (self-powered) from P0
 #   NAMES="P0 PV PS" bash bench/ood_recipe.sh eval-many   # one eval run, the text baseline shared
 set -euo pipefail
@@ -108,7 +108,7 @@ case "${1:-all}" in
     ROWS=${ROWS:-2000}
     for corpus in corpus diverse; do
       name=$([ $corpus = corpus ] && echo train || echo train-diverse)
-      $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.sp-$ROWS.jsonl --tasks demo --set limit=$ROWS
+      $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.sp-$ROWS.jsonl --tasks ${TASKS:-demo} --set limit=$ROWS
       [ -f $OUT/aug/$name.vanilla.jsonl ] || $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.vanilla.jsonl --recipe vanilla
     done
     ;;
