@@ -90,7 +90,8 @@ def table(rows: list[dict], text: dict) -> str:
         )
     ifrate = _get(text, "ifeval", "vs_text", "strict", "ifrate") or _get(text, "ifeval", "prompt_strict")
     lines.append(
-        f"| text mode (the LLM on the transcript) | - | - | - | - | {_fmt(_get(text, 'instruct', 'task_check'))} | "
+        f"| text mode (the LLM on the transcript) | - | {_fmt(_get(text, 'instruct', 'echo_rate'))} | - | "
+        f"{_fmt(_get(text, 'instruct', 'consistency_chrf'), 1)} | {_fmt(_get(text, 'instruct', 'task_check'))} | "
         f"{_fmt(_get(text, 'conflict', 'follows_text'))} | {_fmt(ifrate)} | 0 | - | - | - | - |"
     )
     checks = verdicts(rows)
