@@ -131,6 +131,7 @@ def test_asr_scores_per_template(tmp_path):
     scores = score_asr(suite, hyps)
     assert scores["wer"] == pytest.approx(round(1 / 24, 4))  # 6 + 7 + 5 + 6 reference words
     assert scores["substitutions"] == 1 and scores["reference_words"] == 24
+    assert scores["miss_rate"] == pytest.approx(round(1 / 24, 4))  # a substitution is a missed word
     assert scores["wer_per_template"][suite.queries[1].instruction] == pytest.approx(round(1 / 7, 4))
     assert scores["wer_mean_over_templates"] == pytest.approx(round((1 / 7) / 4, 4), abs=1e-4)
 
@@ -337,6 +338,10 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
     assert tiny["instruct@other"]["self_echo_rate"] is not None and "self_echo_rate" in tiny["instruct"]
     assert results["systems"]["text"]["instruct@other"]["self_echo_rate"] is None  # no transcription of its own
     assert "### `other` (4 utterances)" in report and "WER other" in report and "self echo other" in report
+    other = report.split("### `other`")[1]
+    assert "| system | WER | miss | CER | S | D | I |" in other
+    a = tiny["asr@other"]
+    assert a["miss_rate"] == pytest.approx((a["substitutions"] + a["deletions"]) / a["reference_words"], abs=1e-4)
     assert tiny["ifeval"]["n"] == 3 and "delta_vs_text" in tiny["ifeval"]["vs_text"]["strict"]
     assert "## Verifiable instruction following" in report
     again = evaluate(settings)  # every answer set comes from the cache

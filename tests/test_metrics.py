@@ -15,6 +15,13 @@ def test_wer_hand_checked():
     assert (result.substitutions, result.deletions, result.insertions) == (1, 1, 1)
     assert result.reference_words == 7
     assert result.wer == pytest.approx(3 / 7)
+    assert result.miss_rate == pytest.approx(2 / 7)  # the insertion is not a missed word
+
+
+def test_miss_rate_ignores_chatter_around_the_right_words():
+    result = word_error_rate(["go forward ten meters"], ["the speech says go forward ten meters okay"])
+    assert (result.substitutions, result.deletions, result.insertions) == (0, 0, 4)
+    assert result.wer == pytest.approx(1.0) and result.miss_rate == 0.0
 
 
 def test_wer_ignores_case_and_punctuation_after_normalising():

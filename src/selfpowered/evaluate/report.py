@@ -122,16 +122,29 @@ def _ood_tables(results: dict) -> list[str]:
         rows = []
         for name, row in results["systems"].items():
             a, i = row.get(asr, {}), row.get(instruct, {})
-            cells = (a.get("wer"), a.get("cer"), i.get("echo_rate"), i.get("self_echo_rate"), i.get("task_check"))
-            rows.append([name, *(_fmt(v) for v in cells), _fmt(i.get("consistency_chrf"), 1)])
+            cells = (a.get("wer"), _miss_rate(a), a.get("cer"))
+            counts = (str(a[key]) if key in a else "-" for key in ("substitutions", "deletions", "insertions"))
+            rates = (i.get("echo_rate"), i.get("self_echo_rate"), i.get("task_check"))
+            chrf = _fmt(i.get("consistency_chrf"), 1)
+            rows.append([name, *(_fmt(v) for v in cells), *counts, *(_fmt(v) for v in rates), chrf])
         n = results["suites"][asr]["n"]
         lines += [f"### `{data}` ({n} utterances)", ""]
-        lines += _table(["system", "WER", "CER", "echo", "self-echo", "task check", "consistency chrF"], rows)
+        header = ["system", "WER", "miss", "CER", "S", "D", "I", "echo", "self-echo", "task check", "consistency chrF"]
+        lines += _table(header, rows)
         with_asr = {name: row[asr] for name, row in results["systems"].items() if asr in row}
         speakers = sorted({s for r in with_asr.values() for s in r.get("wer_per_speaker", {})})
         rows = [[s, *(_fmt(r.get("wer_per_speaker", {}).get(s)) for r in with_asr.values())] for s in speakers]
         lines += ["", "WER per speaker:", ""] + _table(["speaker", *with_asr], rows) + [""]
     return lines
+
+
+def _miss_rate(asr: dict) -> float | None:
+    """(S + D) / N of an asr result; computed from its counts for reports saved before it was stored."""
+    if "miss_rate" in asr:
+        return asr["miss_rate"]
+    if asr.get("reference_words"):
+        return (asr["substitutions"] + asr["deletions"]) / asr["reference_words"]
+    return None
 
 
 def _triple(block: dict) -> str:
@@ -173,13 +186,26 @@ def _asr_table(results: dict) -> list[str]:
     systems = {n: r["asr"] for n, r in results["systems"].items() if "asr" in r}
     if not systems:
         return []
-    lines = ["## ASR (asr suite)", "", "WER and CER after the Whisper English normaliser (jiwer).", ""]
+    lines = [
+        "## ASR (asr suite)",
+        "",
+        "WER and CER after the Whisper English normaliser (jiwer). **miss** = (S + D) / N, the share of "
+        "reference words not recovered: it leaves insertions out, so words said inside chatter still count.",
+        "",
+    ]
     counts = ("substitutions", "deletions", "insertions", "reference_words")
     rows = [
-        [name, _fmt(r["wer"]), _fmt(r["cer"]), *(str(r[key]) for key in counts), _fmt(r["wer_mean_over_templates"])]
+        [
+            name,
+            _fmt(r["wer"]),
+            _fmt(_miss_rate(r)),
+            _fmt(r["cer"]),
+            *(str(r[key]) for key in counts),
+            _fmt(r["wer_mean_over_templates"]),
+        ]
         for name, r in systems.items()
     ]
-    lines += _table(["system", "WER", "CER", "S", "D", "I", "ref words", "mean over templates"], rows)
+    lines += _table(["system", "WER", "miss", "CER", "S", "D", "I", "ref words", "mean over templates"], rows)
     templates = list(next(iter(systems.values()))["wer_per_template"])
     rows = [[t, *(_fmt(r["wer_per_template"].get(t)) for r in systems.values())] for t in templates]
     return lines + [""] + _table(["template", *systems], rows) + [""]

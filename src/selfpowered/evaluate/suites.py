@@ -77,8 +77,8 @@ def asr_suite(rows: Sequence[ManifestRow], base: Path, library: TaskLibrary) -> 
 
 
 def score_asr(suite: Suite, hypotheses: Sequence[str]) -> dict:
-    """WER (with substitutions / deletions / insertions) and CER overall, WER per template and
-    the mean over templates (the paper reports one number per prompt)."""
+    """WER (with substitutions / deletions / insertions and the miss rate) and CER overall, WER per
+    template and the mean over templates (the paper reports one number per prompt)."""
     refs = [q.transcript for q in suite.queries]
     overall = word_error_rate(refs, hypotheses)
     per_template: dict[int, list[int]] = defaultdict(list)
@@ -100,6 +100,7 @@ def score_asr(suite: Suite, hypotheses: Sequence[str]) -> dict:
     return {
         "n": len(refs),
         "wer": _round(overall.wer),
+        "miss_rate": _round(overall.miss_rate),
         "cer": _round(character_error_rate(refs, hypotheses)),
         "substitutions": overall.substitutions,
         "deletions": overall.deletions,

@@ -30,6 +30,13 @@ class WordErrorRate:
     insertions: int
     reference_words: int
 
+    @property
+    def miss_rate(self) -> float:
+        """(S + D) / N: the share of reference words not recovered. Unlike WER it ignores insertions, so
+        a model that says the right words inside chatter ("The speech says: ...") is told apart from one
+        that says other words."""
+        return (self.substitutions + self.deletions) / self.reference_words
+
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str], normalize: bool = True) -> WordErrorRate:
     """Corpus WER (errors summed over all utterances / reference words), Whisper-normalised."""
