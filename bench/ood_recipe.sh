@@ -14,6 +14,7 @@
 #   bash bench/ood_recipe.sh augment-subset   # self-powered samples of the first 2,000 rows per corpus (TASKS=demo-ifeval)
 #   bash bench/ood_recipe.sh tune-posterior   # PV (vanilla: ASR pairs) and PS (self-powered) from P0
 #   NAMES="P0 PV PS" bash bench/ood_recipe.sh eval-many   # one eval run, the text baseline shared
+#   bash bench/ood_recipe.sh tune-more-posterior  # PVb: PV + 400 steps; `curve-posterior`: WER of PV and PVb
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
@@ -125,6 +126,20 @@ case "${1:-all}" in
       cp "$OUT/exp/$arm/train_summary.json" "$RES/$arm.train_summary.json"
     done
     ;;
+  tune-more-posterior)  # PVb: MORE (400) more steps of PV's data from PV (a fresh cosine, another batch order)
+    ASR="$OUT/aug/train.vanilla.jsonl,$OUT/aug/train-diverse.vanilla.jsonl"
+    $SP train configs/demo-vanilla.yaml --set output=$OUT/exp/PVb --set init_from=$OUT/exp/PV/final \
+      --set optim.max_steps=${MORE:-400} --set seed=1 --set "data.train=[$ASR]" | tee "$RES/PVb.log"
+    cp "$OUT/exp/PVb/train_summary.json" "$RES/PVb.train_summary.json"
+    ;;
+  curve-posterior)  # ASR WER of PV and PVb on the in-domain test, diverse/dev, ood and real (asr suite only)
+    for name in ${NAMES:-PV PVb}; do
+      $SP eval -c configs/eval-demo.yaml -m "$name=$OUT/exp/$name/final" --suites asr --data $OUT/corpus/test.jsonl \
+        --output $OUT/exp/curve-posterior/$name --set "baselines=[]" \
+        --set "ood_sets={diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}"
+      cp "$OUT/exp/curve-posterior/$name/report.json" "$RES/curve-posterior-$name.eval.json"
+    done
+    ;;
   eval-many)  # several candidates in one eval run (NAMES="P0 PV PS"; each NAME is a folder under exp/
     # holding final/ or is itself a checkpoint), with the text baseline's answers computed once
     E=$OUT/exp/eval-${TAG:-posterior}
@@ -140,5 +155,5 @@ case "${1:-all}" in
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
     cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
     ;;
-  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|eval|eval-many|curve" >&2; exit 2 ;;
+  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
 esac
