@@ -113,6 +113,33 @@ def test_hf_batched_answers_equal_one_by_one(tiny_llm):
     }
 
 
+def test_sampled_rows_draw_from_their_own_seed_and_leave_greedy_rows_alone(tiny_llm):
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=10)
+    prompts = [engine.prompt_ids(f"continue this: {t}") for t in TRANSCRIPTS]
+    greedy = engine.decode(prompts)
+    mixed = engine.decode(prompts, [0.0, 1.5, 0.0, 1.5], [0, 7, 0, 8])
+    assert mixed[0] == greedy[0] and mixed[2] == greedy[2]  # sampled batch-mates change nothing
+    alone = engine.decode([prompts[1]], [1.5], [7])[0]
+    assert alone == mixed[1]  # the draw is the seed's, whatever the batch
+    assert engine.decode([prompts[1]], [1.5], [9])[0] != alone
+    # a temperature near 0 is greedy again: the Gumbel noise is scaled against logits / T
+    assert engine.decode(prompts, [1e-4] * 4, [1, 2, 3, 4]) == greedy
+
+
+def test_sampling_follows_the_softmax_of_the_logits(tiny_llm):
+    import torch
+
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=1, token_budget=10**6, max_batch=10**6)
+    ids = engine.prompt_ids("continue this: the cat sat on the mat")
+    n = 800
+    firsts = Counter(tokens[0] for tokens, _ in engine.decode([ids] * n, [1.0] * n, list(range(n))))
+    with torch.no_grad():
+        probs = engine.model(torch.tensor([ids])).logits[0, -1].softmax(-1)
+    for token in probs.topk(3).indices.tolist():  # each frequency within 4 standard errors of its p
+        p = probs[token].item()
+        assert abs(firsts[token] / n - p) <= 4 * (p * (1 - p) / n) ** 0.5 + 1e-9
+
+
 # -- the run loop -----------------------------------------------------------------------------------
 def test_vanilla_recipe_needs_no_llm_and_keeps_transcripts(tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 20)
@@ -197,7 +224,7 @@ def test_shrinking_greedy_equals_transformers_generate(tiny_llm):
 
     engine = HFGenerator(str(tiny_llm), max_new_tokens=20, repetition_penalty=1.3)
     prompts = [engine.prompt_ids(f"continue this: {t}") for t in TRANSCRIPTS]
-    ours = engine.greedy(prompts)
+    ours = engine.decode(prompts)
     for ids, (tokens, stopped) in zip(prompts, ours):
         reference = engine.model.generate(
             torch.tensor([ids]),
@@ -246,3 +273,84 @@ def test_augment_cli_both_recipes_and_merge(tiny_llm, tmp_path):
     assert lines == 10
     no_url = runner.invoke(app, ["augment", str(manifest), str(tmp_path / "o.jsonl"), "--set", "engine=openai"])
     assert no_url.exit_code == 2 and "needs server_url" in no_url.output
+
+
+class ScriptedEngine:
+    """Answers by decoding mode, to drive the resampling loop: a greedy request gets `greedy`, a
+    sampled one `sampled` (the real engines' sampling is tested above, on a real model)."""
+
+    model_id = "scripted"
+
+    def __init__(self, greedy: str, sampled: str) -> None:
+        self.greedy, self.sampled, self.requests = greedy, sampled, []
+
+    def count_prompt_tokens(self, prompt: str) -> int:
+        return len(prompt.split())
+
+    def describe(self) -> dict:
+        return {"engine": "scripted", "model": self.model_id, "weights_sha256": None, "decoding": {}}
+
+    def generate(self, requests):
+        from selfpowered.text.engines import GenerationResult
+
+        for request in requests:
+            self.requests.append(request)
+            text = self.sampled if request.temperature > 0 else self.greedy
+            yield GenerationResult(request.id, text, "stop", 5, len(text.split()))
+
+
+def test_constrained_answers_are_resampled_until_their_checker_passes(tmp_path):
+    library = tmp_path / "lower.yaml"
+    library.write_text(
+        "name: lower\ntasks:\n  lowercase:\n    verify: {change_case:english_lowercase: {}}\n"
+        "    final_punctuation: false\n    templates: [Say what this is about in lowercase letters]\n"
+    )
+    manifest = write_manifest(tmp_path / "m.jsonl", 6)
+
+    def run(name: str, engine, attempts: int) -> tuple[dict, list[dict], list[dict]]:
+        out = tmp_path / f"{name}.jsonl"
+        config = AugmentConfig(manifest=str(manifest), output=str(out), tasks=str(library), verify_attempts=attempts)
+        stats = augment(config, engine, progress=False)
+        read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
+        return stats["this_run"], read(out), read(tmp_path / f"{name}.rejects.jsonl")
+
+    # one attempt (the default): the greedy answer fails its checker and is rejected
+    run1, kept, rejected = run("one", ScriptedEngine("The Market Sells Bread", "the market sells bread"), 1)
+    assert kept == [] and len(rejected) == 6 and run1["llm_calls"] == 6
+    assert all(r["reason"] == "fails its verifiable constraint: change_case:english_lowercase" for r in rejected)
+    # three attempts: the first resample passes; the sample says which attempt and temperature made it
+    engine = ScriptedEngine("The Market Sells Bread", "the market sells bread")
+    run3, kept, rejected = run("three", engine, 3)
+    assert len(kept) == 6 and rejected == [] and run3["llm_calls"] == 12
+    assert run3["resampled"] == 6 and run3["kept_after_resampling"] == 6
+    assert all(s["response"] == "the market sells bread" and s["source"]["attempt"] == 2 for s in kept)
+    assert all(s["source"]["temperature"] == 0.8 for s in kept)
+    sampled = [r for r in engine.requests if r.temperature > 0]
+    assert len({r.seed for r in sampled}) == 6  # a seed per sample and attempt ...
+    again = ScriptedEngine("The Market Sells Bread", "the market sells bread")
+    run("again", again, 3)
+    assert [r.seed for r in again.requests if r.temperature > 0] == [r.seed for r in sampled]  # ... and per run
+    # never passing: rejected after every attempt, saying how many
+    run_fail, kept, rejected = run("never", ScriptedEngine("The Market", "The Bread"), 3)
+    assert kept == [] and run_fail["llm_calls"] == 18
+    assert all(r["reason"].endswith("(after 3 attempts)") for r in rejected)
+    card = json.loads((tmp_path / "never.card.json").read_text())
+    assert card["verify_attempts"] == 3 and card["verify_temperature"] == 0.8
+    from selfpowered.cards import summary_line  # what an eval report prints for a checkpoint trained on it
+
+    line = summary_line({"base": {}, "training_data": [{"path": "never.jsonl", "lines": 0, "card": card}]})
+    assert "constrained answers tried up to 3x" in line
+
+
+def test_only_the_constraint_check_is_resampled(tmp_path):
+    library = tmp_path / "lower.yaml"
+    library.write_text(
+        "name: lower\ntasks:\n  lowercase:\n    verify: {change_case:english_lowercase: {}}\n"
+        "    templates: [Say what this is about in lowercase letters]\n"
+    )
+    manifest = write_manifest(tmp_path / "m.jsonl", 2)
+    engine = ScriptedEngine("as an ai language model i cannot.", "fine.")  # a refusal is not resampled
+    out = tmp_path / "o.jsonl"
+    stats = augment(AugmentConfig(manifest=str(manifest), output=str(out), tasks=str(library), verify_attempts=3),
+                    engine, progress=False)  # fmt: skip
+    assert stats["this_run"]["llm_calls"] == 2 and stats["this_run"]["resampled"] == 0

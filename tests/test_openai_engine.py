@@ -89,6 +89,31 @@ def test_retries_with_backoff_on_429_and_5xx_and_gives_up_on_400():
         server.shutdown()
 
 
+class _Recorder(_Flaky):
+    """Answers at once and keeps every request body."""
+
+    bodies: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.bodies.append(body)
+        answer = {"message": {"content": "ok."}, "finish_reason": "stop"}
+        self._send(200, {"choices": [answer], "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
+
+def test_a_sampled_request_sends_its_temperature_and_seed():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        engine = OpenAIGenerator(f"http://127.0.0.1:{server.server_port}/v1", concurrency=1)
+        list(engine.generate([GenerationRequest("g", "greedy"), GenerationRequest("s", "sampled", 0.8, 1234)]))
+        by_prompt = {body["messages"][0]["content"]: body for body in _Recorder.bodies}
+        assert by_prompt["greedy"]["temperature"] == 0.0 and "seed" not in by_prompt["greedy"]
+        assert by_prompt["sampled"]["temperature"] == 0.8 and by_prompt["sampled"]["seed"] == 1234
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def llama_server():
     if importlib.util.find_spec("llama_cpp") is None:

@@ -109,11 +109,13 @@ def summary_line(card: dict[str, Any] | None) -> str:
         sha = (generator.get("weights_sha256") or "")[:12]
         library = data.get("task_library") or {}
         counts = data.get("counts") or {}
+        attempts = data.get("verify_attempts", 1)
         parts.append(
             f"{Path(entry['path']).name}: {entry['lines']} samples, targets by {who}"
             + (f" (sha256 {sha}…)" if sha else "")
             + (f", tasks {library.get('name')} #{library.get('sha256', '')[:8]}" if library else "")
             + (f", kept {counts.get('samples')} / rejected {counts.get('rejects')}" if counts else "")
+            + (f", constrained answers tried up to {attempts}x" if attempts > 1 else "")
         )
     base = card.get("base", {})
     return f"base {base.get('encoder')} + {base.get('llm')}; " + "; ".join(parts)

@@ -25,6 +25,9 @@ REFUSAL_PATTERNS = [
     r"\bsmollm\b",
 ]
 _REFUSAL = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
+# the reason given to an answer that passes every other filter but not its IFEval checker; the
+# only one `verify_attempts` resamples (the other filters say the LLM misread the task itself)
+CONSTRAINT_FAILED = "fails its verifiable constraint"
 
 
 def reject_reason(
@@ -54,5 +57,5 @@ def reject_reason(
 
         failed = failed_constraints(instruction, constraints, text)
         if failed:
-            return f"fails its verifiable constraint: {', '.join(failed)}"
+            return f"{CONSTRAINT_FAILED}: {', '.join(failed)}"
     return None

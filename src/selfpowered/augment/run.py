@@ -11,6 +11,7 @@ dropped (truncated away) before appending. Each finished sample is written and f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.augment.filters import reject_reason
+from selfpowered.augment.filters import CONSTRAINT_FAILED, reject_reason
 from selfpowered.config import AugmentConfig, LimitsConfig
 from selfpowered.corpus.manifest import ManifestRow, read_manifest
 from selfpowered.errors import SelfPoweredError
@@ -82,8 +83,9 @@ def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress
             planned.append((row, draw))
     bar = tqdm(total=len(planned), desc=f"augment {out.name}", unit=" sample", disable=not progress)
 
-    def keep(row: ManifestRow, draw: Draw, response: str) -> None:
-        samples.append(_sample(row, manifest.parent, out, draw, response, source))
+    def keep(row: ManifestRow, draw: Draw, response: str, attempt: int = 1) -> None:
+        decoding = {} if attempt == 1 else {"attempt": attempt, "temperature": config.verify_temperature}
+        samples.append(_sample(row, manifest.parent, out, draw, response, {**source, **decoding}))
         kept_per_task[draw.task.name] += 1
         bar.update(1)
 
@@ -116,8 +118,12 @@ def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress
 
 
 def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> None:
+    """Ask the engine chunk by chunk, filter, keep or drop. A constrained task's answer that fails
+    only its checker is asked again, sampled, up to `verify_attempts` answers in all (rejection
+    sampling from the same LLM); the retries go first, so a kill loses at most one chunk."""
     by_id: dict[str, tuple[ManifestRow, Draw]] = {}
-    requests: list[GenerationRequest] = []
+    attempts: dict[str, int] = {}
+    pending: list[GenerationRequest] = []
     for row, draw in work:
         prompt = text_prompt(draw.instruction, row.text)
         tokens = engine.count_prompt_tokens(prompt)
@@ -125,11 +131,13 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
             drop(row, draw, f"prompt too long: {tokens} >= {config.max_prompt_tokens} tokens")
             continue
         sid = sample_id(row, draw)
-        by_id[sid] = (row, draw)
-        requests.append(GenerationRequest(sid, prompt))
+        by_id[sid], attempts[sid] = (row, draw), 1
+        pending.append(GenerationRequest(sid, prompt))
     generation_started = time.perf_counter()
-    for start in range(0, len(requests), config.chunk_size):
-        for result in engine.generate(requests[start : start + config.chunk_size]):
+    while pending:
+        chunk, pending = pending[: config.chunk_size], pending[config.chunk_size :]
+        retries: list[GenerationRequest] = []
+        for result in engine.generate(chunk):
             row, draw = by_id[result.id]
             stats["prompt_tokens"] += result.prompt_tokens
             stats["completion_tokens"] += result.completion_tokens
@@ -151,13 +159,28 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
                 draw.instruction,
                 task.constraints,
             )
-            if reason:
-                drop(row, draw, reason, result.text)
+            attempt = attempts[result.id]
+            if reason and reason.startswith(CONSTRAINT_FAILED) and attempt < config.verify_attempts:
+                attempts[result.id] = attempt + 1
+                stats["resampled"] += 1
+                retries.append(_resample(result.id, text_prompt(draw.instruction, row.text), attempt + 1, config))
+            elif reason:
+                drop(row, draw, reason if attempt == 1 else f"{reason} (after {attempt} attempts)", result.text)
             else:
-                keep(row, draw, result.text)
+                stats["kept_after_resampling"] += attempt > 1
+                keep(row, draw, result.text, attempt)
             seconds = time.perf_counter() - generation_started
             bar.set_postfix(tok_s=f"{stats['completion_tokens'] / max(seconds, 1e-9):.1f}")
+        pending = retries + pending
     stats["generation_seconds"] = round(time.perf_counter() - generation_started, 3)
+
+
+def _resample(sid: str, prompt: str, attempt: int, config: AugmentConfig) -> GenerationRequest:
+    """Attempt `attempt` (2, 3, ...) of a sample: sampled, with a seed fixed by the run's seed, the
+    sample id and the attempt, so a resumed run asks exactly what the killed one asked."""
+    digest = hashlib.sha256(f"{config.seed}\0{sid}\0{attempt}".encode()).digest()
+    seed = int.from_bytes(digest[:8], "big") >> 1  # torch seeds are below 2**63
+    return GenerationRequest(sid, prompt, temperature=config.verify_temperature, seed=seed)
 
 
 def _versions() -> dict[str, str]:
@@ -190,6 +213,8 @@ def _stats(config: AugmentConfig, library, engine, samples, rejects, stats, kept
             "rejected_per_reason": dict(sorted(reasons.items())),
             "skipped_already_done": stats["already_done"],
             "llm_calls": stats["llm_calls"],
+            "resampled": stats["resampled"],
+            "kept_after_resampling": stats["kept_after_resampling"],
             "prompt_tokens": stats["prompt_tokens"],
             "generated_tokens": generated,
             "wall_seconds": round(elapsed, 2),
@@ -221,6 +246,8 @@ def _write_card(config: AugmentConfig, library: TaskLibrary, engine: TextGenerat
         "generator": engine.describe() if engine is not None else None,
         "task_library": {"name": library.name, "sha256": library.digest(), "seed": config.seed},
         "filters": config.filters.model_dump(),
+        "verify_attempts": config.verify_attempts,
+        "verify_temperature": config.verify_temperature if config.verify_attempts > 1 else None,
         "max_prompt_tokens": config.max_prompt_tokens,
         "manifest": {"path": config.manifest, "sha256": sha256_file(config.manifest)},
         "counts": {

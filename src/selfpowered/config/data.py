@@ -131,6 +131,10 @@ class AugmentConfig(StrictModel):
     limit: int | None = Field(None, ge=1, description="only the first N rows of the shard")
     chunk_size: int = Field(64, ge=1, description="requests handed to the engine at a time (what a kill can lose)")
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    # rejection sampling for tasks with `verify:` constraints: a greedy answer that fails its
+    # checker is asked again, sampled, until one passes or the attempts run out
+    verify_attempts: int = Field(1, ge=1, description="answers tried per constrained sample: 1 greedy + N-1 sampled")
+    verify_temperature: float = Field(0.8, gt=0, description="temperature of the resampled attempts")
 
     @field_validator("shard")
     @classmethod

@@ -23,6 +23,10 @@ from selfpowered.errors import SelfPoweredError
 class GenerationRequest:
     id: str
     prompt: str  # the user turn: "{instruction}: {transcript}"
+    # 0 = greedy (the default everywhere); above 0 the answer is sampled at this temperature from a
+    # stream seeded by `seed` alone, so the same request gets the same answer in any batch, on resume
+    temperature: float = 0.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class TextGenerator(Protocol):
         """Tokens of the rendered prompt, or None when the engine cannot tell before asking."""
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[GenerationResult]:
-        """Greedy answers, yielded as they complete."""
+        """Answers (greedy unless a request asks for a temperature), yielded as they complete."""
 
     def describe(self) -> dict:
         """The engine, model, weights' sha256 (when known) and decoding settings, for data cards."""
@@ -114,7 +118,10 @@ class HFGenerator:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[GenerationResult]:
         for batch in self.batches(requests):
-            for (request, ids), (tokens, stopped) in zip(batch, self.greedy([ids for _, ids in batch])):
+            decoded = self.decode(
+                [ids for _, ids in batch], [r.temperature for r, _ in batch], [r.seed for r, _ in batch]
+            )
+            for (request, ids), (tokens, stopped) in zip(batch, decoded):
                 yield GenerationResult(
                     request.id,
                     self.tokenizer.decode(tokens[:-1] if stopped else tokens, skip_special_tokens=True).strip(),
@@ -123,12 +130,20 @@ class HFGenerator:
                     len(tokens),
                 )
 
-    def greedy(self, prompts: list[list[int]]) -> list[tuple[list[int], bool]]:
-        """Greedy decoding with a KV cache that *drops finished rows* from the running batch.
+    def decode(
+        self,
+        prompts: list[list[int]],
+        temperatures: Sequence[float] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[tuple[list[int], bool]]:
+        """Batched decoding with a KV cache that *drops finished rows* from the running batch.
 
         `generate()` keeps computing every row until the last one stops, so a batch costs as much
-        as its longest answer times its size; here the work shrinks as answers end. Returns, per
-        prompt, the generated tokens (with the stop token when one came) and whether it stopped.
+        as its longest answer times its size; here the work shrinks as answers end. Rows are greedy
+        unless their temperature is above 0: those sample by the Gumbel-max trick from a generator
+        of their own, seeded by their seed, so a row's draw does not depend on its batch-mates.
+        Returns, per prompt, the generated tokens (with the stop token when one came) and whether
+        it stopped.
         """
         import torch
         from transformers import DynamicCache
@@ -145,6 +160,12 @@ class HFGenerator:
         active = list(range(len(prompts)))
         outputs: list[list[int]] = [[] for _ in prompts]
         stopped = [False] * len(prompts)
+        temperatures = list(temperatures or [0.0] * len(prompts))
+        generators = {
+            row: torch.Generator(device=self.device).manual_seed(int(seeds[row]) if seeds else 0)
+            for row, temperature in enumerate(temperatures)
+            if temperature > 0
+        }
         # `past_key_values=` works on every transformers we support (>=5.0,<5.30); 5.2x renamed it
         # `cache=` with a deprecation warning until 5.40.
         with torch.no_grad(), warnings.catch_warnings():
@@ -162,6 +183,11 @@ class HFGenerator:
                 if penalty is not None:
                     logits = penalty(sequences, logits)
                 next_tokens = logits.argmax(dim=-1)
+                for i, row in enumerate(active):
+                    if row in generators:  # argmax(logits / T + Gumbel noise) samples softmax(logits / T)
+                        uniform = torch.rand(logits.shape[-1], generator=generators[row], device=self.device)
+                        gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-20)))
+                        next_tokens[i] = (logits[i].float() / temperatures[row] + gumbel).argmax()
                 finished = torch.isin(next_tokens, stop)
                 for row, token, done in zip(active, next_tokens.tolist(), finished.tolist()):
                     outputs[row].append(token)
@@ -251,8 +277,10 @@ class OpenAIGenerator:
             "model": self.model_id,
             "messages": [{"role": "user", "content": request.prompt}],
             "max_tokens": self.max_new_tokens,
-            "temperature": 0.0,
+            "temperature": request.temperature,
         }
+        if request.temperature > 0:
+            payload["seed"] = request.seed  # vLLM, SGLang and llama.cpp honour a per-request seed
         problem = ""
         for attempt in range(self.max_retries + 1):
             try:
