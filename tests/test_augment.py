@@ -299,17 +299,23 @@ class ScriptedEngine:
             yield GenerationResult(request.id, text, "stop", 5, len(text.split()))
 
 
-def test_constrained_answers_are_resampled_until_their_checker_passes(tmp_path):
+def lowercase_library(tmp_path) -> str:
+    """A library of one constrained task: answer in lowercase (IFEval's change_case checker)."""
     library = tmp_path / "lower.yaml"
     library.write_text(
         "name: lower\ntasks:\n  lowercase:\n    verify: {change_case:english_lowercase: {}}\n"
         "    final_punctuation: false\n    templates: [Say what this is about in lowercase letters]\n"
     )
+    return str(library)
+
+
+def test_constrained_answers_are_resampled_until_their_checker_passes(tmp_path):
+    library = lowercase_library(tmp_path)
     manifest = write_manifest(tmp_path / "m.jsonl", 6)
 
     def run(name: str, engine, attempts: int) -> tuple[dict, list[dict], list[dict]]:
         out = tmp_path / f"{name}.jsonl"
-        config = AugmentConfig(manifest=str(manifest), output=str(out), tasks=str(library), verify_attempts=attempts)
+        config = AugmentConfig(manifest=str(manifest), output=str(out), tasks=library, verify_attempts=attempts)
         stats = augment(config, engine, progress=False)
         read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
         return stats["this_run"], read(out), read(tmp_path / f"{name}.rejects.jsonl")
@@ -343,14 +349,10 @@ def test_constrained_answers_are_resampled_until_their_checker_passes(tmp_path):
 
 
 def test_only_the_constraint_check_is_resampled(tmp_path):
-    library = tmp_path / "lower.yaml"
-    library.write_text(
-        "name: lower\ntasks:\n  lowercase:\n    verify: {change_case:english_lowercase: {}}\n"
-        "    templates: [Say what this is about in lowercase letters]\n"
-    )
+    library = lowercase_library(tmp_path)
     manifest = write_manifest(tmp_path / "m.jsonl", 2)
     engine = ScriptedEngine("as an ai language model i cannot.", "fine.")  # a refusal is not resampled
     out = tmp_path / "o.jsonl"
-    stats = augment(AugmentConfig(manifest=str(manifest), output=str(out), tasks=str(library), verify_attempts=3),
+    stats = augment(AugmentConfig(manifest=str(manifest), output=str(out), tasks=library, verify_attempts=3),
                     engine, progress=False)  # fmt: skip
     assert stats["this_run"]["llm_calls"] == 2 and stats["this_run"]["resampled"] == 0
