@@ -14,7 +14,7 @@
 #   bash bench/ood_recipe.sh augment-subset   # self-powered samples of the first 2,000 rows per corpus (TASKS=demo-ifeval)
 #   bash bench/ood_recipe.sh tune-posterior   # PV (vanilla: ASR pairs) and PS (self-powered) from P0
 #   NAMES="P0 PV PS" bash bench/ood_recipe.sh eval-many   # one eval run, the text baseline shared
-#   bash bench/ood_recipe.sh tune-more-posterior  # PVb: PV + 400 steps; `curve-posterior`: WER of PV and PVb
+#   bash bench/ood_recipe.sh tune-more-posterior  # PVb: PV + 400 steps (ARM=PS: PSb); `curve-posterior`: WER of PV and PVb
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
@@ -33,6 +33,16 @@ align_variant() {  # NAME STEPS TRAIN-LIST [extra --set ...]
     --set "dev=[$OUT/diverse/dev.jsonl,$OUT/corpus/dev.jsonl]" "$@" | tee "$RES/$name.log"
   cp "$OUT/exp/$name/align_summary.json" "$RES/$name.summary.json"
   $PY bench/ctc_wer.py "$OUT/exp/$name" $DEV $TEST --cache $CACHE --out "$RES/$name.ctc_wer.json"
+}
+
+posterior_arm() {  # ARM INIT STEPS SEED NAME: the vanilla (PV) or self-powered (PS) recipe on P0's tokens
+  local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data
+  local asr="$OUT/aug/train.vanilla.jsonl,$OUT/aug/train-diverse.vanilla.jsonl" rows=${ROWS:-2000}
+  if [ "$arm" = PV ]; then config=configs/demo-vanilla.yaml; data="[$asr]"
+  else config=configs/demo.yaml; data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr]"; fi
+  $SP train $config --set output=$OUT/exp/$name --set init_from=$init --set optim.max_steps=$steps \
+    --set seed=$seed --set "data.train=$data" | tee "$RES/$name.log"
+  cp "$OUT/exp/$name/train_summary.json" "$RES/$name.train_summary.json"
 }
 
 case "${1:-all}" in
@@ -114,23 +124,15 @@ case "${1:-all}" in
     done
     ;;
   tune-posterior)  # PV and PS from P0, the same steps (STEPS) and init; ARMS picks which
-    ROWS=${ROWS:-2000}
     STEPS=${STEPS:-200}
-    INIT=$OUT/exp/P0-posterior-grammar+diverse-1400/final
-    ASR="$OUT/aug/train.vanilla.jsonl,$OUT/aug/train-diverse.vanilla.jsonl"
     for arm in ${ARMS:-PV PS}; do
-      if [ $arm = PV ]; then config=configs/demo-vanilla.yaml; data="[$ASR]"
-      else config=configs/demo.yaml; data="[$OUT/aug/train.sp-$ROWS.jsonl,$OUT/aug/train-diverse.sp-$ROWS.jsonl,$ASR]"; fi
-      $SP train $config --set output=$OUT/exp/$arm --set init_from=$INIT --set optim.max_steps=$STEPS \
-        --set "data.train=$data" | tee "$RES/$arm.log"
-      cp "$OUT/exp/$arm/train_summary.json" "$RES/$arm.train_summary.json"
+      posterior_arm $arm $OUT/exp/P0-posterior-grammar+diverse-1400/final $STEPS 0 $arm
     done
     ;;
-  tune-more-posterior)  # PVb: MORE (400) more steps of PV's data from PV (a fresh cosine, another batch order)
-    ASR="$OUT/aug/train.vanilla.jsonl,$OUT/aug/train-diverse.vanilla.jsonl"
-    $SP train configs/demo-vanilla.yaml --set output=$OUT/exp/PVb --set init_from=$OUT/exp/PV/final \
-      --set optim.max_steps=${MORE:-400} --set seed=1 --set "data.train=[$ASR]" | tee "$RES/PVb.log"
-    cp "$OUT/exp/PVb/train_summary.json" "$RES/PVb.train_summary.json"
+  tune-more-posterior)  # PVb (or PSb with ARM=PS): MORE (400) more steps of the arm's data from it
+    # (a fresh cosine, another batch order)
+    arm=${ARM:-PV}
+    posterior_arm $arm $OUT/exp/$arm/final ${MORE:-400} 1 ${arm}b
     ;;
   curve-posterior)  # ASR WER of PV and PVb on the in-domain test, diverse/dev, ood and real (asr suite only)
     for name in ${NAMES:-PV PVb}; do
