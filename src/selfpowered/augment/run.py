@@ -11,7 +11,7 @@ dropped (truncated away) before appending. Each finished sample is written and f
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
 import time
@@ -29,7 +29,7 @@ from selfpowered.corpus.manifest import ManifestRow, read_manifest
 from selfpowered.errors import SelfPoweredError
 from selfpowered.jsonl import AppendLog, companion_path, iter_jsonl, rejects_path
 from selfpowered.text.engines import GenerationRequest, TextGenerator, build_generator
-from selfpowered.text.tasks import ASR_TASK, Draw, TaskLibrary, text_prompt
+from selfpowered.text.tasks import ASR_TASK, Draw, TaskLibrary, stable_hash, text_prompt
 
 
 def sample_id(row: ManifestRow, draw: Draw) -> str:
@@ -137,6 +137,7 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
     while pending:
         chunk, pending = pending[: config.chunk_size], pending[config.chunk_size :]
         retries: list[GenerationRequest] = []
+        asked = {request.id: request for request in chunk}
         for result in engine.generate(chunk):
             row, draw = by_id[result.id]
             stats["prompt_tokens"] += result.prompt_tokens
@@ -163,7 +164,7 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
             if reason and reason.startswith(CONSTRAINT_FAILED) and attempt < config.verify_attempts:
                 attempts[result.id] = attempt + 1
                 stats["resampled"] += 1
-                retries.append(_resample(result.id, text_prompt(draw.instruction, row.text), attempt + 1, config))
+                retries.append(_resample(asked[result.id], attempt + 1, config))
             elif reason:
                 drop(row, draw, reason if attempt == 1 else f"{reason} (after {attempt} attempts)", result.text)
             else:
@@ -175,12 +176,11 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
     stats["generation_seconds"] = round(time.perf_counter() - generation_started, 3)
 
 
-def _resample(sid: str, prompt: str, attempt: int, config: AugmentConfig) -> GenerationRequest:
+def _resample(request: GenerationRequest, attempt: int, config: AugmentConfig) -> GenerationRequest:
     """Attempt `attempt` (2, 3, ...) of a sample: sampled, with a seed fixed by the run's seed, the
     sample id and the attempt, so a resumed run asks exactly what the killed one asked."""
-    digest = hashlib.sha256(f"{config.seed}\0{sid}\0{attempt}".encode()).digest()
-    seed = int.from_bytes(digest[:8], "big") >> 1  # torch seeds are below 2**63
-    return GenerationRequest(sid, prompt, temperature=config.verify_temperature, seed=seed)
+    seed = stable_hash(config.seed, str(attempt), salt=request.id) >> 1  # torch seeds are below 2**63
+    return dataclasses.replace(request, temperature=config.verify_temperature, seed=seed)
 
 
 def _versions() -> dict[str, str]:

@@ -69,9 +69,15 @@ def text_prompt(instruction: str, transcript: str) -> str:
     return f"{instruction}: {transcript}"
 
 
-def _unit_interval(seed: int, key: str, salt: str) -> float:
+def stable_hash(seed: int, key: str, salt: str) -> int:
+    """64 bits fixed by (seed, salt, key) alone: the project's one per-sample seeded draw (task and
+    template choice here, resampling seeds in augment), the same on every machine and resume."""
     digest = hashlib.sha256(f"{seed}\0{salt}\0{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return int.from_bytes(digest[:8], "big")
+
+
+def _unit_interval(seed: int, key: str, salt: str) -> float:
+    return stable_hash(seed, key, salt) / 2**64
 
 
 class TaskLibrary:
