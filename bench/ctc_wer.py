@@ -1,7 +1,8 @@
 """CTC-greedy WER of an `align` stage's connector on any manifests, overall and per speaker.
 
-The connector alone (no LLM), read through the CTC head the stage saved beside its checkpoint.
-Used to compare alignment recipes on the dev split and to record, never to choose by, their
+The connector alone (no LLM), read through the CTC head the stage saved beside its checkpoint, or
+through the head a `ctc_posterior` checkpoint carries (a tuned LSM: did its connector drift from
+what `align` taught it?). Used to compare alignment recipes on the dev split and to record, never to choose by, their
 out-of-domain numbers.
 
     .venv/bin/python bench/ctc_wer.py demo-output/align demo-output/diverse/dev.jsonl demo-output/ood/test.jsonl \\
@@ -37,13 +38,24 @@ def ctc_transcripts(model: SpeechLM, head: CTCHead, dataset: SpeechInstructionDa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("align", type=Path, help="an align stage's output folder (final/ + ctc_head.safetensors)")
+    parser.add_argument(
+        "align",
+        type=Path,
+        help="an align stage's output folder (final/ + ctc_head.safetensors) or a ctc_posterior checkpoint",
+    )
     parser.add_argument("manifests", nargs="+")
     parser.add_argument("--cache", required=True, help="feature cache folder of the encoder")
     parser.add_argument("--out", default=None, help="write the numbers here as JSON")
+    parser.add_argument("--all", action="store_true", help="keep every hypothesis in --out, not four examples")
     args = parser.parse_args()
-    model = SpeechLM.from_pretrained(args.align / "final").eval()
-    head = CTCHead.load(args.align / HEAD_FILE, model.llm.get_input_embeddings().weight)
+    checkpoint = args.align / "final" if (args.align / "final").is_dir() else args.align
+    model = SpeechLM.from_pretrained(checkpoint).eval()
+    if model.ctc_head is not None:  # a ctc_posterior LSM reads its speech through the head it carries
+        head = model.ctc_head
+    elif (args.align / HEAD_FILE).is_file():
+        head = CTCHead.load(args.align / HEAD_FILE, model.llm.get_input_embeddings().weight)
+    else:
+        parser.error(f"{args.align}: no {HEAD_FILE} beside final/ and the checkpoint carries no CTC head")
     results = {}
     for manifest in args.manifests:
         samples = read_samples(manifest)
@@ -63,7 +75,10 @@ def main() -> None:
                 s: round(word_error_rate([references[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
                 for s, idx in sorted(speakers.items())
             },
-            "examples": [{"ref": references[i], "hyp": hypotheses[i]} for i in range(min(4, len(samples)))],
+            "examples": [
+                {"id": samples[i].id, "ref": references[i], "hyp": hypotheses[i]}
+                for i in range(len(samples) if args.all else min(4, len(samples)))
+            ],
         }
         print(manifest, results[manifest]["ctc_wer"], results[manifest]["per_speaker"], flush=True)
     if args.out:

@@ -15,6 +15,9 @@
 #   bash bench/ood_recipe.sh tune-posterior   # PV (vanilla: ASR pairs) and PS (self-powered) from P0
 #   NAMES="P0 PV PS" bash bench/ood_recipe.sh eval-many   # one eval run, the text baseline shared
 #   bash bench/ood_recipe.sh tune-more-posterior  # PVb: PV + 400 steps (ARM=PS: PSb); `curve-posterior`: WER of PV and PVb
+#   bash bench/ood_recipe.sh connector-drift      # what tuning did to the connector: CTC WER through its head
+#   bash bench/ood_recipe.sh tune-frozen-connector  # PVf (ARM=PS: PSf): the connector frozen as P0 left it
+#   bash bench/ood_recipe.sh tune-more-frozen-connector  # PVfb (ARM=PS: PSfb): 400 more steps of it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
@@ -32,16 +35,17 @@ align_variant() {  # NAME STEPS TRAIN-LIST [extra --set ...]
   $SP align configs/align-demo.yaml --set output=$OUT/exp/$name --set steps=$steps --set "train=$train" \
     --set "dev=[$OUT/diverse/dev.jsonl,$OUT/corpus/dev.jsonl]" "$@" | tee "$RES/$name.log"
   cp "$OUT/exp/$name/align_summary.json" "$RES/$name.summary.json"
-  $PY bench/ctc_wer.py "$OUT/exp/$name" $DEV $TEST --cache $CACHE --out "$RES/$name.ctc_wer.json"
+  $PY bench/ctc_wer.py "$OUT/exp/$name" $DEV $TEST --cache $CACHE --out "$RES/$name.ctc_wer.json" --all
 }
 
-posterior_arm() {  # ARM INIT STEPS SEED NAME: the vanilla (PV) or self-powered (PS) recipe on P0's tokens
+posterior_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: the vanilla (PV) or self-powered (PS) recipe on P0's tokens
   local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data
+  shift 5
   local asr="$OUT/aug/train.vanilla.jsonl,$OUT/aug/train-diverse.vanilla.jsonl" rows=${ROWS:-2000}
   if [ "$arm" = PV ]; then config=configs/demo-vanilla.yaml; data="[$asr]"
   else config=configs/demo.yaml; data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr]"; fi
   $SP train $config --set output=$OUT/exp/$name --set init_from=$init --set optim.max_steps=$steps \
-    --set seed=$seed --set "data.train=$data" | tee "$RES/$name.log"
+    --set seed=$seed --set "data.train=$data" "$@" | tee "$RES/$name.log"
   cp "$OUT/exp/$name/train_summary.json" "$RES/$name.train_summary.json"
 }
 
@@ -134,6 +138,20 @@ case "${1:-all}" in
     arm=${ARM:-PV}
     posterior_arm $arm $OUT/exp/$arm/final ${MORE:-400} 1 ${arm}b
     ;;
+  tune-frozen-connector)  # PVf (ARM=PS: PSf): as tune-posterior, the connector frozen as P0 left it
+    # (optim.lr_connector=0), so the LLM reads exactly the posterior that P0's CTC head spells
+    arm=${ARM:-PV}
+    posterior_arm $arm $OUT/exp/P0-posterior-grammar+diverse-1400/final ${STEPS:-200} 0 ${arm}f --set optim.lr_connector=0
+    ;;
+  tune-more-frozen-connector)  # PVfb (ARM=PS: PSfb): MORE (400) more steps from PVf, the connector still frozen
+    arm=${ARM:-PV}
+    posterior_arm $arm $OUT/exp/${arm}f/final ${MORE:-400} 1 ${arm}fb --set optim.lr_connector=0
+    ;;
+  connector-drift)  # CTC-greedy WER of each NAME's connector through its own head: what tuning did to it
+    for name in ${NAMES:-PVb PSb}; do
+      $PY bench/ctc_wer.py $OUT/exp/$name/final $TEST $OUT/diverse/dev.jsonl --cache $CACHE --out "$RES/$name.ctc_wer.json" --all
+    done
+    ;;
   curve-posterior)  # ASR WER of PV and PVb on the in-domain test, diverse/dev, ood and real (asr suite only)
     for name in ${NAMES:-PV PVb}; do
       $SP eval -c configs/eval-demo.yaml -m "$name=$OUT/exp/$name/final" --suites asr --data $OUT/corpus/test.jsonl \
@@ -157,5 +175,5 @@ case "${1:-all}" in
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
     cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
     ;;
-  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
+  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
 esac

@@ -241,3 +241,22 @@ def test_loss_options_that_cannot_work_are_clear_errors(workspace):
     config.init_from, config.loss = str(workspace / "full"), config.loss.model_copy(update={"kl": 1.0})
     with pytest.raises(SelfPoweredError, match="finetune: lora"):
         train(config)
+
+
+def test_a_zero_connector_learning_rate_freezes_it_and_the_llm_still_learns(workspace):
+    summary = train(make_config(workspace, lr_connector=0, max_steps=4))
+    trained = SpeechLM.from_pretrained(workspace / "run" / "final")
+    initial = SpeechLM.from_pretrained(workspace / "init")
+    for key, value in initial.connector.state_dict().items():
+        assert torch.equal(trained.connector.state_dict()[key], value), key
+    lora = {k: v for k, v in trained.llm.state_dict().items() if "lora_B" in k}
+    assert lora and any(v.abs().sum() > 0 for v in lora.values())  # lora_B starts at zero
+    assert summary["steps"] == 4
+
+
+def test_nothing_to_train_is_a_clear_error(workspace):
+    tiny_lsm(finetune="frozen").save_pretrained(workspace / "frozen")
+    config = make_config(workspace, lr_connector=0)
+    config.init_from = str(workspace / "frozen")
+    with pytest.raises(SelfPoweredError, match="nothing to train"):
+        train(config)

@@ -19,7 +19,12 @@ class TrainDataConfig(StrictModel):
 
 
 class OptimConfig(StrictModel):
-    lr_connector: float = Field(1e-3, gt=0)
+    lr_connector: float = Field(
+        1e-3,
+        ge=0,
+        description="connector learning rate; 0 freezes it as loaded (a ctc_posterior LSM then keeps align's "
+        "posterior: tuning it lets the connector drift from what its CTC head reads, bench/RESULTS.md issue 13)",
+    )
     lr_llm: float = Field(2e-4, gt=0, description="LoRA (or full) LLM learning rate")
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)

@@ -222,6 +222,13 @@ def train(config, resume: bool = False) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     model = build_model(config)
     model.train()
+    if config.optim.lr_connector == 0:  # frozen as loaded: no gradient, no optimizer state
+        model.connector.requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise SelfPoweredError(
+            f"{config.output}: nothing to train - the LLM is frozen (model.finetune: frozen) and so is the "
+            "connector (optim.lr_connector: 0)"
+        )
     ctc_head = _loss_parts(config, model)
     samples = [s for path in config.data.train for s in read_samples(path, config.data.max_duration)]
     checkpoint = None
