@@ -356,3 +356,24 @@ def test_only_the_constraint_check_is_resampled(tmp_path):
     stats = augment(AugmentConfig(manifest=str(manifest), output=str(out), tasks=library, verify_attempts=3),
                     engine, progress=False)  # fmt: skip
     assert stats["this_run"]["llm_calls"] == 2 and stats["this_run"]["resampled"] == 0
+
+
+def test_the_text_engine_loop_guard_equals_transformers_over_the_answer(tiny_llm):
+    import torch
+
+    engine = HFGenerator(str(tiny_llm), max_new_tokens=20, no_repeat_ngram_size=2)
+    assert engine.describe()["decoding"]["no_repeat_ngram_size"] == 2
+    prompts = [engine.prompt_ids(f"continue this: {t}") for t in TRANSCRIPTS]
+    for ids, (tokens, _) in zip(prompts, engine.decode(prompts)):
+        embeds = engine.model.get_input_embeddings()(torch.tensor([ids]))
+        reference = engine.model.generate(
+            inputs_embeds=embeds,  # transformers then applies the rule to the new tokens only
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=20,
+            do_sample=False,
+            no_repeat_ngram_size=2,
+            eos_token_id=engine.stop_ids,
+            pad_token_id=engine.tokenizer.pad_token_id,
+        )[0].tolist()
+        reference = reference[: next((i + 1 for i, t in enumerate(reference) if t in engine.stop_ids), len(reference))]
+        assert tokens == reference

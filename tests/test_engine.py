@@ -84,3 +84,27 @@ def test_events_stream_the_text_as_it_is_decoded():
     generate_all(served, [request])
     deltas = "".join(p for k, p in events if k == "delta")
     assert events[-1] == ("done", request) and deltas.strip() == request.text
+
+
+def test_the_loop_guard_bans_repeated_ngrams_as_transformers_does():
+    from selfpowered.text.decoding import repeated_ngram_bans
+
+    # hand-made: the prefix (7, 8) occurred twice before, followed by 9 and by 4
+    assert repeated_ngram_bans([7, 8, 9, 1, 7, 8, 4, 7, 8], 3) == [4, 9]
+    assert repeated_ngram_bans([5, 5, 5], 2) == [5] and repeated_ngram_bans([1, 2, 3], 2) == []
+    assert repeated_ngram_bans([5, 5, 5], 0) == [] and repeated_ngram_bans([5], 3) == []
+    model = _lsm()
+    served = ServedModel.from_lsm("tiny", model, merge_lora=False)
+    plain = [r.tokens for r in generate_all(served, _requests(max_tokens=24))]
+    guarded = generate_all(served, _requests(max_tokens=24, no_repeat_ngram_size=2), max_batch=2)
+    expected = [
+        model.generate(audio=clip, instruction=text, max_new_tokens=24, no_repeat_ngram_size=2)
+        if clip is not None
+        else model.generate(text=text, max_new_tokens=24, no_repeat_ngram_size=2)
+        for text, clip in zip(PROMPTS, CLIPS)
+    ]
+    assert [r.text for r in guarded] == expected
+    for request in guarded:
+        pairs = list(zip(request.tokens, request.tokens[1:]))
+        assert len(pairs) == len(set(pairs))
+    assert [r.tokens for r in guarded] != plain  # the random tiny model does loop

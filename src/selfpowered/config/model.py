@@ -51,6 +51,12 @@ class GenerationSettings(StrictModel):
 
     max_new_tokens: int = Field(128, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
+    no_repeat_ngram_size: int = Field(
+        0,
+        ge=0,
+        description="loop guard: never repeat an n-gram of the answer (0 = off, the paper's plain greedy; "
+        "text/decoding.py)",
+    )
     batch_size: int = Field(8, ge=1)
 
 

@@ -420,8 +420,13 @@ def write_report(results: dict, out: str | Path) -> Path:
         f"({len(results['cached'])} system/suite answer sets reused from the cache).  ",
         f"Data: `{settings['data']}` ({settings['limit']} utterances drawn with seed {settings['seed']}); "
         f"tasks `{settings['tasks']}` + held-out wording `{settings['heldout_tasks']}`; probes spoken by "
-        f"`{settings['probe_voice']}`. Decoding: greedy, max_new_tokens {settings['generation']['max_new_tokens']}, "
-        "the same for every system.",
+        f"`{settings['probe_voice']}`. Decoding: greedy, max_new_tokens {settings['generation']['max_new_tokens']}"
+        + (
+            f", no repeated {settings['generation']['no_repeat_ngram_size']}-gram"
+            if settings["generation"].get("no_repeat_ngram_size")
+            else ""
+        )
+        + ", the same for every system.",
         "",
         "## Summary",
         "",

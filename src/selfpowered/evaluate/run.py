@@ -182,15 +182,25 @@ def build_systems(settings: EvalConfig) -> tuple[list, TimedGenerator | None]:
         names.add(name)
         if not Path(path).is_dir():
             raise SelfPoweredError(f"{path}: no such checkpoint folder (written by `selfpowered train`)")
+        generation = settings.generation
         systems.append(
-            LSMSystem(name, path, settings.generation.max_new_tokens, settings.generation.batch_size, settings.device)
+            LSMSystem(
+                name,
+                path,
+                generation.max_new_tokens,
+                generation.batch_size,
+                settings.device,
+                generation.no_repeat_ngram_size,
+            )
         )
     llm_name = settings.llm
     if llm_name is None and systems:
         llm_name = systems[0].base_llm_name()
     if llm_name is None:
         llm_name = DEFAULT_LLM
-    generator = TimedGenerator(llm_name, settings.generation.max_new_tokens, settings.device)
+    generator = TimedGenerator(
+        llm_name, settings.generation.max_new_tokens, settings.device, settings.generation.no_repeat_ngram_size
+    )
     if "cascade" in settings.baselines:
         systems.append(CascadeSystem(settings.asr_model, generator, settings.device))
     if "text" in settings.baselines:
@@ -209,6 +219,8 @@ def evaluate(settings: EvalConfig) -> dict:
     systems, generator = build_systems(settings)
     cache = PredictionCache(out / "predictions")
     decoding = {"max_new_tokens": settings.generation.max_new_tokens, "greedy": True}
+    if settings.generation.no_repeat_ngram_size:  # (absent when off: earlier caches stay valid)
+        decoding["no_repeat_ngram_size"] = settings.generation.no_repeat_ngram_size
     identity = {s.name: _identity(s, generator) for s in systems}
     results: dict = {"systems": {}, "suites": {}, "examples": {}, "cached": []}
 

@@ -44,8 +44,10 @@ class System(Protocol):
 class TimedGenerator:
     """One HFGenerator shared by the cascade and text baselines (one copy of the LLM in memory)."""
 
-    def __init__(self, llm: str, max_new_tokens: int, device: str = "cpu") -> None:
-        self.generator = HFGenerator(llm, max_new_tokens=max_new_tokens, device=device)
+    def __init__(self, llm: str, max_new_tokens: int, device: str = "cpu", no_repeat_ngram_size: int = 0) -> None:
+        self.generator = HFGenerator(
+            llm, max_new_tokens=max_new_tokens, device=device, no_repeat_ngram_size=no_repeat_ngram_size
+        )
 
     def answers(self, prompts: list[str]) -> list[str]:
         requests = [GenerationRequest(str(i), prompt) for i, prompt in enumerate(prompts)]
@@ -61,9 +63,18 @@ class LSMSystem:
 
     kind = "lsm"
 
-    def __init__(self, name: str, checkpoint: str | Path, max_new_tokens: int, batch_size: int, device: str = "cpu"):
+    def __init__(
+        self,
+        name: str,
+        checkpoint: str | Path,
+        max_new_tokens: int,
+        batch_size: int,
+        device: str = "cpu",
+        no_repeat_ngram_size: int = 0,
+    ):
         self.name, self.checkpoint, self.device = name, str(checkpoint), device
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self._model = None
         self._served = None
 
@@ -88,7 +99,13 @@ class LSMSystem:
         from selfpowered.model.engine import Request, generate_all
 
         requests = [
-            Request(self.name, text, None if path is None else load_audio(path), max_tokens=self.max_new_tokens)
+            Request(
+                self.name,
+                text,
+                None if path is None else load_audio(path),
+                max_tokens=self.max_new_tokens,
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
+            )
             for text, path in zip(instructions, audio)
         ]
         return [request.text for request in generate_all(self.served, requests, self.batch_size)]

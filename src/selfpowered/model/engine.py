@@ -31,6 +31,7 @@ import torch
 
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model.prompting import Conversation, PromptBuilder, plan_layout
+from selfpowered.text.decoding import repeated_ngram_bans
 from selfpowered.text.tasks import text_prompt
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Request:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    no_repeat_ngram_size: int = 0  # loop guard (text/decoding.py); 0 = off
     stop: Sequence[str] = ()
     on_event: Callable[[str, Any], None] | None = None
     id: int = field(default_factory=lambda: next(_ids))
@@ -147,7 +149,12 @@ class ServedModel:
 
 
 def _sample(logits: torch.Tensor, request: Request) -> int:
-    """Greedy at temperature 0; else temperature + nucleus (top_p) sampling from the request's seed."""
+    """Greedy at temperature 0; else temperature + nucleus (top_p) sampling from the request's seed.
+    Tokens that would repeat an n-gram of the answer are banned first when the request asks."""
+    banned = repeated_ngram_bans(request.tokens, request.no_repeat_ngram_size)
+    if banned:
+        logits = logits.clone()
+        logits[banned] = float("-inf")
     if request.temperature <= 0:
         return int(logits.argmax())
     probs = torch.softmax(logits.float() / request.temperature, dim=-1)

@@ -293,7 +293,9 @@ class SpeechLM(PreTrainedModel):
             with switch:
                 embeds = self.embed_inputs(inputs)
                 mask = inputs["attention_mask"].to(embeds.device)
-                tokens = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **settings)
+                with warnings.catch_warnings():  # the answer-only n-gram rule is the one we want
+                    warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds.*")
+                    tokens = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **settings)
         finally:
             self.train(was_training)
         return self.processor.batch_decode(tokens)

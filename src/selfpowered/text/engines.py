@@ -17,6 +17,7 @@ from typing import Protocol
 
 from selfpowered.assets import DEFAULT_LLM
 from selfpowered.errors import SelfPoweredError
+from selfpowered.text.decoding import repeated_ngram_bans
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class HFGenerator:
         prompt_format: str = "chat_template",
         device: str = "cpu",
         repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -84,6 +86,7 @@ class HFGenerator:
         self.stop_ids = self.prompt.stop_token_ids()
         self.max_new_tokens, self.token_budget, self.max_batch = max_new_tokens, token_budget, max_batch
         self.device, self.repetition_penalty = device, repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size  # loop guard, text/decoding.py
 
     def describe(self) -> dict:
         """What a data card records about this engine: the model, its weights' sha256, decoding."""
@@ -94,7 +97,8 @@ class HFGenerator:
             "model": self.model_id,
             "weights_sha256": weights_sha256(self.path),
             "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens,
-                         "repetition_penalty": self.repetition_penalty},
+                         "repetition_penalty": self.repetition_penalty,
+                         **({"no_repeat_ngram_size": self.no_repeat_ngram_size} if self.no_repeat_ngram_size else {})},
         }  # fmt: skip
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -182,6 +186,10 @@ class HFGenerator:
             for step in range(self.max_new_tokens):
                 if penalty is not None:
                     logits = penalty(sequences, logits)
+                for i, row in enumerate(active):  # the loop guard looks at the answer only
+                    banned = repeated_ngram_bans(outputs[row], self.no_repeat_ngram_size)
+                    if banned:
+                        logits[i, banned] = float("-inf")
                 next_tokens = logits.argmax(dim=-1)
                 for i, row in enumerate(active):
                     if row in generators:  # argmax(logits / T + Gumbel noise) samples softmax(logits / T)
