@@ -16,6 +16,7 @@
 #   NAMES="P0 PV PS" bash bench/ood_recipe.sh eval-many   # one eval run, the text baseline shared
 #   bash bench/ood_recipe.sh tune-more-posterior  # PVb: PV + 400 steps (ARM=PS: PSb); `curve-posterior`: WER of PV and PVb
 #   bash bench/ood_recipe.sh connector-drift      # what tuning did to the connector: CTC WER through its head
+#   NAME=PVfb NGRAMS="3 5" bash bench/ood_recipe.sh loop-guard  # ASR with the no-repeat n-gram loop guard
 #   bash bench/ood_recipe.sh tune-frozen-connector  # PVf (ARM=PS: PSf): the connector frozen as P0 left it
 #   bash bench/ood_recipe.sh tune-more-frozen-connector  # PVfb (ARM=PS: PSfb): 400 more steps of it
 set -euo pipefail
@@ -147,6 +148,15 @@ case "${1:-all}" in
     arm=${ARM:-PV}
     posterior_arm $arm $OUT/exp/${arm}f/final ${MORE:-400} 1 ${arm}fb --set optim.lr_connector=0
     ;;
+  loop-guard)  # NAME's ASR with generation.no_repeat_ngram_size N for each N in NGRAMS (the choice: diverse/dev)
+    for n in ${NGRAMS:-3 5}; do
+      $SP eval -c configs/eval-demo.yaml -m "${NAME:-PVfb}=$OUT/exp/${NAME:-PVfb}/final" --suites asr \
+        --data $OUT/corpus/test.jsonl --output $OUT/exp/loop-guard/${NAME:-PVfb}-$n --set "baselines=[]" \
+        --set generation.no_repeat_ngram_size=$n \
+        --set "ood_sets={diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}"
+      cp "$OUT/exp/loop-guard/${NAME:-PVfb}-$n/report.json" "$RES/loop-guard-${NAME:-PVfb}-$n.eval.json"
+    done
+    ;;
   connector-drift)  # CTC-greedy WER of each NAME's connector through its own head: what tuning did to it
     for name in ${NAMES:-PVb PSb}; do
       $PY bench/ctc_wer.py $OUT/exp/$name/final $TEST $OUT/diverse/dev.jsonl --cache $CACHE --out "$RES/$name.ctc_wer.json" --all
@@ -175,5 +185,5 @@ case "${1:-all}" in
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
     cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
     ;;
-  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
+  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|loop-guard|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
 esac
