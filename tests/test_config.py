@@ -64,6 +64,12 @@ def test_eval_model_and_suite_lists_accept_comma_joined_flags():
     assert config.models == ["a=x", "b=y", "c"] and config.suites == ["asr", "instruct"] and config.baselines == []
 
 
+def test_eval_refuses_decoding_it_would_not_apply():
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        EvalConfig(data="d", generation={"repetition_penalty": 1.2})
+    assert EvalConfig(data="d", generation={"no_repeat_ngram_size": 4}).generation.no_repeat_ngram_size == 4
+
+
 def test_flags_override_file_values(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: ckpt\ngeneration:\n  max_new_tokens: 7\n  batch_size: 2\n")

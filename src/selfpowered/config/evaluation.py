@@ -51,6 +51,18 @@ class EvalConfig(StrictModel):
     chunk_size: int = Field(32, ge=1, description="queries per progress step (and per timing)")
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
+    @field_validator("generation")
+    @classmethod
+    def _decoding_eval_applies(cls, value: GenerationSettings) -> GenerationSettings:
+        """Every system decodes greedily through the engines; a repetition penalty would apply to
+        some systems and not others (or to none), so it is refused rather than silently dropped."""
+        if value.repetition_penalty != 1.0:
+            raise ValueError(
+                "eval decodes every system alike and does not apply repetition_penalty; "
+                "leave it at 1.0 (use no_repeat_ngram_size to stop loops)"
+            )
+        return value
+
     @field_validator("models", "suites", "baselines", mode="before")
     @classmethod
     def _comma_lists(cls, value: Any) -> Any:
