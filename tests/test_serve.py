@@ -113,6 +113,13 @@ def test_models_text_audio_and_system_prompt(client):
     assert system.choices[0].finish_reason in ("stop", "length")
 
 
+def test_the_loop_guard_is_a_request_option(server):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 24}
+    plain = _post(server, body).json()["choices"][0]["message"]["content"]
+    guarded = _post(server, {**body, "no_repeat_ngram_size": 1}).json()["choices"][0]["message"]["content"]
+    assert guarded != plain  # a 1-gram guard: no token twice, which the tiny random model's answer has
+
+
 def test_audio_url_parts_and_several_audio_parts(client):
     data = base64.b64encode(_wav(1.0)).decode()
     url = {"type": "audio_url", "audio_url": {"url": f"data:audio/wav;base64,{data}"}}
@@ -185,6 +192,7 @@ def _bad_inputs() -> list[tuple[str, object, int, str]]:
         ("n > 1", {"model": "tiny", "n": 2, "messages": hello}, 400, "n > 1"),
         ("no messages", {"model": "tiny", "messages": []}, 400, "messages"),
         ("bad temperature", {"model": "tiny", "temperature": 9, "messages": hello}, 400, "temperature"),
+        ("bad loop guard", {"model": "tiny", "no_repeat_ngram_size": -1, "messages": hello}, 400, "no_repeat_ngram"),
         ("audio in history", {"model": "tiny", "messages": history}, 400, "last user message"),
     ]
 

@@ -222,12 +222,17 @@ def _options(body: dict, limit: Any, cap: int) -> dict:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise RequestError("seed must be an integer", "seed")
+    # an extension field, as vLLM accepts its extra sampling params in the body: the loop guard
+    ngram = body.get("no_repeat_ngram_size") or 0
+    if isinstance(ngram, bool) or not isinstance(ngram, int) or not 0 <= ngram <= 32:
+        raise RequestError("no_repeat_ngram_size must be an integer in [0, 32] (0 = off)", "no_repeat_ngram_size")
     return {
         "max_tokens": min(limit, cap),
         "temperature": number("temperature", 0.0, 0.0, 2.0),
         "top_p": number("top_p", 1.0, 0.0, 1.0) or 1.0,
         "seed": seed,
         "stop": stop,
+        "no_repeat_ngram_size": ngram,
     }
 
 
