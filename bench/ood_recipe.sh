@@ -11,6 +11,7 @@
 #   bash bench/ood_recipe.sh tune-more # S1b: 300 more steps; `curve`: WER over the checkpoints
 # CTC-posterior speech tokens (model.speech_tokens: ctc_posterior, model/ctc.py):
 #   bash bench/ood_recipe.sh align-posterior  # P0: A2's recipe, the LSM reading the CTC posterior
+#   bash bench/ood_recipe.sh align-posterior-more  # P1: P0 + 1,400 align steps (the CTC head is the ceiling)
 #   bash bench/ood_recipe.sh augment-subset   # self-powered samples of the first 2,000 rows per corpus (TASKS=demo-ifeval)
 #   bash bench/ood_recipe.sh tune-posterior   # PV (vanilla: ASR pairs) and PS (self-powered) from P0
 #   NAMES="P0 PV PS" bash bench/ood_recipe.sh eval-many   # one eval run, the text baseline shared
@@ -120,6 +121,11 @@ case "${1:-all}" in
     align_variant P0-posterior-grammar+diverse-1400 1400 "[$OUT/corpus/train.jsonl,$OUT/diverse/train.jsonl]" \
       --set model.speech_tokens=ctc_posterior
     ;;
+  align-posterior-more)  # P1: P0 + MORE (1,400) align steps (a fresh one-cycle, seed 1): does the CTC ceiling move?
+    align_variant P1-posterior-grammar+diverse-1400+${MORE:-1400} ${MORE:-1400} \
+      "[$OUT/corpus/train.jsonl,$OUT/diverse/train.jsonl]" --set model.speech_tokens=ctc_posterior \
+      --set init_from=$OUT/exp/P0-posterior-grammar+diverse-1400/final --set seed=1
+    ;;
   augment-subset)  # self-powered samples of the first ROWS rows of each training corpus (the LLM's CPU time)
     ROWS=${ROWS:-2000}
     for corpus in corpus diverse; do
@@ -185,5 +191,5 @@ case "${1:-all}" in
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
     cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
     ;;
-  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|loop-guard|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
+  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|align-posterior-more|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|loop-guard|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
 esac
