@@ -108,7 +108,9 @@ def test_missing_config_file(tmp_path):
         load_config(ChatConfig, tmp_path / "none.yaml")
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "demo-vanilla.yaml", "paper.yaml"])
+@pytest.mark.parametrize(
+    "name", ["demo.yaml", "demo-vanilla.yaml", "paper.yaml", "open-vanilla.yaml", "open-selfpowered.yaml"]
+)
 def test_shipped_training_configs_validate(name):
     from selfpowered.config import TrainConfig
 
@@ -117,3 +119,22 @@ def test_shipped_training_configs_validate(name):
     if name == "paper.yaml":
         assert (config.optim.lr_llm, config.optim.weight_decay, config.optim.warmup_steps) == (2e-5, 0.05, 100)
         assert config.precision == "bf16" and config.optim.max_batch * config.optim.grad_accum * 4 == 384
+
+
+def test_open_recipe_configs_are_the_measured_recipe():
+    """configs/open-*.yaml = bench/ood_recipe.sh's P0 -> PVf/PSf: both corpora, posterior speech
+    tokens, the connector frozen while the LLM tunes from align's checkpoint."""
+    from selfpowered.config import AlignConfig, TrainConfig
+
+    align = load_config(AlignConfig, CONFIGS / "open-align.yaml")
+    assert align.model.speech_tokens == "ctc_posterior" and align.steps == 1400
+    assert align.train == ["demo-output/corpus/train.jsonl", "demo-output/diverse/train.jsonl"]
+    for arm in ("vanilla", "selfpowered"):
+        train = load_config(TrainConfig, CONFIGS / f"open-{arm}.yaml")
+        assert train.init_from == f"{align.output}/final" and train.optim.lr_connector == 0
+        assert train.optim.max_steps == 200 and "demo-output/aug/train-diverse.vanilla.jsonl" in train.data.train
+    selfpowered = load_config(TrainConfig, CONFIGS / "open-selfpowered.yaml")
+    assert [p for p in selfpowered.data.train if ".sp-" in p] == [
+        "demo-output/aug/train.sp-2000.jsonl",
+        "demo-output/aug/train-diverse.sp-2000.jsonl",
+    ]

@@ -287,13 +287,17 @@ def serve_command(
 def demo_command(
     retrain: bool = typer.Option(None, "--retrain", help="run the whole pipeline, not the shipped checkpoints"),
     fresh: bool = typer.Option(None, "--fresh", help="rerun finished stages from scratch"),
+    recipe: str | None = typer.Option(
+        None, help="with --retrain: grammar (the shipped checkpoints') | open (the out-of-domain candidate)"
+    ),
     config: Path = CONFIG,
     overrides: list[str] = SET,
 ) -> None:
     """The main job: vanilla vs self-powered LSM, measured (`make demo`). Stages are reused."""
     from selfpowered.demo import run_demo
 
-    run_demo(_settings(cfg.DemoConfig, config, overrides, {"retrain": retrain, "fresh": fresh}), echo=typer.echo)
+    flags = {"retrain": retrain, "fresh": fresh, "recipe": recipe}
+    run_demo(_settings(cfg.DemoConfig, config, overrides, flags), echo=typer.echo)
 
 
 if __name__ == "__main__":

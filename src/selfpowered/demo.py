@@ -10,7 +10,10 @@ Two modes:
 - default: the two demo checkpoints shipped in `checkpoints/demo/` (made by `--retrain` with the
   commands below) are evaluated on the demo test split, which is synthesised on its own.
 - `--retrain`: the whole pipeline: corpus -> augment (self-powered and vanilla) -> align ->
-  train both arms -> evaluate.
+  train both arms -> evaluate. `recipe: grammar` (default) is the shipped checkpoints' recipe, the
+  paper's setting on one hand-written grammar; `recipe: open` is the out-of-domain candidate
+  measured in bench/RESULTS.md (a second, diverse corpus; CTC-posterior speech tokens; the
+  connector frozen while the LLM tunes, 200 + 400 steps), written under demo-output/open/.
 
 The run ends with the verdict: the issue's targets next to the measured numbers, pass or fail.
 """
@@ -58,8 +61,10 @@ def _test_sets() -> list[Stage]:
     ]
 
 
-def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
+def _stages(retrain: bool, checkpoints: Path, eval_config: str, recipe: str = "grammar") -> list[Stage]:
     corpus, aug = OUTPUT / "corpus", OUTPUT / "aug"
+    if retrain and recipe == "open":
+        return _open_stages(eval_config)
     evaluate = ["eval", "--config", eval_config, "--data", str(corpus / "test.jsonl"), "--output", str(OUTPUT / "eval")]
     if not retrain:
         return [
@@ -99,6 +104,55 @@ def _stages(retrain: bool, checkpoints: Path, eval_config: str) -> list[Stage]:
     ]
 
 
+OPEN = OUTPUT / "open"  # the open recipe's checkpoints, eval and verdict (its configs: configs/open-*.yaml)
+
+
+def _open_stages(eval_config: str) -> list[Stage]:
+    """The open-vocabulary recipe (issue 13), stage for stage as bench/ood_recipe.sh measured it.
+    Corpora, test sets and vanilla samples are the grammar recipe's own stages where they coincide,
+    so one recipe's finished stages are reused by the other."""
+    corpus, diverse, aug = OUTPUT / "corpus", OUTPUT / "diverse", OUTPUT / "aug"
+    ood, real = OUTPUT / "ood", OUTPUT / "real"
+    trains = [str(corpus / "train.jsonl"), str(diverse / "train.jsonl")]
+    stages = [
+        Stage("corpus", ["corpus", "synth", str(corpus), "--size", "demo", "--check-wer", "200"], [corpus]),
+        Stage("diverse", ["corpus", "synth", str(diverse), "--size", "diverse", "--check-wer", "200"], [diverse]),
+        # the OOV rate of `ood` is measured against both training texts
+        Stage(
+            "ood-open",
+            ["corpus", "synth", str(ood), "--size", "ood", "--check-wer", "250"]
+            + ["--set", f"vocabulary_against=[{','.join(trains)}]"],
+            [ood],
+        ),
+        Stage("real", ["corpus", "import", "pocketsphinx", str(POCKETSPHINX_DATA), str(real / "real.jsonl")], [real]),
+    ]
+    for name, train in (("", trains[0]), ("-diverse", trains[1])):
+        sp, vanilla = aug / f"train{name}.sp-2000.jsonl", aug / f"train{name}.vanilla.jsonl"
+        stages += [
+            # self-powered samples of the first 2,000 rows: what the measured recipe had (the LLM's CPU time)
+            Stage(
+                f"augment-selfpowered{name}-2000",
+                ["augment", train, str(sp), "--tasks", "demo", "--set", "limit=2000"],
+                [sp],
+            ),
+            Stage(f"augment-vanilla{name}", ["augment", train, str(vanilla), "--recipe", "vanilla"], [vanilla]),
+        ]
+    stages.append(Stage("open-align", ["align", "configs/open-align.yaml"], [OPEN / "align"]))
+    for arm in ("vanilla", "selfpowered"):
+        config, first, final = f"configs/open-{arm}.yaml", OPEN / f"{arm}-200", OPEN / arm
+        more = ["--set", f"output={final}", "--set", f"init_from={first / 'final'}"]
+        more += ["--set", "optim.max_steps=400", "--set", "seed=1"]
+        stages += [
+            Stage(f"open-train-{arm}", ["train", config, "--resume"], [first]),
+            Stage(f"open-train-{arm}-more", ["train", config, *more, "--resume"], [final]),
+        ]
+    sets = f"ood_sets={{diverse-dev: {diverse / 'dev.jsonl'}, ood: {ood / 'test.jsonl'}, real: {real / 'real.jsonl'}}}"
+    evaluate = ["eval", "--config", eval_config, "--data", str(corpus / "test.jsonl"), "--output", str(OPEN / "eval")]
+    models = ["-m", f"vanilla={OPEN / 'vanilla' / 'final'}", "-m", f"selfpowered={OPEN / 'selfpowered' / 'final'}"]
+    stages.append(Stage("open-eval", [*evaluate, *models, "--set", sets], [OPEN / "eval"], always_run=True))
+    return stages
+
+
 def _remove(path: Path) -> None:
     """A stage output: a folder, or a samples file with its `.rejects` / `.stats` companions."""
     if path.is_dir():
@@ -118,6 +172,10 @@ def run_demo(
     config = config or DemoConfig()
     retrain, fresh, eval_config = config.retrain, config.fresh, config.eval_config
     shipped = Path(config.checkpoints)
+    if config.recipe != "grammar" and not retrain:
+        raise SelfPoweredError(
+            f"recipe {config.recipe!r} needs --retrain: the shipped checkpoints are the grammar recipe's"
+        )
     if not retrain and not all((shipped / arm / "config.json").is_file() for arm in ("vanilla", "selfpowered")):
         raise SelfPoweredError(
             f"{shipped}: the shipped demo checkpoints (vanilla/, selfpowered/) are missing; "
@@ -127,7 +185,8 @@ def run_demo(
         raise SelfPoweredError(f"{eval_config}: evaluation config not found (run from the repository root)")
     runner = runner or _subprocess
     markers = OUTPUT / ".stages"
-    stages = _stages(retrain, shipped, eval_config)
+    stages = _stages(retrain, shipped, eval_config, config.recipe)
+    root = OPEN if retrain and config.recipe == "open" else OUTPUT  # where its eval, summary and verdict go
     if fresh:
         for stage in stages:
             for path in stage.outputs:
@@ -149,19 +208,19 @@ def run_demo(
         record = {"command": stage.command, "seconds": round(time.perf_counter() - stage_start, 1)}
         atomic_write_text(marker, json.dumps(record) + "\n")
         timings[stage.name] = {**record, "reused": False}
-    verdict = demo_verdict(json.loads((OUTPUT / "eval" / "report.json").read_text()))
+    verdict = demo_verdict(json.loads((root / "eval" / "report.json").read_text()))
     summary = {
-        "mode": "retrain" if retrain else "shipped checkpoints",
+        "mode": f"retrain, recipe {config.recipe}" if retrain else "shipped checkpoints",
         "stages": timings,
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
         "verdict": verdict,
     }
-    atomic_write_text(OUTPUT / "demo_summary.json", json.dumps(summary, indent=1) + "\n")
-    atomic_write_text(OUTPUT / "verdict.md", verdict_markdown(summary))
+    atomic_write_text(root / "demo_summary.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(root / "verdict.md", verdict_markdown(summary))
     echo(verdict_markdown(summary))
-    echo(f"report: {OUTPUT / 'eval' / 'report.md'}")
+    echo(f"report: {root / 'eval' / 'report.md'}")
     if not all(check["passed"] for check in verdict):
-        echo("some demo targets were missed: see demo-output/verdict.md (the report states the numbers)")
+        echo(f"some demo targets were missed: see {root / 'verdict.md'} (the report states the numbers)")
     return summary
 
 

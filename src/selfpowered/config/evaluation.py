@@ -82,5 +82,11 @@ class DemoConfig(StrictModel):
         description="run every stage (corpus, augment, align, train) instead of evaluating the shipped checkpoints",
     )
     fresh: bool = Field(False, description="remove finished stages' outputs and run them again")
+    recipe: Literal["grammar", "open"] = Field(
+        "grammar",
+        description="with retrain: grammar (the shipped checkpoints' recipe, the paper's setting on one "
+        "hand-written grammar) or open (grammar + diverse corpora, CTC-posterior speech tokens, the "
+        "connector frozen while the LLM tunes: the out-of-domain candidate of bench/RESULTS.md)",
+    )
     checkpoints: str = Field("checkpoints/demo", description="shipped checkpoints (vanilla/, selfpowered/)")
     eval_config: str = Field("configs/eval-demo.yaml", description="EvalConfig YAML of the eval stage")
