@@ -4,7 +4,7 @@
 # the same order for the same STEPS, and differs only in `loss:`; one `eval` run scores them all
 # with the same configuration (in-domain test, `ood`, `real`, IFrate), the text baseline shared.
 #   bash bench/loss_ablation.sh data    # demo corpus, ood + real test sets, self-powered samples of ROWS rows, features
-#   bash bench/loss_ablation.sh data-ifeval  # (issue 16) the same rows' samples with the demo-ifeval tasks
+#   bash bench/loss_ablation.sh data-ifeval  # (issue 16) constrained samples of the same rows (rejection-sampled)
 #   bash bench/loss_ablation.sh align   # the shared init (the demo's align stage, 700 steps)
 #   bash bench/loss_ablation.sh arms    # ARMS="asr ce kl ce_kl ce_ctc ce_if", STEPS each
 #   bash bench/loss_ablation.sh eval    # one eval run over every trained arm
@@ -15,14 +15,14 @@ cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
 PY=.venv/bin/python
 OUT=${OUT:-demo-output}
-RES=bench/results/loss_ablation
+RES=${RES:-bench/results/loss_ablation}  # another RES keeps a new comparison from overwriting this one
 CACHE=$OUT/features/whisper-tiny.en
 ROWS=${ROWS:-1600}
 STEPS=${STEPS:-120}
 EXP=$OUT/exp/ablation
 mkdir -p "$RES" "$EXP"
 SPDATA=$OUT/aug/train.sp-$ROWS.jsonl
-IFDATA=$OUT/aug/train.sp-ifeval-$ROWS.jsonl
+IFDATA=$OUT/aug/train.sp-ifeval-x4-$ROWS.jsonl
 ARMS=${ARMS:-asr ce kl ce_kl ce_ctc ce_if}
 ASRDATA=$OUT/aug/train.vanilla-$ROWS.jsonl
 
@@ -38,8 +38,12 @@ case "${1:?stage: data|data-ifeval|align|arms|eval|table}" in
     $SP features $OUT/corpus/train.jsonl $OUT/corpus/dev.jsonl $OUT/corpus/test.jsonl $OUT/ood/test.jsonl \
       $OUT/real/real.jsonl --cache $CACHE
     ;;
-  data-ifeval)  # issue 16: not a loss arm - the ce recipe on samples whose instructions carry IFEval constraints
-    $SP augment $OUT/corpus/train.jsonl $IFDATA --tasks demo-ifeval --set limit=$ROWS
+  data-ifeval)  # issue 16: not a loss arm - the ce recipe plus samples whose instructions carry IFEval
+    # constraints: every row draws one of demo-ifeval's constrained tasks (the demo tasks weigh 0; the
+    # ce arm's samples already have them), up to 4 answers each (1 greedy + 3 sampled), kept only when
+    # the checker passes (bench/verify_yield.sh measured 24% kept on 400 rows)
+    $SP augment $OUT/corpus/train.jsonl $IFDATA --tasks demo-ifeval --set limit=$ROWS \
+      --set "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}" --set verify_attempts=4
     ;;
   align)
     $SP align configs/align-demo.yaml --set output=$EXP/align | tee "$RES/align.log"
@@ -53,7 +57,7 @@ case "${1:?stage: data|data-ifeval|align|arms|eval|table}" in
         kl) config=configs/demo.yaml; data="[$SPDATA,$ASRDATA]"; loss=(--set loss.ce=0 --set loss.kl=1) ;;
         ce_kl) config=configs/demo.yaml; data="[$SPDATA,$ASRDATA]"; loss=(--set loss.kl=1) ;;
         ce_ctc) config=configs/demo.yaml; data="[$SPDATA,$ASRDATA]"; loss=(--set loss.ctc=0.3) ;;
-        ce_if) config=configs/demo.yaml; data="[$IFDATA,$ASRDATA]"; loss=() ;;
+        ce_if) config=configs/demo.yaml; data="[$SPDATA,$IFDATA,$ASRDATA]"; loss=() ;;
         *) echo "unknown arm $arm" >&2; exit 2 ;;
       esac
       resume=()
