@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import soundfile as sf
 import torch
 
 from selfpowered.config import AlignConfig
+from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.model.ctc import CTCHead, ctc_vocabulary
-from selfpowered.train.align import align
+from selfpowered.train.align import STATE_FILE, align
 from tests.helpers import tone
 from tests.tiny import tiny_lsm
 
@@ -27,6 +29,68 @@ def test_greedy_ctc_decoding_merges_repeats_and_drops_blanks():
     log_probs = torch.nn.functional.one_hot(path, 4).float().log()
     assert head.greedy(log_probs, torch.tensor([8])) == [[3, 3, 7, 5]]
     assert head.greedy(log_probs, torch.tensor([2])) == [[3]]
+
+
+def _tiny_align_setup(tmp_path, **settings) -> AlignConfig:
+    """Eight tones spelling two sentences, a tiny stack-MLP LSM to start from, an AlignConfig."""
+    rows = []
+    for i in range(8):
+        sf.write(tmp_path / f"u{i}.wav", tone(1.5, 150 + 40 * i), 16_000)
+        text = ["the quick brown fox", "the lazy dog"][i % 2]
+        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "text": text, "duration": 1.5})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = {
+        "init_from": str(tmp_path / "init"),
+        "train": [str(tmp_path / "m.jsonl")],
+        "feature_cache": str(tmp_path / "cache"),
+        "lr": 1e-2,
+        "warmup_steps": 2,
+        "token_budget": 400,
+        "max_batch": 3,  # 3 batches an epoch: the kill lands inside an epoch
+        "logging_steps": 1,
+    }
+    return AlignConfig.model_validate({**base, **settings})
+
+
+def test_align_resumed_after_a_kill_ends_exactly_where_an_unbroken_run_ends(tmp_path, monkeypatch):
+    # dropout and masking on: the resumed run must continue their random draws too
+    tiny_lsm(connector="stack_mlp", connector_dropout=0.2).save_pretrained(tmp_path / "init")
+    masking = {"time_masks": 1, "time_width": 0.1}
+    unbroken = align(_tiny_align_setup(tmp_path, output=str(tmp_path / "a"), steps=8, save_steps=3, masking=masking))
+
+    calls = {"n": 0}
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def killed_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # steps 4 and 5 are lost: the last state is step 3's
+            raise KeyboardInterrupt
+        return clip(*args, **kwargs)
+
+    config = _tiny_align_setup(tmp_path, output=str(tmp_path / "b"), steps=8, save_steps=3, masking=masking)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        align(config)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    assert not (tmp_path / "b" / "final").exists() and (tmp_path / "b" / STATE_FILE).is_file()
+    resumed = align(config, resume=True)
+
+    assert resumed["log"] == unbroken["log"] and resumed["epochs"] == unbroken["epochs"] == 3
+    assert resumed["resumed_at_step"] == 3 and unbroken["resumed_at_step"] is None
+    a = SpeechLM.from_pretrained(tmp_path / "a" / "final").connector.state_dict()
+    b = SpeechLM.from_pretrained(tmp_path / "b" / "final").connector.state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_align_resume_refuses_a_state_written_under_other_settings(tmp_path):
+    tiny_lsm(connector="stack_mlp").save_pretrained(tmp_path / "init")
+    align(_tiny_align_setup(tmp_path, output=str(tmp_path / "a"), steps=2))
+    with pytest.raises(
+        SelfPoweredError, match=r"align_state.pt: written by an align run with other settings \(lr, steps\)"
+    ):
+        align(_tiny_align_setup(tmp_path, output=str(tmp_path / "a"), steps=4, lr=1e-3), resume=True)
+    # what only changes logging may differ
+    assert align(_tiny_align_setup(tmp_path, output=str(tmp_path / "a"), steps=2, logging_steps=2), resume=True)
 
 
 def test_align_lowers_ctc_loss_and_saves_a_speechlm(tmp_path):

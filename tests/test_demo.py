@@ -133,7 +133,7 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     assert "vocabulary_against=[demo-output/corpus/train.jsonl,demo-output/diverse/train.jsonl]" in runner.calls[2]
     limited = [c[2] for c in runner.calls if c[0] == "augment" and "limit=2000" in c]
     assert limited == ["demo-output/aug/train.sp-2000.jsonl", "demo-output/aug/train-diverse.sp-2000.jsonl"]
-    assert runner.calls[8] == ["align", "configs/open-align.yaml"]
+    assert runner.calls[8] == ["align", "configs/open-align.yaml", "--resume"]
     first, more = runner.calls[9], runner.calls[10]
     assert first == ["train", "configs/open-vanilla.yaml", "--resume"]
     assert "init_from=demo-output/open/vanilla-200/final" in more and "seed=1" in more and "optim.max_steps=400" in more

@@ -236,13 +236,15 @@ def train_command(
 @_command(app, "align")
 def align_command(
     config: Path = typer.Argument(..., help="align config YAML (see configs/align-demo.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from output/align_state.pt (saved every save_steps)"),
     overrides: list[str] = SET,
 ) -> None:
     """Pre-align the connector to the LLM's token embeddings with CTC (no LLM forward; fast)."""
     from selfpowered.train.align import align
 
     settings = _settings(cfg.AlignConfig, config, overrides, {})
-    _echo_summary(f"{settings.output}/final:", align(settings), ("steps", "train_ctc_wer", "dev_ctc_wer", "seconds"))
+    summary = align(settings, resume=resume)
+    _echo_summary(f"{settings.output}/final:", summary, ("steps", "train_ctc_wer", "dev_ctc_wer", "seconds"))
 
 
 @_command(app, "eval")

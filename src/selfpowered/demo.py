@@ -86,7 +86,7 @@ def _stages(retrain: bool, checkpoints: Path, eval_config: str, recipe: str = "g
         *_test_sets(),
         Stage("augment-selfpowered", ["augment", train, str(sp), "--tasks", "demo"], [sp]),
         Stage("augment-vanilla", ["augment", train, str(vanilla), "--recipe", "vanilla"], [vanilla]),
-        Stage("align", ["align", "configs/align-demo.yaml"], [OUTPUT / "align"]),
+        Stage("align", ["align", "configs/align-demo.yaml", "--resume"], [OUTPUT / "align"]),
         Stage("train-vanilla", ["train", "configs/demo-vanilla.yaml", "--resume"], [OUTPUT / "train" / "vanilla"]),
         Stage("train-selfpowered", ["train", "configs/demo.yaml", "--resume"], [OUTPUT / "train" / "selfpowered"]),
         Stage(
@@ -137,7 +137,7 @@ def _open_stages(eval_config: str) -> list[Stage]:
             ),
             Stage(f"augment-vanilla{name}", ["augment", train, str(vanilla), "--recipe", "vanilla"], [vanilla]),
         ]
-    stages.append(Stage("open-align", ["align", "configs/open-align.yaml"], [OPEN / "align"]))
+    stages.append(Stage("open-align", ["align", "configs/open-align.yaml", "--resume"], [OPEN / "align"]))
     for arm in ("vanilla", "selfpowered"):
         config, first, final = f"configs/open-{arm}.yaml", OPEN / f"{arm}-200", OPEN / arm
         more = ["--set", f"output={final}", "--set", f"init_from={first / 'final'}"]

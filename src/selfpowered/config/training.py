@@ -99,3 +99,4 @@ class AlignConfig(StrictModel):
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
     seed: int = 0
     logging_steps: int = Field(20, ge=1)
+    save_steps: int = Field(100, ge=1, description="write the resumable state (align_state.pt) every N steps")

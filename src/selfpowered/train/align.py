@@ -9,6 +9,10 @@ knows, and `train` starts from there (`init_from`).
 
 The head (`model/ctc.py`) is saved beside final/ as ctc_head.safetensors; an LSM built with
 `speech_tokens: ctc_posterior` carries it inside the checkpoint instead and trains that one.
+
+Every `save_steps` the whole training state (connector, head, optimizer, schedule, random
+generators, the position in the epoch's batches) is written atomically to align_state.pt, and
+`align --resume` continues from it exactly as if the run had never stopped.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from selfpowered.atomic import atomic_write_text
+from selfpowered.atomic import atomic_file, atomic_write_text
 from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.config import MaskingConfig
+from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
 from selfpowered.model.ctc import HEAD_FILE, CTCHead, ctc_vocabulary
@@ -36,6 +41,10 @@ from selfpowered.train.features import build_feature_cache, open_cache
 from selfpowered.train.masking import mask_states
 
 logger = logging.getLogger(__name__)
+
+STATE_FILE = "align_state.pt"  # in the output folder: what `align --resume` continues from
+# settings that only change what is logged or how often the state is saved: a resume may change them
+_RESUME_FREE = ("logging_steps", "save_steps", "dev")
 
 
 def connect_items(
@@ -69,8 +78,27 @@ def ctc_word_error_rate(
     return word_error_rate(references, hypotheses).wer
 
 
-def align(config) -> dict[str, Any]:
-    """Train the connector with CTC (config: `AlignConfig`); saves a SpeechLM checkpoint."""
+def _resumable_settings(config) -> dict[str, Any]:
+    return config.model_dump(exclude=set(_RESUME_FREE))
+
+
+def _load_state(path: Path, config) -> dict[str, Any]:
+    """The saved state, refused when it was written under other settings (the run it would
+    continue is not this one)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written below
+    saved, current = state["settings"], _resumable_settings(config)
+    changed = sorted(key for key in current.keys() | saved.keys() if saved.get(key) != current.get(key))
+    if changed:
+        raise SelfPoweredError(
+            f"{path}: written by an align run with other settings ({', '.join(changed)}); "
+            "rerun with those settings, or delete the file to start over"
+        )
+    return state
+
+
+def align(config, resume: bool = False) -> dict[str, Any]:
+    """Train the connector with CTC (config: `AlignConfig`); saves a SpeechLM checkpoint.
+    `resume`: continue from the output folder's align_state.pt when there is one."""
     started = time.perf_counter()
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -103,12 +131,48 @@ def align(config) -> dict[str, Any]:
         config.seed,
     )
     log: list[dict[str, float]] = []
-    step, epoch = 0, 0
+    resumed_at: int | None = None
+    step, epoch, done_in_epoch = 0, 0, 0  # done_in_epoch: batches of this epoch already trained on
     masks = torch.Generator().manual_seed(config.seed)
-    bar = tqdm(total=config.steps, desc="align (CTC)", unit=" step")
+    state_path = output / STATE_FILE
+    if resume and state_path.is_file():
+        state = _load_state(state_path, config)
+        model.connector.load_state_dict(state["connector"])
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        masks.set_state(state["masks"])
+        torch.set_rng_state(state["rng"])  # dropout draws continue where they stopped
+        step, epoch, done_in_epoch, log = state["step"], state["epoch"], state["done_in_epoch"], state["log"]
+        resumed_at = step
+        logger.info("align --resume: continuing at step %d of %d from %s", step, config.steps, state_path)
+    elif resume:
+        logger.warning("align --resume: no %s yet; starting from the beginning", state_path)
+
+    def save_state() -> None:
+        state = {
+            "settings": _resumable_settings(config),
+            "connector": model.connector.state_dict(),
+            "head": head.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "masks": masks.get_state(),
+            "rng": torch.get_rng_state(),
+            "step": step,
+            "epoch": epoch,
+            "done_in_epoch": done_in_epoch,
+            "log": log,
+        }
+        with atomic_file(state_path) as temporary:
+            torch.save(state, temporary)
+
+    bar = tqdm(total=config.steps, initial=step, desc="align (CTC)", unit=" step")
     while step < config.steps:
         sampler.set_epoch(epoch)
-        for indices in sampler:
+        for number, indices in enumerate(sampler):
+            if number < done_in_epoch:  # trained on before the resume (the epoch's order is seeded)
+                continue
+            done_in_epoch = number + 1
             speech, lengths, texts = connect_items(model, [train_set[i] for i in indices], config.masking, masks)
             targets, target_lengths = head.targets(model.tokenizer, texts)
             log_probs = head(speech).transpose(0, 1)  # (time, batch, classes) for ctc_loss
@@ -125,13 +189,17 @@ def align(config) -> dict[str, Any]:
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if step % config.logging_steps == 0:
                 log.append({"step": step, "loss": round(loss.item(), 4)})
+            if step % config.save_steps == 0 or step >= config.steps:
+                save_state()
             if step >= config.steps:
                 break
-        epoch += 1
+        else:  # the epoch ran out: the next one starts at its first batch
+            epoch, done_in_epoch = epoch + 1, 0
     bar.close()
     summary: dict[str, Any] = {
         "steps": step,
-        "epochs": epoch,
+        "epochs": epoch + (1 if done_in_epoch else 0),  # epochs begun
+        "resumed_at_step": resumed_at,
         "log": log,
         "train_ctc_wer": round(ctc_word_error_rate(model, head, _subset(train_set, 200)), 4),
     }
