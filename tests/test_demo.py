@@ -47,6 +47,22 @@ def test_out_of_domain_targets_join_the_verdict_when_the_sets_ran():
     assert len(demo_verdict(_report())) == 5  # without the sets, the five in-domain targets only
 
 
+def test_ifeval_target_shows_the_paired_interval_of_the_gap():
+    report = _report()
+    for name, delta in (("vanilla", -0.5), ("selfpowered", -0.2)):
+        report["systems"][name]["ifeval"] = {"vs_text": {"strict": {"delta_vs_text": delta}}}
+    report["ifeval_gaps"] = {
+        "strict": [{"system": "selfpowered", "over": "vanilla", "gap": 0.3, "gap_95ci": [0.05, 0.6]}]
+    }
+    (check,) = [c for c in demo_verdict(report) if c["target"].startswith("ifeval")]
+    assert check["passed"] is True and check["measured"] == "-0.2 vs -0.5 (+30 points, 95% CI +5 to +60)"
+    report["ifeval_gaps"]["strict"] = [
+        {"system": "vanilla", "over": "selfpowered", "gap": -0.3, "gap_95ci": [-0.6, -0.05]}
+    ]
+    (check,) = [c for c in demo_verdict(report) if c["target"].startswith("ifeval")]
+    assert check["measured"].endswith("(+30 points, 95% CI +5 to +60)")
+
+
 def test_verdict_passes_and_misses_on_the_numbers():
     assert all(check["passed"] for check in demo_verdict(_report()))
     missed = {c["target"]: c for c in demo_verdict(_report(s_wer=0.16, v_echo=0.7, s_chrf=24.0))}

@@ -223,6 +223,38 @@ def test_ifeval_scores_with_the_ifeval_checkers_and_the_text_mode_delta():
     assert low <= -2 / 3 <= high and deltas["text"]["delta_vs_text"] == 0.0
 
 
+def test_ifeval_gap_between_two_systems_is_their_delta_difference_paired_on_the_items():
+    from selfpowered.evaluate.suites import ifeval_deltas, ifeval_gaps
+
+    followed = {
+        "text": [1, 1, 1, 1, 0, 0, 1, 1],  # IFrate 0.75
+        "vanilla": [0, 1, 0, 0, 0, 0, 0, 1],  # 0.25 -> delta -2/3
+        "selfpowered": [1, 1, 0, 1, 0, 1, 0, 1],  # 0.625 -> delta -1/6
+    }
+    scores = {name: {"followed": {"strict": [bool(x) for x in f]}} for name, f in followed.items()}
+    deltas = ifeval_deltas(scores)
+    (gap,) = ifeval_gaps(scores)
+    assert (gap["system"], gap["over"]) == ("selfpowered", "vanilla")
+    difference = deltas["selfpowered"]["delta_vs_text"] - deltas["vanilla"]["delta_vs_text"]
+    assert gap["gap"] == pytest.approx(difference, abs=1e-3) == pytest.approx(0.5, abs=1e-3)  # (5 - 2) / 6
+    low, high = gap["gap_95ci"]
+    assert 0 <= low <= 0.5 <= high  # selfpowered wins or ties on every item: no resample goes below 0
+    assert ifeval_gaps({**scores, "text": {"followed": {"strict": [False] * 8}}}) == []  # no reference
+
+    from selfpowered.evaluate.report import _ifeval_tables
+
+    row = {
+        "n": 8,
+        "prompt_strict": 0.5,
+        "prompt_loose": 0.5,
+        "inst_strict": 0.5,
+        "inst_loose": 0.5,
+        "per_constraint": {},
+    }
+    markdown = "\n".join(_ifeval_tables({"systems": {"vanilla": {"ifeval": row}}, "ifeval_gaps": {"strict": [gap]}}))
+    assert f"| selfpowered | vanilla | 0.500 | {low:.3f} - {high:.3f} |" in markdown
+
+
 def test_conflict_and_sqa_scores():
     queries = [
         Query(f"c{i}", "", "Is this positive, negative or neutral", SPOKEN_COMMANDS["count"].text, 1.0)

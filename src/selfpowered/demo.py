@@ -267,9 +267,21 @@ def demo_verdict(report: dict, vanilla: str = "vanilla", selfpowered: str = "sel
     v_delta = ((v.get("ifeval") or {}).get("vs_text") or {}).get("strict", {}).get("delta_vs_text")
     s_delta = ((s.get("ifeval") or {}).get("vs_text") or {}).get("strict", {}).get("delta_vs_text")
     if known(v_delta, s_delta):
+        gap = next(
+            (
+                g
+                for g in (report.get("ifeval_gaps") or {}).get("strict", [])
+                if {g["system"], g["over"]} == {vanilla, selfpowered}
+            ),
+            None,
+        )
+        interval = ""
+        if gap and None not in gap["gap_95ci"]:  # paired over the same items; oriented self-powered minus vanilla
+            low, high = gap["gap_95ci"] if gap["system"] == selfpowered else [-x for x in reversed(gap["gap_95ci"])]
+            interval = f", 95% CI {100 * low:+.0f} to {100 * high:+.0f}"
         target(
             "ifeval: self-powered IFrate delta vs text mode >= 20 points above vanilla's",
-            f"{s_delta} vs {v_delta} ({100 * (s_delta - v_delta):+.0f} points)",
+            f"{s_delta} vs {v_delta} ({100 * (s_delta - v_delta):+.0f} points{interval})",
             s_delta >= v_delta + 0.20,
         )
     # out of domain (issue 13): present when the report has the sets

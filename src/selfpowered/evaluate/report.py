@@ -242,6 +242,22 @@ def _ifeval_tables(results: dict) -> list[str]:
          *(_fmt(r["per_constraint"].get(c, {}).get("strict")) for r in scores.values())]
         for c in constraints
     ]  # fmt: skip
+    gaps = (results.get("ifeval_gaps") or {}).get("strict") or []
+    if gaps:
+        lines += [
+            "",
+            "Between systems (strict): **gap** = delta of one minus delta of the other = their IFrate difference "
+            "over text mode's IFrate, with a paired bootstrap interval over the same items (the comparison a "
+            '"delta at least N points above" target is about):',
+            "",
+        ]
+        lines += _table(
+            ["system", "over", "gap", "gap 95% CI"],
+            [
+                [g["system"], g["over"], _fmt(g["gap"]), f"{_fmt(g['gap_95ci'][0])} - {_fmt(g['gap_95ci'][1])}"]
+                for g in gaps
+            ],
+        )
     return (
         lines
         + ["", "Instruction-level strict accuracy per constraint type:", ""]

@@ -304,6 +304,8 @@ def evaluate(settings: EvalConfig) -> dict:
     for mode in ("strict", "loose"):  # each system against the LLM in text mode, on the same items
         for name, comparison in S.ifeval_deltas(ifeval, mode=mode).items():
             results["systems"][name]["ifeval"].setdefault("vs_text", {})[mode] = comparison
+        if gaps := S.ifeval_gaps(ifeval, mode=mode):  # system vs system, paired on the same items
+            results.setdefault("ifeval_gaps", {})[mode] = gaps
     from selfpowered.cards import CARD_FILE, read_card
 
     results["cards"] = {s.name: read_card(Path(s.checkpoint) / CARD_FILE) for s in systems if s.kind == "lsm"}

@@ -348,6 +348,36 @@ def ifeval_deltas(scores: dict[str, dict], text: str = "text", mode: str = "stri
     return out
 
 
+def ifeval_gaps(scores: dict[str, dict], text: str = "text", mode: str = "strict") -> list[dict]:
+    """For each pair of systems (each against every one listed before it, the text baseline left
+    out): gap = delta_system - delta_other = (IFrate_system - IFrate_other) / IFrate_text, with a
+    paired bootstrap interval that resamples the same items for all three. It is what a target like
+    "self-powered delta >= vanilla's + 20 points" is about; two separate intervals overlapping
+    says little about it, since both deltas share the text-mode items."""
+    if text not in scores or not any(scores[text]["followed"][mode]):
+        return []
+    base = [float(x) for x in scores[text]["followed"][mode]]
+    names = [name for name in scores if name != text]
+    out = []
+    for i, name in enumerate(names):
+        for other in names[:i]:
+            triples = list(zip(scores[name]["followed"][mode], scores[other]["followed"][mode], base))
+
+            def gap(sample, _=None) -> float:
+                reference = sum(t for _, _, t in sample)
+                return sum(float(m) - float(o) for m, o, _ in sample) / reference if reference else float("nan")
+
+            out.append(
+                {
+                    "system": name,
+                    "over": other,
+                    "gap": _round(gap(triples)),
+                    "gap_95ci": bootstrap_interval(triples, gap),
+                }
+            )
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # text: is the LLM's own text ability kept?
 # ------------------------------------------------------------------------------------------------
