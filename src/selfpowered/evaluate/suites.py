@@ -363,7 +363,7 @@ def ifeval_gaps(scores: dict[str, dict], text: str = "text", mode: str = "strict
         for other in names[:i]:
             triples = list(zip(scores[name]["followed"][mode], scores[other]["followed"][mode], base))
 
-            def gap(sample, _=None) -> float:
+            def gap(sample) -> float:
                 reference = sum(t for _, _, t in sample)
                 return sum(float(m) - float(o) for m, o, _ in sample) / reference if reference else float("nan")
 
