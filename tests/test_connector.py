@@ -69,6 +69,19 @@ def test_stack_mlp_counts():
     assert lengths.tolist() == [3, 2] and out.shape == (2, 3, 48)
 
 
+def test_tokens_per_stack_spreads_each_stack_over_consecutive_tokens():
+    """tokens_per_stack 2: each stack's MLP output is split into two tokens, in order, and the
+    count doubles; row 0's first two tokens are exactly the halves of its first stack's output."""
+    config = _config(connector="stack_mlp", stack_factor=1, tokens_per_stack=2)
+    connector = StackMLP(config).eval()
+    states = torch.randn(2, 5, 32)
+    out, lengths = connector(states, torch.tensor([5, 3]))
+    assert lengths.tolist() == [10, 6] and out.shape == (2, 10, 48)
+    first = connector.mlp(connector.norm(states[0, :1]))[0]
+    torch.testing.assert_close(out[0, 0], first[:48])
+    torch.testing.assert_close(out[0, 1], first[48:])
+
+
 def test_config_rejects_unknown_connector():
     with pytest.raises(ValueError, match="connector"):
         _config(connector="perceiver")

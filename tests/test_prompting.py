@@ -10,6 +10,8 @@ from selfpowered.model.prompting import (
     SEGMENT_PAD,
     SEGMENT_SPEECH,
     PromptBuilder,
+    fill_speech_slots,
+    speech_slots,
     splice,
 )
 from tests.tiny import tiny_tokenizer
@@ -85,3 +87,24 @@ def test_vicuna_fallback_when_chosen():
 def test_placeholder_inside_instruction_is_rejected(builder):
     with pytest.raises(PromptFormatError, match="placeholder"):
         builder.pieces("say <speech> twice")
+
+
+def test_fill_speech_slots_pads_to_each_rows_slots_and_masks_the_filler():
+    speech = [torch.ones(2, 3), torch.zeros(0, 3), 2 * torch.ones(3, 3)]
+    filled, keeps = fill_speech_slots(speech, None, [4, 0, 3])
+    assert [f.shape[0] for f in filled] == [4, 0, 3]
+    assert filled[0].tolist() == [[1.0] * 3, [1.0] * 3, [0.0] * 3, [0.0] * 3]
+    assert [k.tolist() for k in keeps] == [[True, True, False, False], [], [True, True, True]]
+
+
+def test_fill_speech_slots_keeps_an_earlier_mask_and_refuses_too_many():
+    keep = torch.tensor([True, False])
+    _, keeps = fill_speech_slots([torch.ones(2, 3)], [keep], [3])
+    assert keeps[0].tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="row 0: the connector made 3 speech embeddings for 2 slots"):
+        fill_speech_slots([torch.ones(3, 3)], None, [2])
+
+
+def test_speech_slots_counts_per_row():
+    segments = torch.tensor([[1, SEGMENT_SPEECH, SEGMENT_SPEECH, 3], [SEGMENT_PAD, 1, SEGMENT_SPEECH, 3]])
+    assert speech_slots(segments) == [2, 1]

@@ -61,6 +61,14 @@ def tiny_whisper_config() -> WhisperConfig:
     )
 
 
+def tiny_decoding_whisper_config() -> WhisperConfig:
+    """`tiny_whisper_config` with room to decode: text tokens 0..39, end 40, start 41."""
+    config = tiny_whisper_config()
+    config.eos_token_id, config.decoder_start_token_id, config.max_target_positions = 40, 41, 96
+    config.begin_suppress_tokens, config.suppress_tokens = [40], []
+    return config
+
+
 def tiny_llama_config(vocab_size: int) -> LlamaConfig:
     return LlamaConfig(
         vocab_size=vocab_size,
@@ -84,6 +92,8 @@ def tiny_lsm(chat_template: bool = True, **overrides):
     tokenizer = tiny_tokenizer(chat_template)
     kwargs = dict(qformer_hidden_size=32, qformer_heads=4, qformer_ffn_size=64, mlp_hidden_size=64, lora_r=4)
     kwargs.update(overrides)
+    decoding = kwargs.get("speech_states") == "decoder"
+    whisper = tiny_decoding_whisper_config() if decoding else tiny_whisper_config()
     return SpeechLM.from_configs(
-        tiny_whisper_config(), tiny_llama_config(len(tokenizer)), tokenizer, WhisperFeatureExtractor(), **kwargs
+        whisper, tiny_llama_config(len(tokenizer)), tokenizer, WhisperFeatureExtractor(), **kwargs
     )

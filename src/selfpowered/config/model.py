@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.config.base import StrictModel
@@ -24,8 +24,26 @@ class ModelConfig(StrictModel):
     qformer_heads: int = Field(12, ge=1)
     qformer_ffn_size: int = Field(3072, ge=8)
     stack_factor: int = Field(4, ge=1, description="frames stacked per token (stack_mlp)")
+    tokens_per_stack: int = Field(
+        1,
+        ge=1,
+        description="speech tokens each stack becomes (stack_mlp); 2 lets CTC spell more LLM tokens than there "
+        "are states, as `speech_states: decoder` needs",
+    )
     mlp_hidden_size: int = Field(1024, ge=8)
     connector_dropout: float = Field(0.1, ge=0, lt=1)
+    speech_states: Literal["encoder", "decoder"] = Field(
+        "encoder",
+        description="what the frozen Whisper hands the connector: its encoder frames (the paper), or decoder: the "
+        "states of its own greedy decoder, one per text token it writes (model/whisper_decoder.py); needs stack_mlp",
+    )
+    decoded_tokens_per_second: float = Field(
+        8.0,
+        gt=0,
+        le=14,  # 30 s x 14 + 2 stays inside Whisper's 448 decoder positions
+        description="speech_states: decoder: the most text tokens per second of audio the decoder may write; the "
+        "prompt reserves slots for them and masks the unused ones",
+    )
     speech_tokens: Literal["connector", "ctc_posterior"] = Field(
         "connector",
         description="what the LLM reads: the connector's outputs (the paper), or ctc_posterior: the CTC head's "
@@ -39,6 +57,20 @@ class ModelConfig(StrictModel):
     train_encoder: bool = False
     prompt_format: Literal["chat_template", "vicuna_v1.1"] = "chat_template"
     system_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _decoder_states_fit(self) -> ModelConfig:
+        if self.speech_states == "decoder":
+            if self.connector != "stack_mlp":
+                raise ValueError(
+                    "speech_states: decoder gives one state per decoded token, not frames: it needs connector: "
+                    f"stack_mlp (got {self.connector})"
+                )
+            if self.train_encoder:
+                raise ValueError(
+                    "speech_states: decoder decodes greedily, without gradients: train_encoder must be false"
+                )
+        return self
 
     @classmethod
     def architecture_fields(cls) -> tuple[str, ...]:

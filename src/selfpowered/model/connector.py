@@ -9,7 +9,9 @@ so a batch gives the same embeddings as its utterances one by one.
   layer. Unlike the official code (which sizes windows from the batch's longest length, giving
   ~83-100 tokens whatever the duration) the token count is proportional to the real duration.
 - `StackMLP` (Ultravox style): stack k consecutive frames, LayerNorm, 2-layer MLP. Cheap, and the
-  connector our CPU `align` stage starts from.
+  connector our CPU `align` stage starts from. Each stack may become several tokens
+  (`tokens_per_stack`): with `speech_states: decoder` every state is one Whisper token, and CTC
+  needs room to spell the LLM's own tokens, of which there can be more.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from torch import nn
 
 from selfpowered.model.configuration import LSMConfig
 
+DECODED_TOKENS_PER_SECOND = 4.0  # a typical English speaking rate in Whisper tokens (an estimate)
+
 
 def speech_token_lengths(config: LSMConfig, encoder_frames):
     """Speech tokens the connector makes from `encoder_frames` real frames (an int or a tensor of
@@ -26,13 +30,16 @@ def speech_token_lengths(config: LSMConfig, encoder_frames):
     The one definition of the count: the connectors, the processor's prompt layout and batch
     sizing all use it."""
     if config.connector == "stack_mlp":
-        return (encoder_frames + config.stack_factor - 1) // config.stack_factor
+        return (encoder_frames + config.stack_factor - 1) // config.stack_factor * config.tokens_per_stack
     window = config.window_frames
     return (encoder_frames + window - 1) // window * config.queries_per_window
 
 
 def speech_tokens_per_second(config: LSMConfig) -> float:
-    """Speech tokens per second of audio on average (for estimating batch sizes before encoding)."""
+    """Speech tokens per second of audio on average (for estimating batch sizes before encoding).
+    With decoder states, English speech gives ~4 Whisper tokens a second (LibriVox: 3.6)."""
+    if config.speech_states == "decoder":
+        return DECODED_TOKENS_PER_SECOND / config.stack_factor * config.tokens_per_stack
     frames_per_token = (
         config.stack_factor if config.connector == "stack_mlp" else config.window_frames / config.queries_per_window
     )
@@ -113,13 +120,14 @@ class StackMLP(nn.Module):
         super().__init__()
         self.config = config
         self.stack = config.stack_factor
+        self.expand = config.tokens_per_stack
         stacked = config.encoder_hidden_size * self.stack
         self.norm = nn.LayerNorm(stacked)
         self.mlp = nn.Sequential(
             nn.Linear(stacked, config.mlp_hidden_size),
             nn.GELU(),
             nn.Dropout(config.connector_dropout),
-            nn.Linear(config.mlp_hidden_size, config.llm_hidden_size),
+            nn.Linear(config.mlp_hidden_size, config.llm_hidden_size * self.expand),
         )
 
     def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
@@ -132,7 +140,8 @@ class StackMLP(nn.Module):
         states = states * _lengths_mask(lengths, frames).unsqueeze(-1).to(states.dtype)
         states = nn.functional.pad(states, (0, 0, 0, steps * self.stack - frames))
         stacked = states.reshape(batch, steps, self.stack * dim)
-        return self.mlp(self.norm(stacked)), self.output_lengths(lengths)
+        tokens = self.mlp(self.norm(stacked)).reshape(batch, steps * self.expand, -1)  # a stack's tokens in order
+        return tokens, self.output_lengths(lengths)
 
 
 def build_connector(config: LSMConfig) -> nn.Module:

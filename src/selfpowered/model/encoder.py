@@ -21,6 +21,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from selfpowered.audio import AudioInput, LogMelExtractor, as_samples
 from selfpowered.errors import ModelNotFoundError
+from selfpowered.model.whisper_decoder import DECODER_PREFIX, WhisperStateDecoder, decoded_token_bound
 
 ENCODER_PREFIX = "model.encoder."
 
@@ -57,22 +58,40 @@ def encoder_output_length(mel_frames: int) -> int:
     return (mel_frames + 1) // 2
 
 
-def encoder_frames(mel_frames: torch.Tensor, mel_chunks: torch.Tensor) -> list[int]:
-    """Encoder frames per utterance: its chunks' outputs are concatenated, so their lengths add."""
-    counts = [encoder_output_length(int(frames)) for frames in mel_frames.tolist()]
+def _sum_per_utterance(per_chunk: list[int], mel_chunks: torch.Tensor) -> list[int]:
     out, position = [], 0
     for chunks in mel_chunks.tolist():
-        out.append(sum(counts[position : position + chunks]))
+        out.append(sum(per_chunk[position : position + chunks]))
         position += chunks
     return out
 
 
-class SpeechEncoder(nn.Module):
-    """Wraps a `WhisperEncoder`; `forward` takes mel chunks per utterance, returns padded states."""
+def encoder_frames(mel_frames: torch.Tensor, mel_chunks: torch.Tensor) -> list[int]:
+    """Encoder frames per utterance: its chunks' outputs are concatenated, so their lengths add."""
+    return _sum_per_utterance([encoder_output_length(int(f)) for f in mel_frames.tolist()], mel_chunks)
 
-    def __init__(self, whisper_encoder: WhisperEncoder) -> None:
+
+def speech_state_bounds(
+    mel_frames: torch.Tensor, mel_chunks: torch.Tensor, decoded_tokens_per_second: float | None = None
+) -> list[int]:
+    """States the speech encoder hands the connector per utterance, known from the audio's length
+    alone: its encoder frames, or, when it decodes (`decoded_tokens_per_second` given), the most
+    text tokens its decoder may write, chunk by chunk (`decoded_token_bound`)."""
+    if decoded_tokens_per_second is None:
+        return encoder_frames(mel_frames, mel_chunks)
+    frames = [encoder_output_length(int(f)) for f in mel_frames.tolist()]
+    return _sum_per_utterance([decoded_token_bound(f, decoded_tokens_per_second) for f in frames], mel_chunks)
+
+
+class SpeechEncoder(nn.Module):
+    """Wraps a `WhisperEncoder`; `forward` takes mel chunks per utterance, returns padded states.
+    With a `WhisperStateDecoder` (`speech_states: decoder`) the states are those of Whisper's own
+    greedy decoder, one per text token it writes, each 30 s chunk decoded on its own."""
+
+    def __init__(self, whisper_encoder: WhisperEncoder, decoder: WhisperStateDecoder | None = None) -> None:
         super().__init__()
         self.whisper = whisper_encoder
+        self.decoder = decoder
 
     @property
     def config(self) -> WhisperConfig:
@@ -87,12 +106,13 @@ class SpeechEncoder(nn.Module):
         return int(self.config.max_source_positions) * 2
 
     @classmethod
-    def from_config(cls, config: WhisperConfig) -> SpeechEncoder:
-        return cls(WhisperEncoder(config))
+    def from_config(cls, config: WhisperConfig, decoder: bool = False) -> SpeechEncoder:
+        return cls(WhisperEncoder(config), WhisperStateDecoder.from_config(config) if decoder else None)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> SpeechEncoder:
-        """Load only the encoder weights (`model.encoder.*`) of a Whisper folder; skip the decoder."""
+    def from_pretrained(cls, path: str | Path, decoder: bool = False) -> SpeechEncoder:
+        """Load the encoder weights (`model.encoder.*`) of a Whisper folder, and with `decoder` its
+        decoder's too (`model.decoder.*`); otherwise the decoder is skipped."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -104,21 +124,33 @@ class SpeechEncoder(nn.Module):
             files = ["model.safetensors"]
         else:
             raise ModelNotFoundError(f"{path}: no model.safetensors; expected a Hugging Face Whisper folder")
-        state = {}
+        state: dict[str, dict[str, torch.Tensor]] = {ENCODER_PREFIX: {}, DECODER_PREFIX: {}}
+        wanted = (ENCODER_PREFIX, DECODER_PREFIX) if decoder else (ENCODER_PREFIX,)
         for name in files:
             with safe_open(str(path / name), framework="pt") as handle:
                 for key in handle.keys():
-                    if key.startswith(ENCODER_PREFIX):
-                        state[key[len(ENCODER_PREFIX) :]] = handle.get_tensor(key)
-        if not state:
-            raise ModelNotFoundError(f"{path}: no `{ENCODER_PREFIX}*` weights found; is it a Whisper model?")
+                    for prefix in wanted:
+                        if key.startswith(prefix):
+                            state[prefix][key[len(prefix) :]] = handle.get_tensor(key)
+        for prefix in wanted:
+            if not state[prefix]:
+                raise ModelNotFoundError(f"{path}: no `{prefix}*` weights found; is it a Whisper model?")
         encoder = WhisperEncoder(config)
-        encoder.load_state_dict(state, strict=True)
-        return cls(encoder)
+        encoder.load_state_dict(state[ENCODER_PREFIX], strict=True)
+        if not decoder:
+            return cls(encoder)
+        states = WhisperStateDecoder.from_config(config, path)
+        # the output projection is tied to the token embeddings, which the decoder's state holds
+        states.whisper.load_state_dict(state[DECODER_PREFIX], strict=True)
+        return cls(encoder, states)
 
     def state_dict_for_save(self) -> dict[str, torch.Tensor]:
-        """Encoder weights under Whisper's own names, so a saved folder loads like a Whisper one."""
-        return {ENCODER_PREFIX + key: value for key, value in self.whisper.state_dict().items()}
+        """Encoder (and decoder) weights under Whisper's own names, so a saved folder loads like a
+        Whisper one."""
+        state = {ENCODER_PREFIX + key: value for key, value in self.whisper.state_dict().items()}
+        if self.decoder is not None:
+            state.update({DECODER_PREFIX + key: value for key, value in self.decoder.whisper.state_dict().items()})
+        return state
 
     def forward(
         self, mel: torch.Tensor, mel_frames: torch.Tensor, mel_chunks: torch.Tensor
@@ -130,7 +162,10 @@ class SpeechEncoder(nn.Module):
         zero, and a row with no chunks (text only) has length 0."""
         if mel.shape[0] == 0:
             raise ValueError("no audio to encode")
-        encoded = self._encode_chunks(mel, mel_frames.tolist())
+        if self.decoder is not None:
+            encoded = self._decode_chunks(mel, mel_frames.tolist())
+        else:
+            encoded = self._encode_chunks(mel, mel_frames.tolist())
         outputs, position = [], 0
         for chunks in mel_chunks.tolist():
             part = encoded[position : position + chunks]
@@ -139,6 +174,26 @@ class SpeechEncoder(nn.Module):
         lengths = torch.tensor([out.shape[0] for out in outputs], device=outputs[0].device)  # host ints
         states = nn.utils.rnn.pad_sequence(outputs, batch_first=True)
         return states, lengths
+
+    def _decode_chunks(self, mel: torch.Tensor, frame_counts: list[int]) -> list[torch.Tensor]:
+        """Each chunk -> the states of Whisper's greedy decoder over it, Whisper run as it was
+        trained: the chunk padded to its 30 s window with the log-mel floor (what Whisper's feature
+        extractor makes of the silence it pads with: the chunk's maximum - 2 after its scaling)
+        and encoded whole. Without that silence the decoder rarely ends: over the real frames
+        alone it matched transformers' `generate` on 3 of the 10 real recordings (looping
+        instead of stopping), padded on 9 (tests/test_whisper_decoder.py). Decoding stops at the
+        bound of the chunk's real length, as the processor reserved."""
+        window = self.max_mel_frames
+        real = torch.arange(window)[None, None, :] < torch.tensor(frame_counts)[:, None, None]
+        mel = nn.functional.pad(mel[..., :window], (0, window - min(window, mel.shape[-1])))
+        floor = mel.masked_fill(~real, float("-inf")).amax(dim=(1, 2)) - 2.0
+        mel = torch.where(real, mel, floor[:, None, None])
+        encoded = self._encode_chunks(mel, [window] * len(frame_counts))
+        states = torch.stack(encoded)
+        lengths = torch.full((len(encoded),), states.shape[1], dtype=torch.long)
+        limits = [decoded_token_bound(encoder_output_length(n), self.decoder.tokens_per_second) for n in frame_counts]
+        decoded, counts, _ = self.decoder(states, lengths, limits)
+        return [decoded[i, :count] for i, count in enumerate(counts.tolist())]
 
     def _encode_chunks(self, mel: torch.Tensor, frame_counts: list[int]) -> list[torch.Tensor]:
         whisper = self.whisper

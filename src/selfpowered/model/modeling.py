@@ -34,7 +34,7 @@ from selfpowered.model.connector import build_connector
 from selfpowered.model.ctc import CTCHead, ctc_vocabulary
 from selfpowered.model.encoder import SpeechEncoder, featurize
 from selfpowered.model.processor import SpeechProcessor
-from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout
+from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout, fill_speech_slots, speech_slots
 
 
 class SpeechLM(PreTrainedModel):
@@ -57,7 +57,12 @@ class SpeechLM(PreTrainedModel):
         super().__init__(config)
         if tokenizer is None or feature_extractor is None:
             raise ValueError("SpeechLM needs a tokenizer and a feature extractor; use build() or from_pretrained()")
-        self.encoder = encoder or SpeechEncoder.from_config(WhisperConfig(**config.encoder_config))
+        decoding = config.speech_states == "decoder"
+        self.encoder = encoder or SpeechEncoder.from_config(WhisperConfig(**config.encoder_config), decoder=decoding)
+        if decoding:  # Whisper's own decoder makes the speech states (model/whisper_decoder.py)
+            if self.encoder.decoder is None:
+                raise ValueError("speech_states: decoder, but the speech encoder was loaded without its decoder")
+            self.encoder.decoder.tokens_per_second = config.decoded_tokens_per_second
         self.connector = build_connector(config)
         self.llm = llm or AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.llm_config))
         # ctc_posterior: the LLM reads the CTC head's posterior over its own embeddings (model/ctc.py);
@@ -115,7 +120,8 @@ class SpeechLM(PreTrainedModel):
 
         encoder_path = resolve_model(encoder, kind="encoder")
         llm_path = resolve_model(llm, kind="llm")
-        speech_encoder = SpeechEncoder.from_pretrained(encoder_path)
+        decoding = architecture.get("speech_states") == "decoder"
+        speech_encoder = SpeechEncoder.from_pretrained(encoder_path, decoder=decoding)
         language_model = AutoModelForCausalLM.from_pretrained(str(llm_path), dtype=dtype or torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(llm_path))
         feature_extractor = LogMelExtractor.from_pretrained(encoder_path).feature_extractor
@@ -176,18 +182,24 @@ class SpeechLM(PreTrainedModel):
     def embed_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """A processor batch -> the LLM's `inputs_embeds`: token embeddings, speech in its slots.
 
-        With `speech_tokens: ctc_posterior` the slots hold the CTC posterior's mixture of token
-        embeddings, and the slots greedy CTC drops are masked out: `inputs["attention_mask"]` and
-        `inputs["position_ids"]` are replaced in the dict, so every caller (forward, generate, the
-        serving engine) runs the collapsed sequence with contiguous positions."""
+        Some slots may be masked out: with `speech_tokens: ctc_posterior` the slots hold the CTC
+        posterior's mixture of token embeddings and those greedy CTC drops are masked; with
+        `speech_states: decoder` the slots past what Whisper decoded are. Then
+        `inputs["attention_mask"]` and `inputs["position_ids"]` are replaced in the dict, so every
+        caller (forward, generate, the serving engine) runs the collapsed sequence with contiguous
+        positions."""
         device = self.llm_device
         speech = self.speech_embeddings(inputs)
+        keeps: list[torch.Tensor] | None = None
         if self.ctc_head is not None and speech:
             mixed = [self.ctc_head.posterior_tokens(s) for s in speech]
-            speech = [embeds for embeds, _ in mixed]
+            speech, keeps = [embeds for embeds, _ in mixed], [keep for _, keep in mixed]
+        if self.config.speech_states == "decoder" and speech:
+            speech, keeps = fill_speech_slots(speech, keeps, speech_slots(inputs["segments"]))
+        if keeps is not None:
             slots = inputs["segments"] == SEGMENT_SPEECH
             mask = inputs["attention_mask"].clone()
-            mask[slots] = torch.cat([keep for _, keep in mixed]).to(mask.device, mask.dtype)
+            mask[slots] = torch.cat(keeps).to(mask.device, mask.dtype)
             inputs["attention_mask"] = mask
             inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         return embed_layout(

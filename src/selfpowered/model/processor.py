@@ -3,7 +3,8 @@
 Everything that needs no model weights happens here, on the host: decoding and log-mel features
 (or padding cached encoder states), the chat prompt, and the layout of the padded batch with one
 slot per speech token, whose count follows from the real duration alone
-(`connector.speech_token_lengths`). The model step then gets finished tensors, so training can
+(`connector.speech_token_lengths`; with `speech_states: decoder` from the most tokens Whisper's
+decoder may write, the unused slots masked out by the model). The model step then gets finished tensors, so training can
 prepare batches in data-loader workers, the Trainer can count tokens, and a server can batch
 requests through the same path as training and evaluation (Ultravox's processor pattern).
 """
@@ -17,7 +18,7 @@ import torch
 from selfpowered.audio import AudioInput, LogMelExtractor
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import speech_token_lengths
-from selfpowered.model.encoder import encoder_frames, featurize
+from selfpowered.model.encoder import featurize, speech_state_bounds
 from selfpowered.model.prompting import Conversation, PromptBuilder, plan_layout
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
@@ -67,7 +68,9 @@ class SpeechProcessor:
         frames = [0] * rows
         if audio is not None:
             inputs.update(featurize(self.mel, audio))
-            frames = encoder_frames(inputs["mel_frames"], inputs["mel_chunks"])
+            decoding = self.config.speech_states == "decoder"
+            rate = self.config.decoded_tokens_per_second if decoding else None
+            frames = speech_state_bounds(inputs["mel_frames"], inputs["mel_chunks"], rate)
         elif encoder_states is not None:
             hidden = next((s.shape[-1] for s in encoder_states if s is not None), 1)
             present = [s if s is not None else torch.zeros(0, hidden) for s in encoder_states]

@@ -250,6 +250,32 @@ def embed_layout(
     return inputs
 
 
+def speech_slots(segments: torch.Tensor) -> list[int]:
+    """Speech slots per row of a layout."""
+    return (segments == SEGMENT_SPEECH).sum(dim=1).tolist()
+
+
+def fill_speech_slots(
+    speech: Sequence[torch.Tensor], keeps: Sequence[torch.Tensor] | None, slots: Sequence[int]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Speech embeddings that may be fewer than their row's slots -> exactly `slots[i]` each, the
+    rest zeros, with a keep mask per row that is False on the filler (and, where `keeps` is
+    given, also wherever it already was). For connectors whose token count is known only after
+    they ran (`speech_states: decoder`): the layout reserves the most they may make. More
+    embeddings than slots is an error, never a silent cut."""
+    if len(speech) != len(slots):
+        raise ValueError(f"{len(speech)} speech inputs for {len(slots)} rows")
+    filled, masks = [], []
+    for row, (embeds, room) in enumerate(zip(speech, slots)):
+        have = int(embeds.shape[0])
+        if have > room:
+            raise ValueError(f"row {row}: the connector made {have} speech embeddings for {room} slots")
+        keep = keeps[row] if keeps is not None else torch.ones(have, dtype=torch.bool, device=embeds.device)
+        filled.append(torch.cat([embeds, embeds.new_zeros(room - have, embeds.shape[-1])]))
+        masks.append(torch.cat([keep.bool(), keep.new_zeros(room - have, dtype=torch.bool)]))
+    return filled, masks
+
+
 def splice(
     pieces: Sequence[PromptPieces],
     speech: Sequence[torch.Tensor | None],

@@ -35,9 +35,12 @@ CACHE_VERSION = 1
 
 
 def encoder_fingerprint(encoder: SpeechEncoder, mel: LogMelExtractor) -> str:
-    """sha256 of the encoder's config, the feature extractor's settings and every weight."""
+    """sha256 of the encoder's config, the feature extractor's settings and every weight (with
+    `speech_states: decoder` the decoder's weights and decoding settings too: its states are cached)."""
     digest = hashlib.sha256()
     digest.update(json.dumps(encoder.config.to_dict(), sort_keys=True, default=str).encode())
+    if encoder.decoder is not None:
+        digest.update(json.dumps(encoder.decoder.settings(), sort_keys=True).encode())
     digest.update(json.dumps(mel.feature_extractor.to_dict(), sort_keys=True, default=str).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
