@@ -20,6 +20,12 @@
 #   NAME=PVfb NGRAMS="3 5" bash bench/ood_recipe.sh loop-guard  # ASR with the no-repeat n-gram loop guard
 #   bash bench/ood_recipe.sh tune-frozen-connector  # PVf (ARM=PS: PSf): the connector frozen as P0 left it
 #   bash bench/ood_recipe.sh tune-more-frozen-connector  # PVfb (ARM=PS: PSfb): 400 more steps of it
+# Whisper-decoder speech states (model.speech_states: decoder, model/whisper_decoder.py): Whisper's own
+# greedy decoder hands the connector one state per decoded token; the rest is P0/PVf/PSf's recipe.
+#   ROWS=1500 bash bench/ood_recipe.sh decoder-data   # ASR pairs (+ self-powered samples) of the first ROWS rows per corpus
+#   bash bench/ood_recipe.sh align-decoder   # D0: CTC-posterior connector on decoder states; CTC WER on dev/ood/real
+#   ARMS="DV DS" bash bench/ood_recipe.sh tune-decoder   # DV (vanilla) / DS (self-powered) from D0, connector frozen
+#   NAMES="DV DS" TAG=D SUITES=asr,instruct EVAL_SET="--set ..." bash bench/ood_recipe.sh eval-many
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
@@ -38,6 +44,22 @@ align_variant() {  # NAME STEPS TRAIN-LIST [extra --set ...]
     --set "dev=[$OUT/diverse/dev.jsonl,$OUT/corpus/dev.jsonl]" "$@" | tee "$RES/$name.log"
   cp "$OUT/exp/$name/align_summary.json" "$RES/$name.summary.json"
   $PY bench/ctc_wer.py "$OUT/exp/$name" $DEV $TEST --cache $CACHE --out "$RES/$name.ctc_wer.json" --all
+}
+
+DCACHE=$OUT/features/whisper-tiny.en-decoder  # decoder states: another fingerprint, another cache
+DECODER_MODEL=(--set model.speech_states=decoder --set model.stack_factor=1 --set model.tokens_per_stack=2
+  --set model.speech_tokens=ctc_posterior)
+
+decoder_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: posterior_arm's recipe over the first ROWS rows
+  local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data rows=${ROWS:-1500}
+  shift 5
+  local asr="$OUT/aug/train.vanilla-$rows.jsonl,$OUT/aug/train-diverse.vanilla-$rows.jsonl"
+  if [ "$arm" = DV ]; then config=configs/demo-vanilla.yaml; data="[$asr]"
+  else config=configs/demo.yaml; data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr]"; fi
+  $SP train $config --set output=$OUT/exp/$name --set init_from=$init --set optim.max_steps=$steps \
+    --set seed=$seed --set "data.train=$data" --set data.feature_cache=$DCACHE --set optim.lr_connector=0 "$@" \
+    | tee "$RES/$name.log"
+  cp "$OUT/exp/$name/train_summary.json" "$RES/$name.train_summary.json"
 }
 
 posterior_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: the vanilla (PV) or self-powered (PS) recipe on P0's tokens
@@ -176,6 +198,30 @@ case "${1:-all}" in
       cp "$OUT/exp/curve-posterior/$name/report.json" "$RES/curve-posterior-$name.eval.json"
     done
     ;;
+  decoder-data)  # the first ROWS rows of each training corpus: ASR pairs, and self-powered samples unless SP=0
+    ROWS=${ROWS:-1500}
+    for corpus in corpus diverse; do
+      name=$([ $corpus = corpus ] && echo train || echo train-diverse)
+      $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.vanilla-$ROWS.jsonl --recipe vanilla --set limit=$ROWS
+      [ "${SP_SAMPLES:-1}" = 0 ] || \
+        $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.sp-$ROWS.jsonl --tasks ${TASKS:-demo} --set limit=$ROWS
+    done
+    ;;
+  align-decoder)  # D0: P0's recipe (CTC-posterior tokens, 1,400 steps) on decoder states of the first ROWS rows per corpus
+    ROWS=${ROWS:-1500}
+    name=D0-decoder-posterior-$ROWS-${STEPS:-1400}
+    $SP align configs/align-demo.yaml --set output=$OUT/exp/$name --set steps=${STEPS:-1400} \
+      --set "train=[$OUT/aug/train.vanilla-$ROWS.jsonl,$OUT/aug/train-diverse.vanilla-$ROWS.jsonl]" \
+      --set "dev=[$OUT/diverse/dev.jsonl,$OUT/corpus/dev.jsonl]" --set feature_cache=$DCACHE "${DECODER_MODEL[@]}" \
+      | tee "$RES/$name.log"
+    cp "$OUT/exp/$name/align_summary.json" "$RES/$name.summary.json"
+    $PY bench/ctc_wer.py "$OUT/exp/$name" $DEV $TEST --cache $DCACHE --out "$RES/$name.ctc_wer.json" --all
+    ;;
+  tune-decoder)  # DV (vanilla) and DS (self-powered) from D0, connector frozen, STEPS (200) each
+    for arm in ${ARMS:-DV DS}; do
+      decoder_arm $arm $(ls -d $OUT/exp/D0-decoder-posterior-* | head -1)/final ${STEPS:-200} 0 $arm
+    done
+    ;;
   eval-many)  # several candidates in one eval run (NAMES="P0 PV PS"; each NAME is a folder under exp/
     # holding final/ or is itself a checkpoint), with the text baseline's answers computed once
     E=$OUT/exp/eval-${TAG:-posterior}
@@ -191,5 +237,5 @@ case "${1:-all}" in
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
     cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
     ;;
-  *) echo "usage: $0 data|align|align-masked|align-baseline|align-posterior|align-posterior-more|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|loop-guard|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
+  *) echo "usage: $0 data|decoder-data|align-decoder|tune-decoder|align|align-masked|align-baseline|align-posterior|align-posterior-more|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|loop-guard|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
 esac
