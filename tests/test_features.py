@@ -92,3 +92,35 @@ def test_features_cli_on_the_embedded_encoder(clips, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
     bad = CliRunner().invoke(app, ["features", str(tmp_path / "bad.jsonl"), "--cache", str(tmp_path / "c2")])
     assert bad.exit_code == 2 and "bad.jsonl:1: no string field audio" in bad.output
+
+
+@pytest.mark.assets
+def test_features_cli_caches_decoder_states_one_per_decoded_token(librivox, tmp_path):
+    """`--set speech_states=decoder`: the cache holds Whisper's decoder states, which its tied
+    output layer reads back as the transcription, under a fingerprint of its own."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from selfpowered.assets import resolve_model
+    from selfpowered.cli import app
+    from selfpowered.model.encoder import SpeechEncoder
+
+    (audio, text), *_ = librivox
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "audio": str(audio), "text": text}) + "\n")
+    args = ["features", str(manifest), "--cache", str(tmp_path / "decoder"), "--set", "speech_states=decoder"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    encoder = SpeechEncoder.from_pretrained(resolve_model("whisper-tiny.en", kind="encoder"), decoder=True)
+    from selfpowered.audio import LogMelExtractor
+
+    mel = LogMelExtractor.from_pretrained(resolve_model("whisper-tiny.en", kind="encoder"))
+    states = open_cache(tmp_path / "decoder", encoder, mel).get(audio_key(audio)).float()
+    tokens = (states @ encoder.decoder.whisper.embed_tokens.weight.T).argmax(dim=-1).tolist()
+    from transformers import AutoTokenizer
+
+    words = AutoTokenizer.from_pretrained(str(resolve_model("whisper-tiny.en", kind="encoder"))).decode(tokens)
+    assert "john dashwood had then leisure" in words.lower()
+    with pytest.raises(SelfPoweredError, match="fingerprint"):  # an encoder-frames cache is another cache
+        open_cache(tmp_path / "decoder", SpeechEncoder.from_pretrained(resolve_model("whisper-tiny.en")), mel)

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.config.base import StrictModel
+from selfpowered.config.model import DecodedTokensPerSecond, SpeechStates
 from selfpowered.text.echo import ECHO_MAX_WER
 
 
@@ -156,5 +157,7 @@ class FeaturesConfig(StrictModel):
     inputs: list[str] = Field(..., min_length=1, description="manifests or sample files")
     cache: str = Field(..., description="feature cache folder")
     encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
+    speech_states: SpeechStates = "encoder"
+    decoded_tokens_per_second: DecodedTokensPerSecond = 8.0
     batch_size: int = Field(8, ge=1)
     device: str = "cpu"

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.config.base import StrictModel
+
+
+# Defined once, used by the model's config and by `selfpowered features` (which caches the states).
+SpeechStates = Annotated[
+    Literal["encoder", "decoder"],
+    Field(
+        description="what the frozen Whisper hands the connector: its encoder frames (the paper), or decoder: the "
+        "states of its own greedy decoder, one per text token it writes (model/whisper_decoder.py); needs stack_mlp"
+    ),
+]
+DecodedTokensPerSecond = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=14,  # 30 s x 14 + 2 stays inside Whisper's 448 decoder positions
+        description="speech_states: decoder: the most text tokens per second of audio the decoder may write; the "
+        "prompt reserves slots for them and masks the unused ones",
+    ),
+]
 
 
 class ModelConfig(StrictModel):
@@ -32,18 +51,8 @@ class ModelConfig(StrictModel):
     )
     mlp_hidden_size: int = Field(1024, ge=8)
     connector_dropout: float = Field(0.1, ge=0, lt=1)
-    speech_states: Literal["encoder", "decoder"] = Field(
-        "encoder",
-        description="what the frozen Whisper hands the connector: its encoder frames (the paper), or decoder: the "
-        "states of its own greedy decoder, one per text token it writes (model/whisper_decoder.py); needs stack_mlp",
-    )
-    decoded_tokens_per_second: float = Field(
-        8.0,
-        gt=0,
-        le=14,  # 30 s x 14 + 2 stays inside Whisper's 448 decoder positions
-        description="speech_states: decoder: the most text tokens per second of audio the decoder may write; the "
-        "prompt reserves slots for them and masks the unused ones",
-    )
+    speech_states: SpeechStates = "encoder"
+    decoded_tokens_per_second: DecodedTokensPerSecond = 8.0
     speech_tokens: Literal["connector", "ctc_posterior"] = Field(
         "connector",
         description="what the LLM reads: the connector's outputs (the paper), or ctc_posterior: the CTC head's "
