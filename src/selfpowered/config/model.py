@@ -9,7 +9,6 @@ from pydantic import Field, model_validator
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.config.base import StrictModel
 
-
 # Defined once, used by the model's config and by `selfpowered features` (which caches the states).
 SpeechStates = Annotated[
     Literal["encoder", "decoder"],
