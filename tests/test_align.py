@@ -150,3 +150,20 @@ def test_masking_zeroes_spans_of_frames_and_channels_and_is_seeded():
     assert masked_channels <= 4
     short = (first[1].sum(dim=1) == 0).nonzero().flatten()
     assert short.numel() == 0 or short.max() < 40 + 4  # spans start inside the utterance's 40 frames
+
+
+def test_align_scores_dev_files_whose_audio_it_caches_itself(tmp_path):
+    """Dev audio not in the training files and not cached beforehand: align encodes it with the
+    rest and scores each dev file (once failed at the end: a cache handle opened before the dev
+    files were encoded did not know them)."""
+    tiny_lsm(connector="stack_mlp", connector_dropout=0.0).save_pretrained(tmp_path / "init")
+    dev = []
+    for name, text in (("d0", "the lazy dog"), ("d1", "the quick brown fox")):
+        sf.write(tmp_path / f"{name}.wav", tone(1.2, 500), 16_000)
+        (tmp_path / f"{name}.jsonl").write_text(
+            json.dumps({"id": name, "audio": f"{name}.wav", "text": text, "duration": 1.2}) + "\n"
+        )
+        dev.append(str(tmp_path / f"{name}.jsonl"))
+    config = _tiny_align_setup(tmp_path, output=str(tmp_path / "align"), steps=3, dev=dev)
+    summary = align(config)
+    assert set(summary["dev_ctc_wer_per_file"]) == set(dev) and 0 <= summary["dev_ctc_wer"]

@@ -109,13 +109,15 @@ def align(config, resume: bool = False) -> dict[str, Any]:
         model = SpeechLM.build(**config.model.model_dump())
     model.train()
 
-    def dataset_of(paths: list[str]) -> SpeechInstructionDataset:
-        samples = [s for path in paths for s in read_samples(path, config.max_duration)]
-        build_feature_cache(model.encoder, model.mel, [s.audio for s in samples], config.feature_cache)
-        return SpeechInstructionDataset(samples, open_cache(config.feature_cache, model.encoder, model.mel))
-
-    train_set = dataset_of(config.train)
-    dev_sets = {path: dataset_of([path]) for path in config.dev}
+    # every file's features first, then one cache handle for all sets: a handle opened before a
+    # later build would not know that build's entries
+    train_samples = [s for path in config.train for s in read_samples(path, config.max_duration)]
+    dev_samples = {path: read_samples(path, config.max_duration) for path in config.dev}
+    audio = [s.audio for s in train_samples] + [s.audio for samples in dev_samples.values() for s in samples]
+    build_feature_cache(model.encoder, model.mel, audio, config.feature_cache)
+    cache = open_cache(config.feature_cache, model.encoder, model.mel)
+    train_set = SpeechInstructionDataset(train_samples, cache)
+    dev_sets = {path: SpeechInstructionDataset(samples, cache) for path, samples in dev_samples.items()}
     # an LSM in ctc_posterior mode reads its speech through this head, so it trains its own one
     head = model.ctc_head or CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer))
     head.requires_grad_(True)
