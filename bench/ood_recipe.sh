@@ -24,7 +24,8 @@
 # greedy decoder hands the connector one state per decoded token; the rest is P0/PVf/PSf's recipe.
 #   ROWS=1500 bash bench/ood_recipe.sh decoder-data   # ASR pairs (+ self-powered samples) of the first ROWS rows per corpus
 #   bash bench/ood_recipe.sh align-decoder   # D0: CTC-posterior connector on decoder states; CTC WER on dev/ood/real
-#   ARMS="DV DS" bash bench/ood_recipe.sh tune-decoder   # DV (vanilla) / DS (self-powered) from D0, connector frozen
+#   STEPS=700 bash bench/ood_recipe.sh align-decoder    # the same at 700 steps; the choice: diverse/dev CTC WER
+#   INIT=... ARMS="DV DS" bash bench/ood_recipe.sh tune-decoder   # DV (vanilla) / DS (self-powered), connector frozen
 #   NAMES="DV DS" TAG=D SUITES=asr,instruct EVAL_SET="--set ..." bash bench/ood_recipe.sh eval-many
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -217,9 +218,10 @@ case "${1:-all}" in
     cp "$OUT/exp/$name/align_summary.json" "$RES/$name.summary.json"
     $PY bench/ctc_wer.py "$OUT/exp/$name" $DEV $TEST --cache $DCACHE --out "$RES/$name.ctc_wer.json" --all
     ;;
-  tune-decoder)  # DV (vanilla) and DS (self-powered) from D0, connector frozen, STEPS (200) each
+  tune-decoder)  # DV (vanilla) and DS (self-powered) from INIT (the D0 chosen on diverse/dev), connector frozen,
+    # STEPS (200) each
     for arm in ${ARMS:-DV DS}; do
-      decoder_arm $arm $(ls -d $OUT/exp/D0-decoder-posterior-* | head -1)/final ${STEPS:-200} 0 $arm
+      decoder_arm $arm ${INIT:?set INIT to the chosen D0 checkpoint} ${STEPS:-200} 0 $arm
     done
     ;;
   eval-many)  # several candidates in one eval run (NAMES="P0 PV PS"; each NAME is a folder under exp/
