@@ -37,7 +37,7 @@ def speech_token_lengths(config: LSMConfig, encoder_frames):
 
 def speech_tokens_per_second(config: LSMConfig) -> float:
     """Speech tokens per second of audio on average (for estimating batch sizes before encoding).
-    With decoder states, English speech gives ~4 Whisper tokens a second (LibriVox: 3.6)."""
+    With decoder states: an estimate of ~4 Whisper tokens a second of English speech."""
     if config.speech_states == "decoder":
         return DECODED_TOKENS_PER_SECOND / config.stack_factor * config.tokens_per_stack
     frames_per_token = (

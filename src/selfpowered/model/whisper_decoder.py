@@ -5,9 +5,10 @@ spells real human speech at WER ~0.4 where Whisper itself gets 0.07 (bench/RESUL
 Whisper's decoder already turns encoder frames into text for any voice it was trained on. So in
 this mode the frozen Whisper decodes greedily, and the connector receives the decoder's final
 hidden state *at each position that predicted a text token*: one state per decoded token, which
-its tied output layer reads as that token. DiVA (Held et al., 2024) also builds its connector
-from Whisper's decoder. The LLM still reads continuous states, not text, but they carry what
-Whisper heard, and they generalise as far as Whisper does.
+its tied output layer reads as that token. DiVA (Held et al., ACL 2025) initialises its
+connector from Whisper's decoder weights and runs it over learned queries; here the decoder runs
+as Whisper itself runs it, greedily. The LLM still reads continuous states, not text, but they
+carry what Whisper heard, as far as Whisper hears.
 
 We run the decoder's modules ourselves, as `encoder.py` does for the encoder, because
 transformers' `WhisperDecoder.forward` takes no encoder padding mask: in a batch, the padded
