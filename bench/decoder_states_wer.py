@@ -1,0 +1,74 @@
+"""WER of Whisper's own reading of cached decoder states (`speech_states: decoder`): the ceiling of
+what a connector over them can pass to the LLM, on any manifests, overall and per speaker.
+
+Each cached state is the decoder's hidden state that predicted one text token; Whisper's tied
+output layer (states x token embeddings) reads it back as that token. Encodes what is not cached.
+
+    .venv/bin/python bench/decoder_states_wer.py demo-output/ood/test.jsonl demo-output/real/real.jsonl \\
+        --cache demo-output/features/whisper-tiny.en-decoder --out bench/results/ood_recipe/decoder-states.wer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from selfpowered.assets import resolve_model
+from selfpowered.audio import LogMelExtractor
+from selfpowered.model.encoder import SpeechEncoder
+from selfpowered.text.metrics import word_error_rate
+from selfpowered.train.data import read_samples
+from selfpowered.train.features import audio_key, build_feature_cache, open_cache
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("manifests", nargs="+")
+    parser.add_argument("--cache", required=True, help="the decoder-state feature cache")
+    parser.add_argument("--encoder", default="whisper-tiny.en")
+    parser.add_argument("--tokens-per-second", type=float, default=8.0, help="as the LSM's decoded_tokens_per_second")
+    parser.add_argument("--out", default=None, help="write the numbers here as JSON")
+    args = parser.parse_args()
+    path = resolve_model(args.encoder, kind="encoder")
+    encoder = SpeechEncoder.from_pretrained(path, decoder=True).eval()
+    encoder.decoder.tokens_per_second = args.tokens_per_second
+    mel = LogMelExtractor.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    table = encoder.decoder.whisper.embed_tokens.weight.detach()
+    results = {}
+    for manifest in args.manifests:
+        samples = read_samples(manifest)
+        build_feature_cache(encoder, mel, [s.audio for s in samples], args.cache)
+        cache = open_cache(args.cache, encoder, mel)
+        hypotheses = [
+            tokenizer.decode((cache.get(audio_key(s.audio)).float() @ table.T).argmax(dim=-1).tolist()).strip()
+            for s in samples
+        ]
+        references = [s.response for s in samples]
+        rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
+        by_id = {row["id"]: row.get("speaker", "?") for row in rows}
+        speakers: dict[str, list[int]] = defaultdict(list)
+        for i, sample in enumerate(samples):
+            speakers[by_id.get(sample.id, "?")].append(i)
+        results[manifest] = {
+            "utterances": len(samples),
+            "wer": round(word_error_rate(references, hypotheses).wer, 4),
+            "per_speaker": {
+                s: round(word_error_rate([references[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
+                for s, idx in sorted(speakers.items())
+            },
+            "examples": [{"id": samples[i].id, "ref": references[i], "hyp": hypotheses[i]} for i in range(4)],
+        }
+        print(f"{manifest}: {len(samples)} utterances, WER of Whisper's own reading {results[manifest]['wer']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
