@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--encoder", default="whisper-tiny.en")
     parser.add_argument("--tokens-per-second", type=float, default=8.0, help="as the LSM's decoded_tokens_per_second")
     parser.add_argument("--out", default=None, help="write the numbers here as JSON")
+    parser.add_argument("--all", action="store_true", help="keep every hypothesis in --out, not four examples")
     args = parser.parse_args()
     path = resolve_model(args.encoder, kind="encoder")
     encoder = SpeechEncoder.from_pretrained(path, decoder=True).eval()
@@ -62,7 +63,10 @@ def main() -> None:
                 s: round(word_error_rate([references[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
                 for s, idx in sorted(speakers.items())
             },
-            "examples": [{"id": samples[i].id, "ref": references[i], "hyp": hypotheses[i]} for i in range(4)],
+            "examples": [
+                {"id": samples[i].id, "ref": references[i], "hyp": hypotheses[i]}
+                for i in range(len(samples) if args.all else min(4, len(samples)))
+            ],
         }
         print(f"{manifest}: {len(samples)} utterances, WER of Whisper's own reading {results[manifest]['wer']}")
     if args.out:
