@@ -26,7 +26,8 @@
 #   bash bench/ood_recipe.sh align-decoder   # D0: CTC-posterior connector on decoder states; CTC WER on dev/ood/real
 #   STEPS=700 bash bench/ood_recipe.sh align-decoder    # the same at 700 steps; the choice: diverse/dev CTC WER
 #   INIT=... ARMS="DV DS" bash bench/ood_recipe.sh tune-decoder   # DV (vanilla) / DS (self-powered), connector frozen
-#   NAMES="DV DS" TAG=D SUITES=asr,instruct EVAL_SET="--set ..." bash bench/ood_recipe.sh eval-many
+#   NAMES="DV DS" TAG=D SUITES=asr,instruct OOD_SETS="ood: demo-output/ood/test.jsonl, real: demo-output/real/real.jsonl" \
+#     bash bench/ood_recipe.sh eval-many   # in-domain, ood and real (no choice is made on these)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=.venv/bin/selfpowered
@@ -234,7 +235,7 @@ case "${1:-all}" in
     done
     $SP eval -c configs/eval-demo.yaml "${models[@]}" --suites ${SUITES:-asr,instruct,ifeval} \
       --data $OUT/corpus/test.jsonl --output $E --set "baselines=[${BASELINES:-text}]" \
-      --set "ood_sets={diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}" \
+      --set "ood_sets={${OOD_SETS:-diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}}" \
       ${EVAL_SET:-}
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
     cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
