@@ -4,9 +4,10 @@ Everything that needs no model weights happens here, on the host: decoding and l
 (or padding cached encoder states), the chat prompt, and the layout of the padded batch with one
 slot per speech token, whose count follows from the real duration alone
 (`connector.speech_token_lengths`; with `speech_states: decoder` from the most tokens Whisper's
-decoder may write, the unused slots masked out by the model). The model step then gets finished tensors, so training can
-prepare batches in data-loader workers, the Trainer can count tokens, and a server can batch
-requests through the same path as training and evaluation (Ultravox's processor pattern).
+decoder may write, the unused slots masked out by the model). The model step then gets finished
+tensors, so training can prepare batches in data-loader workers, the Trainer can count tokens,
+and a server can batch requests through the same path as training and evaluation (Ultravox's
+processor pattern).
 """
 
 from __future__ import annotations
