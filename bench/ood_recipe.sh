@@ -183,7 +183,7 @@ case "${1:-all}" in
       $SP eval -c configs/eval-demo.yaml -m "${NAME:-PVfb}=$OUT/exp/${NAME:-PVfb}/final" --suites asr \
         --data $OUT/corpus/test.jsonl --output $OUT/exp/loop-guard/${NAME:-PVfb}-$n --set "baselines=[]" \
         --set generation.no_repeat_ngram_size=$n \
-        --set "ood_sets={diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}"
+        --set "ood_sets={${OOD_SETS:-diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}}"
       cp "$OUT/exp/loop-guard/${NAME:-PVfb}-$n/report.json" "$RES/loop-guard-${NAME:-PVfb}-$n.eval.json"
     done
     ;;
