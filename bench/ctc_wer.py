@@ -36,6 +36,29 @@ def ctc_transcripts(model: SpeechLM, head: CTCHead, dataset: SpeechInstructionDa
     return out
 
 
+def wer_report(manifest: str, samples: list, hypotheses: list[str], keep_all: bool, key: str = "wer") -> dict:
+    """WER of `hypotheses` against the samples' transcripts, overall (under `key`) and per speaker
+    (the manifest's `speaker` field), with every hypothesis (`keep_all`) or four examples."""
+    references = [s.response for s in samples]
+    rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
+    by_id = {row["id"]: row.get("speaker", "?") for row in rows}
+    speakers: dict[str, list[int]] = defaultdict(list)
+    for i, sample in enumerate(samples):
+        speakers[by_id.get(sample.id, "?")].append(i)
+    return {
+        "utterances": len(samples),
+        key: round(word_error_rate(references, hypotheses).wer, 4),
+        "per_speaker": {
+            s: round(word_error_rate([references[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
+            for s, idx in sorted(speakers.items())
+        },
+        "examples": [
+            {"id": samples[i].id, "ref": references[i], "hyp": hypotheses[i]}
+            for i in range(len(samples) if keep_all else min(4, len(samples)))
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -61,25 +84,7 @@ def main() -> None:
         samples = read_samples(manifest)
         build_feature_cache(model.encoder, model.mel, [s.audio for s in samples], args.cache)
         dataset = SpeechInstructionDataset(samples, open_cache(args.cache, model.encoder, model.mel))
-        hypotheses = ctc_transcripts(model, head, dataset)
-        references = [s.response for s in samples]
-        speakers: dict[str, list[int]] = defaultdict(list)
-        rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
-        by_id = {row["id"]: row.get("speaker", "?") for row in rows}
-        for i, sample in enumerate(samples):
-            speakers[by_id.get(sample.id, "?")].append(i)
-        results[manifest] = {
-            "utterances": len(samples),
-            "ctc_wer": round(word_error_rate(references, hypotheses).wer, 4),
-            "per_speaker": {
-                s: round(word_error_rate([references[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
-                for s, idx in sorted(speakers.items())
-            },
-            "examples": [
-                {"id": samples[i].id, "ref": references[i], "hyp": hypotheses[i]}
-                for i in range(len(samples) if args.all else min(4, len(samples)))
-            ],
-        }
+        results[manifest] = wer_report(manifest, samples, ctc_transcripts(model, head, dataset), args.all, "ctc_wer")
         print(manifest, results[manifest]["ctc_wer"], results[manifest]["per_speaker"], flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")

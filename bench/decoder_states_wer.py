@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import torch
+from ctc_wer import wer_report  # bench/ is on the path when this runs as bench/decoder_states_wer.py
 from transformers import AutoTokenizer
 
 from selfpowered.assets import resolve_model
 from selfpowered.audio import LogMelExtractor
 from selfpowered.model.encoder import SpeechEncoder
-from selfpowered.text.metrics import word_error_rate
 from selfpowered.train.data import read_samples
 from selfpowered.train.features import audio_key, build_feature_cache, open_cache
 
@@ -50,24 +49,7 @@ def main() -> None:
             tokenizer.decode((cache.get(audio_key(s.audio)).float() @ table.T).argmax(dim=-1).tolist()).strip()
             for s in samples
         ]
-        references = [s.response for s in samples]
-        rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
-        by_id = {row["id"]: row.get("speaker", "?") for row in rows}
-        speakers: dict[str, list[int]] = defaultdict(list)
-        for i, sample in enumerate(samples):
-            speakers[by_id.get(sample.id, "?")].append(i)
-        results[manifest] = {
-            "utterances": len(samples),
-            "wer": round(word_error_rate(references, hypotheses).wer, 4),
-            "per_speaker": {
-                s: round(word_error_rate([references[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
-                for s, idx in sorted(speakers.items())
-            },
-            "examples": [
-                {"id": samples[i].id, "ref": references[i], "hyp": hypotheses[i]}
-                for i in range(len(samples) if args.all else min(4, len(samples)))
-            ],
-        }
+        results[manifest] = wer_report(manifest, samples, hypotheses, args.all)
         print(f"{manifest}: {len(samples)} utterances, WER of Whisper's own reading {results[manifest]['wer']}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
