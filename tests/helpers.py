@@ -30,3 +30,13 @@ def write_manifest(path: Path, count: int) -> Path:
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def batched_and_alone(model, clips, instructions, max_new_tokens: int = 6) -> tuple[list[str], list[str]]:
+    """A model's greedy answers to all clips in one batch, and to each clip alone: equal when
+    padding and masking are right."""
+    batched = model.generate(
+        audio=clips, instruction=instructions, max_new_tokens=max_new_tokens, batch_size=len(clips)
+    )
+    alone = [model.generate(audio=c, instruction=i, max_new_tokens=max_new_tokens) for c, i in zip(clips, instructions)]
+    return batched, alone

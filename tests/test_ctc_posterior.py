@@ -12,7 +12,7 @@ from selfpowered.errors import CheckpointError
 from selfpowered.model import SpeechLM
 from selfpowered.model.ctc import CTCHead, greedy_keep
 from selfpowered.model.prompting import SEGMENT_SPEECH
-from tests.helpers import tone
+from tests.helpers import batched_and_alone, tone
 from tests.tiny import tiny_lsm
 
 B = 9  # the blank class in these hand-made paths
@@ -81,11 +81,10 @@ def test_a_confident_posterior_gives_the_llm_the_embedded_transcript():
 
 
 def test_batched_generation_equals_one_by_one_in_posterior_mode():
-    model = _posterior_lsm()
     clips = [tone(1.0), tone(2.5, 330), tone(1.7, 180)]
-    instructions = ["transcribe", "continue the text", "transcribe the speech"]
-    batched = model.generate(audio=clips, instruction=instructions, max_new_tokens=6, batch_size=3)
-    alone = [model.generate(audio=c, instruction=i, max_new_tokens=6) for c, i in zip(clips, instructions)]
+    batched, alone = batched_and_alone(
+        _posterior_lsm(), clips, ["transcribe", "continue the text", "transcribe the speech"]
+    )
     assert batched == alone
 
 

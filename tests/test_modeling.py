@@ -7,7 +7,7 @@ from selfpowered.errors import CheckpointError, ModelNotFoundError, PromptFormat
 from selfpowered.model import SpeechLM
 from selfpowered.model.encoder import featurize
 from selfpowered.model.prompting import SEGMENT_SPEECH
-from tests.helpers import tone
+from tests.helpers import batched_and_alone, tone
 from tests.tiny import tiny_lsm
 
 INSTRUCTIONS = ["transcribe the speech", "translate the given english content into chinese", "transcribe"]
@@ -106,9 +106,7 @@ def test_audio_over_30_seconds_is_encoded_in_full():
 def test_batched_generation_equals_one_by_one():
     model = tiny_lsm()
     _randomise_lora(model)
-    clips = _clips()
-    batched = model.generate(audio=clips, instruction=INSTRUCTIONS, max_new_tokens=8, batch_size=3)
-    alone = [model.generate(audio=clip, instruction=ins, max_new_tokens=8) for clip, ins in zip(clips, INSTRUCTIONS)]
+    batched, alone = batched_and_alone(model, _clips(), INSTRUCTIONS, max_new_tokens=8)
     assert batched == alone
     assert any(answer for answer in batched)  # the random model does emit tokens
 

@@ -14,7 +14,7 @@ from selfpowered.model import SpeechLM
 from selfpowered.model.encoder import SpeechEncoder, featurize, speech_state_bounds
 from selfpowered.model.prompting import SEGMENT_SPEECH
 from selfpowered.model.whisper_decoder import DecoderPrompt, WhisperStateDecoder, decoded_token_bound
-from tests.helpers import tone
+from tests.helpers import batched_and_alone, tone
 from tests.tiny import tiny_decoding_whisper_config, tiny_lsm
 
 
@@ -115,11 +115,10 @@ def test_unused_reserved_slots_are_masked_and_invisible_to_the_llm():
 
 
 def test_batched_generation_equals_one_by_one_in_decoder_mode():
-    model = _decoding_lsm()
     clips = [tone(1.0), tone(2.5, 330), tone(1.7, 180)]
-    instructions = ["transcribe", "continue the text", "transcribe the speech"]
-    batched = model.generate(audio=clips, instruction=instructions, max_new_tokens=6, batch_size=3)
-    alone = [model.generate(audio=c, instruction=i, max_new_tokens=6) for c, i in zip(clips, instructions)]
+    batched, alone = batched_and_alone(
+        _decoding_lsm(), clips, ["transcribe", "continue the text", "transcribe the speech"]
+    )
     assert batched == alone
 
 
