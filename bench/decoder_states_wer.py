@@ -39,16 +39,16 @@ def main() -> None:
     encoder.decoder.tokens_per_second = args.tokens_per_second
     mel = LogMelExtractor.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    table = encoder.decoder.whisper.embed_tokens.weight.detach()
     results = {}
     for manifest in args.manifests:
         samples = read_samples(manifest)
         build_feature_cache(encoder, mel, [s.audio for s in samples], args.cache)
         cache = open_cache(args.cache, encoder, mel)
-        hypotheses = [
-            tokenizer.decode((cache.get(audio_key(s.audio)).float() @ table.T).argmax(dim=-1).tolist()).strip()
-            for s in samples
-        ]
+        hypotheses = []
+        for sample in samples:
+            states = cache.get(audio_key(sample.audio)).float()
+            ids = encoder.decoder.read_tokens(states[None], torch.tensor([states.shape[0]]))[0]
+            hypotheses.append(tokenizer.decode(ids.tolist()).strip())
         results[manifest] = wer_report(manifest, samples, hypotheses, args.all)
         print(f"{manifest}: {len(samples)} utterances, WER of Whisper's own reading {results[manifest]['wer']}")
     if args.out:

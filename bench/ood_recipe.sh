@@ -26,6 +26,7 @@
 #   bash bench/ood_recipe.sh align-decoder   # D0: CTC-posterior connector on decoder states; CTC WER on dev/ood/real
 #   STEPS=700 bash bench/ood_recipe.sh align-decoder    # the same at 700 steps; the choice: diverse/dev CTC WER
 #   INIT=... ARMS="DV DS" bash bench/ood_recipe.sh tune-decoder   # DV (vanilla) / DS (self-powered), connector frozen
+#   bash bench/ood_recipe.sh bridge-init; INIT=demo-output/exp/B0/final ARMS="BV BS" bash bench/ood_recipe.sh tune-decoder
 #   NAMES="DV DS" TAG=D SUITES=asr,instruct OOD_SETS="ood: demo-output/ood/test.jsonl, real: demo-output/real/real.jsonl" \
 #     bash bench/ood_recipe.sh eval-many   # in-domain, ood and real (no choice is made on these)
 set -euo pipefail
@@ -56,7 +57,7 @@ decoder_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: posterior_arm's r
   local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data rows=${ROWS:-1500}
   shift 5
   local asr="$OUT/aug/train.vanilla-$rows.jsonl,$OUT/aug/train-diverse.vanilla-$rows.jsonl"
-  if [ "$arm" = DV ]; then config=configs/demo-vanilla.yaml; data="[$asr]"
+  if [ "${arm: -1}" = V ]; then config=configs/demo-vanilla.yaml; data="[$asr]"
   else config=configs/demo.yaml; data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr]"; fi
   $SP train $config --set output=$OUT/exp/$name --set init_from=$init --set optim.max_steps=$steps \
     --set seed=$seed --set "data.train=$data" --set data.feature_cache=$DCACHE --set optim.lr_connector=0 "$@" \
@@ -219,8 +220,13 @@ case "${1:-all}" in
     cp "$OUT/exp/$name/align_summary.json" "$RES/$name.summary.json"
     $PY bench/ctc_wer.py "$OUT/exp/$name" $DEV $TEST --cache $DCACHE --out "$RES/$name.ctc_wer.json" --all
     ;;
+  bridge-init)  # B0: a fresh whisper_text LSM (model/token_bridge.py): Whisper's decoded text in the LLM's own
+    # embeddings, the connector's gate at 0; nothing to align
+    $SP init $OUT/exp/B0/final --set model.connector=stack_mlp --set model.speech_states=decoder \
+      --set model.stack_factor=1 --set model.tokens_per_stack=2 --set model.speech_tokens=whisper_text
+    ;;
   tune-decoder)  # DV (vanilla) and DS (self-powered) from INIT (the D0 chosen on diverse/dev), connector frozen,
-    # STEPS (200) each
+    # STEPS (200) each; ARMS="BV BS" INIT=demo-output/exp/B0/final: the same recipes on the bridge (gate held at 0)
     for arm in ${ARMS:-DV DS}; do
       decoder_arm $arm ${INIT:?set INIT to the chosen D0 checkpoint} ${STEPS:-200} 0 $arm
     done

@@ -48,6 +48,15 @@ def test_states_are_those_of_transformers_decoder_teacher_forced_on_its_own_toke
     assert all(token < decoder.prompt.end for token in ids[0, :n].tolist())  # text tokens only
 
 
+def test_the_tokens_read_back_from_the_states_are_those_greedy_decoding_wrote():
+    decoder = _decoder()
+    torch.manual_seed(1)
+    encoded = torch.randn(3, 50, 32)
+    states, counts, ids = decoder(encoded, torch.tensor([50, 20, 35]))
+    assert int(counts.min()) > 0
+    assert torch.equal(decoder.read_tokens(states, counts), ids)
+
+
 def test_a_padded_batch_decodes_each_row_as_alone():
     decoder = _decoder()
     lengths = [60, 23, 41]

@@ -52,10 +52,13 @@ class ModelConfig(StrictModel):
     connector_dropout: float = Field(0.1, ge=0, lt=1)
     speech_states: SpeechStates = "encoder"
     decoded_tokens_per_second: DecodedTokensPerSecond = 8.0
-    speech_tokens: Literal["connector", "ctc_posterior"] = Field(
+    speech_tokens: Literal["connector", "ctc_posterior", "whisper_text"] = Field(
         "connector",
-        description="what the LLM reads: the connector's outputs (the paper), or ctc_posterior: the CTC head's "
-        "posterior mixture of the LLM's own token embeddings, blank and repeated slots masked out (model/ctc.py)",
+        description="what the LLM reads: the connector's outputs (the paper); ctc_posterior: the CTC head's "
+        "posterior mixture of the LLM's own token embeddings, blank and repeated slots masked out (model/ctc.py); "
+        "whisper_text: the LLM's own embeddings of the text Whisper's decoder wrote, plus the connector's output "
+        "through a gate that starts at 0 (model/token_bridge.py; needs speech_states: decoder, stack_factor: 1, "
+        "tokens_per_stack: the LLM pieces a Whisper token may take on average, 2)",
     )
     finetune: Literal["lora", "full", "frozen"] = "lora"
     lora_r: int = Field(8, ge=1)
@@ -77,6 +80,16 @@ class ModelConfig(StrictModel):
             if self.train_encoder:
                 raise ValueError(
                     "speech_states: decoder decodes greedily, without gradients: train_encoder must be false"
+                )
+        if self.speech_tokens == "whisper_text":
+            if self.speech_states != "decoder":
+                raise ValueError(
+                    "speech_tokens: whisper_text reads Whisper's decoded text: it needs speech_states: decoder"
+                )
+            if self.stack_factor != 1:
+                raise ValueError(
+                    "speech_tokens: whisper_text adds the connector's output to each decoded token's pieces: it needs "
+                    f"stack_factor: 1, one stack per token (got {self.stack_factor})"
                 )
         return self
 

@@ -48,6 +48,8 @@ def trained_state(model: Any) -> dict[str, torch.Tensor]:
     state = {f"connector.{k}": v for k, v in model.connector.state_dict().items()}
     if model.ctc_head is not None:
         state.update({f"ctc_head.{k}": v for k, v in model.ctc_head.tensors().items()})
+    if model.token_bridge is not None:  # its table too, so the checkpoint reads without Whisper's tokenizer
+        state.update({f"token_bridge.{k}": v for k, v in model.token_bridge.tensors().items()})
     if model.config.train_encoder:
         state.update({f"encoder.{k}": v for k, v in model.encoder.whisper.state_dict().items()})
     if model.config.finetune == "full":
@@ -154,6 +156,8 @@ def load_trained_weights(model: Any, folder: str | Path) -> None:
             model.encoder.whisper.load_state_dict(part("encoder."))
         if model.ctc_head is not None:
             _load_ctc_head(model, part("ctc_head."), weights)
+        if model.token_bridge is not None:
+            _load_token_bridge(model, part("token_bridge."), weights)
     except RuntimeError as exc:  # torch's shape / key mismatch report
         raise CheckpointError(f"{weights}: weights do not fit the model in config.json ({exc})") from exc
     if config.finetune == "full":
@@ -175,6 +179,16 @@ def _load_ctc_head(model: Any, tensors: dict[str, torch.Tensor], weights: Path) 
     trainable = model.ctc_head.blank.requires_grad
     model.ctc_head = type(model.ctc_head).from_tensors(tensors, embeddings).to(embeddings.device)
     model.ctc_head.requires_grad_(trainable)
+
+
+def _load_token_bridge(model: Any, tensors: dict[str, torch.Tensor], weights: Path) -> None:
+    """The Whisper -> LLM token table and gate of a whisper_text LSM."""
+    if not tensors:
+        raise CheckpointError(f"{weights}: config.json says speech_tokens: whisper_text, but there is no token_bridge")
+    device = model.llm.get_input_embeddings().weight.device
+    trainable = model.token_bridge.gate.requires_grad
+    model.token_bridge = type(model.token_bridge).from_tensors(tensors).to(device)
+    model.token_bridge.gate.requires_grad_(trainable)
 
 
 def _load_adapter(llm: nn.Module, adapter: Path) -> None:

@@ -35,6 +35,7 @@ from selfpowered.model.ctc import CTCHead, ctc_vocabulary
 from selfpowered.model.encoder import SpeechEncoder, featurize
 from selfpowered.model.processor import SpeechProcessor
 from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout, fill_speech_slots, speech_slots
+from selfpowered.model.token_bridge import TokenBridge
 
 
 class SpeechLM(PreTrainedModel):
@@ -72,6 +73,14 @@ class SpeechLM(PreTrainedModel):
             if config.speech_tokens == "ctc_posterior"
             else None
         )
+        # whisper_text: the LLM reads its own embeddings of Whisper's decoded text (model/token_bridge.py);
+        # the table comes from the two tokenizers, or from the checkpoint being loaded
+        self.token_bridge = None
+        if config.speech_tokens == "whisper_text":
+            vocabulary = self.encoder.decoder.vocabulary
+            self.token_bridge = (
+                TokenBridge.unbuilt() if vocabulary is None else TokenBridge.from_tokenizers(vocabulary, tokenizer)
+            )
         self.processor = SpeechProcessor(config, tokenizer, feature_extractor)
         self.tokenizer, self.mel, self.prompt = tokenizer, self.processor.mel, self.processor.prompt
         self.post_init()  # before LoRA wrapping: HF gathers tied-weight names from the plain LLM
@@ -168,23 +177,31 @@ class SpeechLM(PreTrainedModel):
 
     def embed_speech(self, audio: Sequence[AudioInput]) -> list[torch.Tensor]:
         """Audio -> speech embeddings in the LLM's input space, one tensor per utterance."""
-        return self.connect(*self.encode(**featurize(self.mel, audio)))
+        return self.speech_embeddings(featurize(self.mel, audio))
 
     def speech_embeddings(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The speech embeddings of a processor batch, from log-mel features or cached encoder states
         (empty for a text-only batch; rows without speech get an empty tensor)."""
         if inputs.get("encoder_states") is not None:
-            return self.connect(inputs["encoder_states"], inputs["encoder_lengths"])
-        if inputs.get("mel") is not None and inputs["mel"].shape[0]:
-            return self.connect(*self.encode(inputs["mel"], inputs["mel_frames"], inputs["mel_chunks"]))
-        return []
+            states, lengths = inputs["encoder_states"], inputs["encoder_lengths"]
+        elif inputs.get("mel") is not None and inputs["mel"].shape[0]:
+            states, lengths = self.encode(inputs["mel"], inputs["mel_frames"], inputs["mel_chunks"])
+        else:
+            return []
+        speech = self.connect(states, lengths)
+        if self.token_bridge is None:
+            return speech
+        decoder = self.encoder.decoder
+        tokens = decoder.read_tokens(states.to(decoder.allowed.device), lengths)
+        return self.token_bridge(tokens, lengths, speech, self.llm.get_input_embeddings())
 
     def embed_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """A processor batch -> the LLM's `inputs_embeds`: token embeddings, speech in its slots.
 
         Some slots may be masked out: with `speech_tokens: ctc_posterior` the slots hold the CTC
         posterior's mixture of token embeddings and those greedy CTC drops are masked; with
-        `speech_states: decoder` the slots past what Whisper decoded are. Then
+        `speech_states: decoder` the slots past what Whisper decoded (or, with `whisper_text`,
+        past the LLM pieces of what it decoded) are. Then
         `inputs["attention_mask"]` and `inputs["position_ids"]` are replaced in the dict, so every
         caller (forward, generate, the serving engine) runs the collapsed sequence with contiguous
         positions."""
@@ -195,7 +212,10 @@ class SpeechLM(PreTrainedModel):
             mixed = [self.ctc_head.posterior_tokens(s) for s in speech]
             speech, keeps = [embeds for embeds, _ in mixed], [keep for _, keep in mixed]
         if self.config.speech_states == "decoder" and speech:
-            speech, keeps = fill_speech_slots(speech, keeps, speech_slots(inputs["segments"]))
+            slots = speech_slots(inputs["segments"])
+            if self.token_bridge is not None:
+                speech = _fit_pieces(speech, slots)
+            speech, keeps = fill_speech_slots(speech, keeps, slots)
         if keeps is not None:
             slots = inputs["segments"] == SEGMENT_SPEECH
             mask = inputs["attention_mask"].clone()
@@ -348,3 +368,19 @@ class SpeechLM(PreTrainedModel):
     def load_trained_weights(self, folder: str | os.PathLike) -> None:
         """Load a checkpoint's trained weights into this model (also how training resumes)."""
         checkpoint.load_trained_weights(self, Path(folder))
+
+
+def _fit_pieces(speech: list[torch.Tensor], slots: list[int]) -> list[torch.Tensor]:
+    """`whisper_text`: the LLM pieces of what Whisper wrote, cut to the slots the prompt reserved
+    (`tokens_per_stack` per decodable token). Only text far denser than English (long digit runs)
+    needs more; losing its end is better than refusing the request, so it is a warning."""
+    fitted = []
+    for row, (embeds, room) in enumerate(zip(speech, slots)):
+        if embeds.shape[0] > room:
+            warnings.warn(
+                f"row {row}: Whisper's text takes {embeds.shape[0]} LLM pieces, {room} slots reserved; the rest is "
+                "cut (raise tokens_per_stack for denser text)",
+                stacklevel=3,
+            )
+        fitted.append(embeds[:room])
+    return fitted

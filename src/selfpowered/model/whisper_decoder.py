@@ -71,14 +71,35 @@ class DecoderPrompt:
         return cls(tuple(prompt), int(generation["eos_token_id"]), tuple(begin), tuple(suppress))
 
 
+def text_vocabulary(folder: str | Path | None, end: int) -> tuple[str, ...] | None:
+    """The byte-level strings of a Whisper folder's text tokens (ids below `end`), from its
+    tokenizer.json; None when the folder has none."""
+    path = Path(folder) / "tokenizer.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    return tuple(tokenizer.id_to_token(i) or "" for i in range(end))
+
+
 class WhisperStateDecoder(nn.Module):
     """Greedy decoding of padded encoder states; returns the states that predicted each text token."""
 
-    def __init__(self, decoder: WhisperDecoder, prompt: DecoderPrompt, tokens_per_second: float = 8.0) -> None:
+    def __init__(
+        self,
+        decoder: WhisperDecoder,
+        prompt: DecoderPrompt,
+        tokens_per_second: float = 8.0,
+        vocabulary: tuple[str, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.whisper = decoder
         self.prompt = prompt
         self.tokens_per_second = tokens_per_second
+        # the text tokens' strings in byte-level form (tokenizer.json's vocabulary), for
+        # `speech_tokens: whisper_text`; None for a decoder built from a config alone
+        self.vocabulary = vocabulary
         vocab = decoder.embed_tokens.num_embeddings
         allowed = torch.zeros(vocab, dtype=torch.bool)
         allowed[: min(prompt.end + 1, vocab)] = True  # text tokens and the end token: no specials, no timestamps
@@ -94,7 +115,21 @@ class WhisperStateDecoder(nn.Module):
 
     @classmethod
     def from_config(cls, config: WhisperConfig, folder: str | Path | None = None) -> WhisperStateDecoder:
-        return cls(WhisperDecoder(config), DecoderPrompt.from_folder(config, folder))
+        prompt = DecoderPrompt.from_folder(config, folder)
+        return cls(WhisperDecoder(config), prompt, vocabulary=text_vocabulary(folder, prompt.end))
+
+    def read_tokens(self, states: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """The text token each state predicted, as the tied output layer reads it with the rules
+        greedy decoding applied (allowed tokens; the first position's own rule): (batch, tokens)
+        ids, 0 past a row's count. What `forward` returned as ids, recomputed from cached states."""
+        table = self.whisper.embed_tokens.weight
+        logits = states.to(table.dtype) @ table.T
+        allowed = self.allowed[None, None, :].expand_as(logits).clone()
+        if logits.shape[1]:
+            allowed[:, 0] = self.allowed_first
+        ids = logits.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
+        keep = torch.arange(ids.shape[1], device=ids.device)[None, :] < counts.to(ids.device)[:, None]
+        return ids * keep
 
     def settings(self) -> dict:
         """What besides the weights changes the output (for the feature cache's fingerprint)."""

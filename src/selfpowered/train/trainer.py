@@ -104,7 +104,8 @@ class SpeechTrainer(Trainer):
             groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
             for name, param in model.named_parameters():
                 if param.requires_grad:
-                    key = (name.startswith("connector."), param.ndim >= 2)
+                    # the whisper_text bridge's gate scales the connector's output: it learns with it
+                    key = (name.startswith(("connector.", "token_bridge.")), param.ndim >= 2)
                     groups.setdefault(key, []).append(param)
             self.optimizer = torch.optim.AdamW(
                 [
@@ -224,6 +225,8 @@ def train(config, resume: bool = False) -> dict[str, Any]:
     model.train()
     if config.optim.lr_connector == 0:  # frozen as loaded: no gradient, no optimizer state
         model.connector.requires_grad_(False)
+        if model.token_bridge is not None:
+            model.token_bridge.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise SelfPoweredError(
             f"{config.output}: nothing to train - the LLM is frozen (model.finetune: frozen) and so is the "
