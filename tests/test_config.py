@@ -122,19 +122,25 @@ def test_shipped_training_configs_validate(name):
 
 
 def test_open_recipe_configs_are_the_measured_recipe():
-    """configs/open-*.yaml = bench/ood_recipe.sh's P0 -> PVf/PSf: both corpora, posterior speech
-    tokens, the connector frozen while the LLM tunes from align's checkpoint."""
-    from selfpowered.config import AlignConfig, TrainConfig
+    """configs/open-*.yaml = bench/ood_recipe.sh's bridge-init -> BV / BS: a whisper_text LSM, the
+    first 1,500 rows of both corpora, the connector and the gate held while LoRA tunes 200 steps."""
+    from selfpowered.config import InitConfig, TrainConfig
 
-    align = load_config(AlignConfig, CONFIGS / "open-align.yaml")
-    assert align.model.speech_tokens == "ctc_posterior" and align.steps == 1400
-    assert align.train == ["demo-output/corpus/train.jsonl", "demo-output/diverse/train.jsonl"]
+    init = load_config(InitConfig, CONFIGS / "open-init.yaml")
+    model = init.model
+    assert (model.speech_states, model.speech_tokens, model.stack_factor, model.tokens_per_stack) == (
+        "decoder",
+        "whisper_text",
+        1,
+        2,
+    )
     for arm in ("vanilla", "selfpowered"):
         train = load_config(TrainConfig, CONFIGS / f"open-{arm}.yaml")
-        assert train.init_from == f"{align.output}/final" and train.optim.lr_connector == 0
-        assert train.optim.max_steps == 200 and "demo-output/aug/train-diverse.vanilla.jsonl" in train.data.train
+        assert train.init_from == init.output and train.optim.lr_connector == 0
+        assert train.optim.max_steps == 200 and "demo-output/aug/train-diverse.vanilla-1500.jsonl" in train.data.train
+        assert train.data.feature_cache.endswith("-decoder") and train.model.speech_tokens == "whisper_text"
     selfpowered = load_config(TrainConfig, CONFIGS / "open-selfpowered.yaml")
     assert [p for p in selfpowered.data.train if ".sp-" in p] == [
-        "demo-output/aug/train.sp-2000.jsonl",
-        "demo-output/aug/train-diverse.sp-2000.jsonl",
+        "demo-output/aug/train.sp-1500.jsonl",
+        "demo-output/aug/train-diverse.sp-1500.jsonl",
     ]

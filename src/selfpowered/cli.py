@@ -104,7 +104,8 @@ def init(
 
     settings = _settings(cfg.InitConfig, config, overrides, {"output": str(output)})
     typer.echo(cfg.dump_config(settings))
-    trainable = SpeechLM.init_checkpoint(settings.model, settings.output).num_parameters(only_trainable=True)
+    lsm = SpeechLM.init_checkpoint(settings.model, settings.output, seed=settings.seed)
+    trainable = lsm.num_parameters(only_trainable=True)
     typer.echo(f"saved an untrained SpeechLM to {settings.output} ({trainable:,} trainable parameters)")
 
 
@@ -290,7 +291,7 @@ def demo_command(
     retrain: bool = typer.Option(None, "--retrain", help="run the whole pipeline, not the shipped checkpoints"),
     fresh: bool = typer.Option(None, "--fresh", help="rerun finished stages from scratch"),
     recipe: str | None = typer.Option(
-        None, help="with --retrain: grammar (the shipped checkpoints') | open (the out-of-domain candidate)"
+        None, help="with --retrain: open (the shipped checkpoints', default) | grammar (the paper's in-domain setting)"
     ),
     config: Path = CONFIG,
     overrides: list[str] = SET,

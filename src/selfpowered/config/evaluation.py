@@ -82,11 +82,12 @@ class DemoConfig(StrictModel):
         description="run every stage (corpus, augment, align, train) instead of evaluating the shipped checkpoints",
     )
     fresh: bool = Field(False, description="remove finished stages' outputs and run them again")
-    recipe: Literal["grammar", "open"] = Field(
-        "grammar",
-        description="with retrain: grammar (the shipped checkpoints' recipe, the paper's setting on one "
-        "hand-written grammar) or open (grammar + diverse corpora, CTC-posterior speech tokens, the "
-        "connector frozen while the LLM tunes: the out-of-domain candidate of bench/RESULTS.md)",
+    recipe: Literal["open", "grammar"] = Field(
+        "open",
+        description="with retrain: open (the shipped checkpoints' recipe: grammar + diverse corpora; the LLM "
+        "reads its own embeddings of the text Whisper's decoder wrote, speech_tokens: whisper_text) or grammar "
+        "(the paper's setting on one hand-written grammar, encoder frames through a connector: the earlier "
+        "shipped checkpoints, which hear only their grammar)",
     )
     checkpoints: str = Field("checkpoints/demo", description="shipped checkpoints (vanilla/, selfpowered/)")
     eval_config: str = Field("configs/eval-demo.yaml", description="EvalConfig YAML of the eval stage")

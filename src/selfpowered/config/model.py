@@ -129,4 +129,5 @@ class InitConfig(StrictModel):
     """`selfpowered init`: build a fresh (untrained) LSM and save it as a checkpoint."""
 
     output: str
+    seed: int = Field(0, description="seeds the fresh weights (connector, LoRA), so an init is reproducible")
     model: ModelConfig = Field(default_factory=ModelConfig)

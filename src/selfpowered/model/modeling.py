@@ -145,8 +145,10 @@ class SpeechLM(PreTrainedModel):
         return model.to(dtype) if dtype is not None else model
 
     @classmethod
-    def init_checkpoint(cls, model: ModelConfig, output: str | os.PathLike) -> SpeechLM:
-        """`selfpowered init`: build a fresh LSM from a `ModelConfig` and save it as a checkpoint."""
+    def init_checkpoint(cls, model: ModelConfig, output: str | os.PathLike, seed: int = 0) -> SpeechLM:
+        """`selfpowered init`: build a fresh LSM from a `ModelConfig` and save it as a checkpoint;
+        `seed` fixes its random parts (connector, LoRA's A matrices)."""
+        torch.manual_seed(seed)
         lsm = cls.build(**model.model_dump())
         lsm.save_pretrained(output)
         return lsm
