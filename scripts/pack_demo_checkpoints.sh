@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Copy the two demo checkpoints made by `selfpowered demo --retrain` (or by hand with
-# configs/demo-vanilla.yaml and configs/demo.yaml) into checkpoints/demo/, keeping only what
-# training changed: config.json, model.safetensors (connector), adapter/ (LoRA) and the data card
+# Copy the two demo checkpoints made by `selfpowered demo --retrain` (the open recipe; or by hand
+# with configs/open-init.yaml, open-vanilla.yaml, open-selfpowered.yaml) into checkpoints/demo/, keeping only what
+# training changed: config.json, model.safetensors (connector, token bridge), adapter/ (LoRA) and the data card
 # card.json (what the checkpoint was trained on). The tokenizer
 # and feature extractor come back from the embedded base models at load time.
-#   bash scripts/pack_demo_checkpoints.sh [demo-output/train/vanilla/final] [demo-output/train/selfpowered/final]
+#   bash scripts/pack_demo_checkpoints.sh [demo-output/open/vanilla/final] [demo-output/open/selfpowered/final]
 set -euo pipefail
-VANILLA=${1:-demo-output/train/vanilla/final}
-SELFPOWERED=${2:-demo-output/train/selfpowered/final}
+VANILLA=${1:-demo-output/open/vanilla/final}
+SELFPOWERED=${2:-demo-output/open/selfpowered/final}
 for pair in "vanilla:$VANILLA" "selfpowered:$SELFPOWERED"; do
   arm=${pair%%:*}
   src=${pair#*:}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from selfpowered.config import AlignConfig, DemoConfig, EvalConfig, TrainConfig
+from selfpowered.config import DemoConfig, EvalConfig, InitConfig, TrainConfig
 from selfpowered.config.loading import load_config, parse_overrides
 from selfpowered.demo import demo_verdict, run_demo
 from selfpowered.errors import SelfPoweredError
@@ -133,7 +133,7 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
 
 def test_retrain_runs_every_stage_in_order(repo):
     runner = Recorder()
-    run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)
+    run_demo(DemoConfig(retrain=True, recipe="grammar"), runner=runner, echo=lambda _: None)
     assert [c[0] for c in runner.calls] == ["corpus"] * 3 + ["augment"] * 2 + ["align", "train", "train", "eval"]
     assert [c[3:5] for c in runner.calls[:2]] == [["--size", "demo"], ["--size", "ood"]]
     augments = [c[1] for c in runner.calls if c[0] == "augment"]
@@ -143,41 +143,50 @@ def test_retrain_runs_every_stage_in_order(repo):
 
 def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     runner = Recorder()
-    summary = run_demo(DemoConfig(retrain=True, recipe="open"), runner=runner, echo=lambda _: None)
-    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 4 + ["align"] + ["train"] * 4 + ["eval"]
+    summary = run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)  # open: the default
+    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 4 + ["init"] + ["train"] * 2 + ["eval"]
     assert [c[4] for c in runner.calls[:3]] == ["demo", "diverse", "ood"]
     assert "vocabulary_against=[demo-output/corpus/train.jsonl,demo-output/diverse/train.jsonl]" in runner.calls[2]
-    limited = [c[2] for c in runner.calls if c[0] == "augment" and "limit=2000" in c]
-    assert limited == ["demo-output/aug/train.sp-2000.jsonl", "demo-output/aug/train-diverse.sp-2000.jsonl"]
-    assert runner.calls[8] == ["align", "configs/open-align.yaml", "--resume"]
-    first, more = runner.calls[9], runner.calls[10]
-    assert first == ["train", "configs/open-vanilla.yaml", "--resume"]
-    assert "init_from=demo-output/open/vanilla-200/final" in more and "seed=1" in more and "optim.max_steps=400" in more
+    limited = [c[2] for c in runner.calls if c[0] == "augment" and "limit=1500" in c]
+    assert limited == [
+        "demo-output/aug/train.sp-1500.jsonl",
+        "demo-output/aug/train.vanilla-1500.jsonl",
+        "demo-output/aug/train-diverse.sp-1500.jsonl",
+        "demo-output/aug/train-diverse.vanilla-1500.jsonl",
+    ]
+    assert runner.calls[8] == ["init", "demo-output/open/init", "--config", "configs/open-init.yaml"]
+    assert runner.calls[9:11] == [
+        ["train", "configs/open-vanilla.yaml", "--resume"],
+        ["train", "configs/open-selfpowered.yaml", "--resume"],
+    ]
     evaluate = runner.calls[-1]
     assert evaluate[evaluate.index("--output") + 1] == "demo-output/open/eval"
     assert "selfpowered=demo-output/open/selfpowered/final" in evaluate
     assert any(arg.startswith("ood_sets={diverse-dev: demo-output/diverse/dev.jsonl") for arg in evaluate)
     assert summary["mode"] == "retrain, recipe open" and (repo / "demo-output" / "open" / "verdict.md").is_file()
-    # each align / train / eval command is a valid config: the real YAML file plus its --set overrides
+    # each init / train / eval command is a valid config: the real YAML file plus its --set overrides
     for args in runner.calls[8:]:
-        cls = {"align": AlignConfig, "train": TrainConfig, "eval": EvalConfig}[args[0]]
+        cls = {"init": InitConfig, "train": TrainConfig, "eval": EvalConfig}[args[0]]
         path = args[args.index("--config") + 1] if "--config" in args else args[1]
         sets = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
         flags = {key: args[args.index(f"--{key}") + 1] for key in ("data", "output") if args[0] == "eval"}
         loaded = load_config(cls, CONFIGS / Path(path).name, flags=flags, overrides=parse_overrides(sets))
         if args[0] == "eval":
             assert set(loaded.ood_sets) == {"diverse-dev", "ood", "real"}
-    assert "output=demo-output/open/selfpowered" in runner.calls[12]
+        if args[0] == "init":
+            assert loaded.output == args[1] and loaded.model.speech_tokens == "whisper_text"
+        if args[0] == "train":
+            assert loaded.init_from == "demo-output/open/init"
     assert not (repo / "demo-output" / "verdict.md").exists()  # the grammar recipe's verdict is not overwritten
-    # the grammar recipe reuses the stages they share (the corpus, real, the vanilla samples)
+    # the grammar recipe reuses the stages they share (the corpus, the test sets)
     grammar = Recorder()
-    stages = run_demo(DemoConfig(retrain=True), runner=grammar, echo=lambda _: None)["stages"]
-    assert stages["corpus"]["reused"] and stages["real"]["reused"] and stages["augment-vanilla"]["reused"]
+    stages = run_demo(DemoConfig(retrain=True, recipe="grammar"), runner=grammar, echo=lambda _: None)["stages"]
+    assert stages["corpus"]["reused"] and stages["real"]["reused"] and not stages["augment-vanilla"]["reused"]
 
 
-def test_open_recipe_without_retrain_is_refused(repo):
-    with pytest.raises(SelfPoweredError, match="needs --retrain"):
-        run_demo(DemoConfig(recipe="open"), runner=Recorder(), echo=lambda _: None)
+def test_grammar_recipe_without_retrain_is_refused(repo):
+    with pytest.raises(SelfPoweredError, match="needs --retrain: the shipped checkpoints are the open recipe's"):
+        run_demo(DemoConfig(recipe="grammar"), runner=Recorder(), echo=lambda _: None)
 
 
 def test_a_failed_stage_stops_the_demo_and_is_not_marked_done(repo):
