@@ -179,3 +179,22 @@ def test_the_real_bridge_spells_what_whisper_heard(librivox):
         pieces = model.token_bridge.pieces(tokens[row, :count])[0].tolist()
         assert model.tokenizer.decode(pieces) == heard
         assert len(heard.split()) >= 5
+
+
+@pytest.mark.assets
+def test_a_whisper_folder_without_its_tokenizer_is_refused_at_build(tmp_path):
+    from selfpowered.assets import resolve_model
+    from selfpowered.errors import ModelNotFoundError
+
+    whisper = resolve_model("whisper-tiny.en", kind="encoder")
+    for file in whisper.iterdir():  # the same folder, less tokenizer.json
+        if file.name != "tokenizer.json":
+            (tmp_path / file.name).symlink_to(file)
+    with pytest.raises(ModelNotFoundError, match="no tokenizer.json"):
+        SpeechLM.build(
+            encoder=tmp_path,
+            connector="stack_mlp",
+            speech_states="decoder",
+            speech_tokens="whisper_text",
+            stack_factor=1,
+        )

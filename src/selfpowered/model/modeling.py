@@ -28,6 +28,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.audio import AudioInput, LogMelExtractor
 from selfpowered.config import ModelConfig
+from selfpowered.errors import ModelNotFoundError
 from selfpowered.model import checkpoint
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import build_connector
@@ -142,6 +143,11 @@ class SpeechLM(PreTrainedModel):
             **architecture,
         )
         model = cls(config, speech_encoder, language_model, tokenizer, feature_extractor)
+        if model.token_bridge is not None and model.token_bridge.vocabulary_size == 0:
+            raise ModelNotFoundError(
+                f"{encoder_path}: no tokenizer.json, which speech_tokens: whisper_text needs to map Whisper's tokens "
+                "to the LLM's; use a Hugging Face Whisper folder that has one"
+            )
         return model.to(dtype) if dtype is not None else model
 
     @classmethod
