@@ -35,8 +35,7 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="keep every hypothesis in --out, not four examples")
     args = parser.parse_args()
     path = resolve_model(args.encoder, kind="encoder")
-    encoder = SpeechEncoder.from_pretrained(path, decoder=True).eval()
-    encoder.decoder.tokens_per_second = args.tokens_per_second
+    encoder = SpeechEncoder.from_pretrained(path, args.tokens_per_second).eval()
     mel = LogMelExtractor.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     results = {}

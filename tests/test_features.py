@@ -112,7 +112,9 @@ def test_features_cli_caches_decoder_states_one_per_decoded_token(librivox, tmp_
     args = ["features", str(manifest), "--cache", str(tmp_path / "decoder"), "--set", "speech_states=decoder"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    encoder = SpeechEncoder.from_pretrained(resolve_model("whisper-tiny.en", kind="encoder"), decoder=True)
+    encoder = SpeechEncoder.from_pretrained(
+        resolve_model("whisper-tiny.en", kind="encoder"), decoded_tokens_per_second=8.0
+    )
     from selfpowered.audio import LogMelExtractor
 
     mel = LogMelExtractor.from_pretrained(resolve_model("whisper-tiny.en", kind="encoder"))

@@ -124,7 +124,8 @@ def load_parts(folder: str | Path) -> tuple[LSMConfig, SpeechEncoder, PreTrained
 
     encoder_path = locate(config.encoder_name_or_path, "encoder")
     llm_path = locate(config.llm_name_or_path, "llm")
-    encoder = SpeechEncoder.from_pretrained(encoder_path, decoder=config.speech_states == "decoder")
+    rate = config.decoded_tokens_per_second if config.speech_states == "decoder" else None
+    encoder = SpeechEncoder.from_pretrained(encoder_path, rate)
     llm = AutoModelForCausalLM.from_pretrained(str(llm_path), dtype=torch.float32)
     # Training never changes the tokenizer or the feature extractor; a checkpoint stripped to
     # its trained weights (the shipped demo checkpoints) takes them from its base models.

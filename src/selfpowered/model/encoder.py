@@ -106,12 +106,17 @@ class SpeechEncoder(nn.Module):
         return int(self.config.max_source_positions) * 2
 
     @classmethod
-    def from_config(cls, config: WhisperConfig, decoder: bool = False) -> SpeechEncoder:
-        return cls(WhisperEncoder(config), WhisperStateDecoder.from_config(config) if decoder else None)
+    def from_config(cls, config: WhisperConfig, decoded_tokens_per_second: float | None = None) -> SpeechEncoder:
+        """Random weights; with `decoded_tokens_per_second` also a decoder (`speech_states: decoder`)
+        that writes at most that many tokens per second of audio."""
+        if decoded_tokens_per_second is None:
+            return cls(WhisperEncoder(config))
+        return cls(WhisperEncoder(config), WhisperStateDecoder.from_config(config, None, decoded_tokens_per_second))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, decoder: bool = False) -> SpeechEncoder:
-        """Load the encoder weights (`model.encoder.*`) of a Whisper folder, and with `decoder` its
+    def from_pretrained(cls, path: str | Path, decoded_tokens_per_second: float | None = None) -> SpeechEncoder:
+        """Load the encoder weights (`model.encoder.*`) of a Whisper folder, and with
+        `decoded_tokens_per_second` (`speech_states: decoder`: the decoder's token budget) its
         decoder's too (`model.decoder.*`); otherwise the decoder is skipped."""
         from safetensors import safe_open
 
@@ -124,6 +129,7 @@ class SpeechEncoder(nn.Module):
             files = ["model.safetensors"]
         else:
             raise ModelNotFoundError(f"{path}: no model.safetensors; expected a Hugging Face Whisper folder")
+        decoder = decoded_tokens_per_second is not None
         state: dict[str, dict[str, torch.Tensor]] = {ENCODER_PREFIX: {}, DECODER_PREFIX: {}}
         wanted = (ENCODER_PREFIX, DECODER_PREFIX) if decoder else (ENCODER_PREFIX,)
         for name in files:
@@ -139,7 +145,7 @@ class SpeechEncoder(nn.Module):
         encoder.load_state_dict(state[ENCODER_PREFIX], strict=True)
         if not decoder:
             return cls(encoder)
-        states = WhisperStateDecoder.from_config(config, path)
+        states = WhisperStateDecoder.from_config(config, path, decoded_tokens_per_second)
         # the output projection is tied to the token embeddings, which the decoder's state holds
         states.whisper.load_state_dict(state[DECODER_PREFIX], strict=True)
         return cls(encoder, states)

@@ -59,12 +59,11 @@ class SpeechLM(PreTrainedModel):
         super().__init__(config)
         if tokenizer is None or feature_extractor is None:
             raise ValueError("SpeechLM needs a tokenizer and a feature extractor; use build() or from_pretrained()")
-        decoding = config.speech_states == "decoder"
-        self.encoder = encoder or SpeechEncoder.from_config(WhisperConfig(**config.encoder_config), decoder=decoding)
-        if decoding:  # Whisper's own decoder makes the speech states (model/whisper_decoder.py)
-            if self.encoder.decoder is None:
-                raise ValueError("speech_states: decoder, but the speech encoder was loaded without its decoder")
-            self.encoder.decoder.tokens_per_second = config.decoded_tokens_per_second
+        rate = config.decoded_tokens_per_second if config.speech_states == "decoder" else None
+        self.encoder = encoder or SpeechEncoder.from_config(WhisperConfig(**config.encoder_config), rate)
+        # speech_states: decoder: Whisper's own decoder makes the speech states (model/whisper_decoder.py)
+        if rate is not None and self.encoder.decoder is None:
+            raise ValueError("speech_states: decoder, but the speech encoder was loaded without its decoder")
         self.connector = build_connector(config)
         self.llm = llm or AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.llm_config))
         # ctc_posterior: the LLM reads the CTC head's posterior over its own embeddings (model/ctc.py);
@@ -130,8 +129,12 @@ class SpeechLM(PreTrainedModel):
 
         encoder_path = resolve_model(encoder, kind="encoder")
         llm_path = resolve_model(llm, kind="llm")
-        decoding = architecture.get("speech_states") == "decoder"
-        speech_encoder = SpeechEncoder.from_pretrained(encoder_path, decoder=decoding)
+        rate = (
+            ModelConfig(**architecture).decoded_tokens_per_second
+            if architecture.get("speech_states") == "decoder"
+            else None
+        )
+        speech_encoder = SpeechEncoder.from_pretrained(encoder_path, rate)
         language_model = AutoModelForCausalLM.from_pretrained(str(llm_path), dtype=dtype or torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(llm_path))
         feature_extractor = LogMelExtractor.from_pretrained(encoder_path).feature_extractor

@@ -114,9 +114,11 @@ class WhisperStateDecoder(nn.Module):
         return int(self.whisper.config.d_model)
 
     @classmethod
-    def from_config(cls, config: WhisperConfig, folder: str | Path | None = None) -> WhisperStateDecoder:
+    def from_config(
+        cls, config: WhisperConfig, folder: str | Path | None = None, tokens_per_second: float = 8.0
+    ) -> WhisperStateDecoder:
         prompt = DecoderPrompt.from_folder(config, folder)
-        return cls(WhisperDecoder(config), prompt, vocabulary=text_vocabulary(folder, prompt.end))
+        return cls(WhisperDecoder(config), prompt, tokens_per_second, text_vocabulary(folder, prompt.end))
 
     def read_tokens(self, states: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """The text token each state predicted, as the tied output layer reads it with the rules

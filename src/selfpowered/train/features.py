@@ -187,8 +187,8 @@ def build_features(config) -> dict:
     from selfpowered.assets import resolve_model
 
     path = resolve_model(config.encoder, kind="encoder")
-    encoder = SpeechEncoder.from_pretrained(path, decoder=config.speech_states == "decoder").to(config.device)
-    if encoder.decoder is not None:  # the decoder's states are cached, decoded as the LSM would
-        encoder.decoder.tokens_per_second = config.decoded_tokens_per_second
+    # the decoder's states are cached, decoded as the LSM would (its token budget is in the fingerprint)
+    rate = config.decoded_tokens_per_second if config.speech_states == "decoder" else None
+    encoder = SpeechEncoder.from_pretrained(path, rate).to(config.device)
     audio = [audio for item in config.inputs for audio in audio_paths_of(item)]
     return build_feature_cache(encoder, LogMelExtractor.from_pretrained(path), audio, config.cache, config.batch_size)
