@@ -35,7 +35,8 @@ def llm_pieces(vocabulary: Sequence[str], tokenizer) -> list[list[int]]:
     LLM token ids of the same bytes. A byte-level BPE LLM tokenizer (SmolLM2, Qwen, Llama 3) runs
     its BPE model on the token's string directly, which keeps a token that is only part of a
     UTF-8 character exact; any other tokenizer gets the decoded text (such a partial character
-    then becomes U+FFFD)."""
+    then becomes U+FFFD). A byte the LLM's vocabulary lacks gives no piece: for SmolLM2, 21 of
+    Whisper's tokens, single bytes that valid UTF-8 text never holds or control characters."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     spec = json.loads(backend.to_str()) if backend is not None else {}
     if spec.get("model", {}).get("type") == "BPE" and '"ByteLevel"' in json.dumps(spec.get("pre_tokenizer")):
