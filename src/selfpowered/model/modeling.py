@@ -38,6 +38,10 @@ from selfpowered.model.processor import SpeechProcessor
 from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout, fill_speech_slots, speech_slots
 from selfpowered.model.token_bridge import TokenBridge
 
+# What `optim.lr_connector` trains (and 0 freezes): the connector, and the whisper_text bridge's
+# gate, which scales the connector's output.
+CONNECTOR_PARTS = ("connector", "token_bridge")
+
 
 class SpeechLM(PreTrainedModel):
     """A large speech-text model. Build with `SpeechLM.build(...)`, load with `from_pretrained`."""

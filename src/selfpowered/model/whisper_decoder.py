@@ -125,11 +125,10 @@ class WhisperStateDecoder(nn.Module):
         greedy decoding applied (allowed tokens; the first position's own rule): (batch, tokens)
         ids, 0 past a row's count. What `forward` returned as ids, recomputed from cached states."""
         table = self.whisper.embed_tokens.weight
-        logits = states.to(table.dtype) @ table.T
-        allowed = self.allowed[None, None, :].expand_as(logits).clone()
-        if logits.shape[1]:
-            allowed[:, 0] = self.allowed_first
-        ids = logits.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
+        logits = (states.to(table.dtype) @ table.T).masked_fill(~self.allowed, float("-inf"))
+        if logits.shape[1]:  # the first position also obeys begin_suppress (a broadcast mask, no copy)
+            logits[:, 0] = logits[:, 0].masked_fill(~self.allowed_first, float("-inf"))
+        ids = logits.argmax(dim=-1)
         keep = torch.arange(ids.shape[1], device=ids.device)[None, :] < counts.to(ids.device)[:, None]
         return ids * keep
 

@@ -30,6 +30,7 @@ from selfpowered.config import LossConfig, MaskingConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
 from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.model.modeling import CONNECTOR_PARTS
 from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.losses import answer_logits, connector_ctc, distillation_kl, teacher_logits
 from selfpowered.train.masking import mask_states
@@ -104,8 +105,7 @@ class SpeechTrainer(Trainer):
             groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
             for name, param in model.named_parameters():
                 if param.requires_grad:
-                    # the whisper_text bridge's gate scales the connector's output: it learns with it
-                    key = (name.startswith(("connector.", "token_bridge.")), param.ndim >= 2)
+                    key = (name.split(".", 1)[0] in CONNECTOR_PARTS, param.ndim >= 2)
                     groups.setdefault(key, []).append(param)
             self.optimizer = torch.optim.AdamW(
                 [
@@ -224,9 +224,9 @@ def train(config, resume: bool = False) -> dict[str, Any]:
     model = build_model(config)
     model.train()
     if config.optim.lr_connector == 0:  # frozen as loaded: no gradient, no optimizer state
-        model.connector.requires_grad_(False)
-        if model.token_bridge is not None:
-            model.token_bridge.requires_grad_(False)
+        for part in CONNECTOR_PARTS:
+            if getattr(model, part) is not None:
+                getattr(model, part).requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise SelfPoweredError(
             f"{config.output}: nothing to train - the LLM is frozen (model.finetune: frozen) and so is the "
