@@ -27,6 +27,10 @@
 #   STEPS=700 bash bench/ood_recipe.sh align-decoder    # the same at 700 steps; the choice: diverse/dev CTC WER
 #   INIT=... ARMS="DV DS" bash bench/ood_recipe.sh tune-decoder   # DV (vanilla) / DS (self-powered), connector frozen
 #   bash bench/ood_recipe.sh bridge-init; INIT=demo-output/exp/B0/final ARMS="BV BS" bash bench/ood_recipe.sh tune-decoder
+# Issue 16 (instruction following on the bridge): constrained samples, then variants of BS from B0
+#   bash bench/ood_recipe.sh ifeval-data   # demo-output/aug/train.sp-ifeval-1500.jsonl
+#   INIT=demo-output/exp/B0/final ARMS=BSk TRAIN_SETS="--set loss.kl=1" bash bench/ood_recipe.sh tune-decoder
+#   INIT=... ARMS=BSif EXTRA_DATA=demo-output/aug/train.sp-ifeval-1500.jsonl bash bench/ood_recipe.sh tune-decoder
 #   NAMES="DV DS" TAG=D SUITES=asr,instruct OOD_SETS="ood: demo-output/ood/test.jsonl, real: demo-output/real/real.jsonl" \
 #     bash bench/ood_recipe.sh eval-many   # in-domain, ood and real (no choice is made on these)
 set -euo pipefail
@@ -57,8 +61,9 @@ decoder_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: posterior_arm's r
   local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data rows=${ROWS:-1500}
   shift 5
   local asr="$OUT/aug/train.vanilla-$rows.jsonl,$OUT/aug/train-diverse.vanilla-$rows.jsonl"
-  if [ "${arm: -1}" = V ]; then config=configs/demo-vanilla.yaml; data="[$asr]"
-  else config=configs/demo.yaml; data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr]"; fi
+  if [ "${arm: -1}" = V ]; then config=configs/demo-vanilla.yaml; data="[$asr${EXTRA_DATA:+,$EXTRA_DATA}]"
+  else config=configs/demo.yaml
+    data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr${EXTRA_DATA:+,$EXTRA_DATA}]"; fi
   $SP train $config --set output=$OUT/exp/$name --set init_from=$init --set optim.max_steps=$steps \
     --set seed=$seed --set "data.train=$data" --set data.feature_cache=$DCACHE --set optim.lr_connector=0 "$@" \
     | tee "$RES/$name.log"
@@ -210,6 +215,13 @@ case "${1:-all}" in
         $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.sp-$ROWS.jsonl --tasks ${TASKS:-demo} --set limit=$ROWS
     done
     ;;
+  ifeval-data)  # issue 16: constrained self-powered samples of the same first ROWS rows of the demo corpus - each
+    # row draws one of demo-ifeval's constrained tasks, up to 4 answers (1 greedy + 3 sampled), kept only when
+    # IFEval's checker passes (the LLM's own answers; no external teacher)
+    ROWS=${ROWS:-1500}
+    $SP augment $OUT/corpus/train.jsonl $OUT/aug/train.sp-ifeval-$ROWS.jsonl --tasks demo-ifeval --set limit=$ROWS \
+      --set "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}" --set verify_attempts=4
+    ;;
   align-decoder)  # D0: P0's recipe (CTC-posterior tokens, 1,400 steps) on decoder states of the first ROWS rows per corpus
     ROWS=${ROWS:-1500}
     name=D0-decoder-posterior-$ROWS-${STEPS:-1400}
@@ -227,8 +239,9 @@ case "${1:-all}" in
     ;;
   tune-decoder)  # DV (vanilla) and DS (self-powered) from INIT (the D0 chosen on diverse/dev), connector frozen,
     # STEPS (200) each; ARMS="BV BS" INIT=demo-output/exp/B0/final: the same recipes on the bridge (gate held at 0)
+    # Issue 16 variants: TRAIN_SETS="--set loss.kl=1" adds --set overrides, EXTRA_DATA=a.jsonl,b.jsonl more samples
     for arm in ${ARMS:-DV DS}; do
-      decoder_arm $arm ${INIT:?set INIT to the chosen D0 checkpoint} ${STEPS:-200} 0 $arm
+      decoder_arm $arm ${INIT:?set INIT to the chosen D0 checkpoint} ${STEPS:-200} 0 $arm ${TRAIN_SETS:-}
     done
     ;;
   eval-many)  # several candidates in one eval run (NAMES="P0 PV PS"; each NAME is a folder under exp/
@@ -246,5 +259,5 @@ case "${1:-all}" in
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
     cp "$E/report.md" "$RES/eval-${TAG:-posterior}.eval.md"
     ;;
-  *) echo "usage: $0 data|decoder-data|align-decoder|tune-decoder|align|align-masked|align-baseline|align-posterior|align-posterior-more|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|loop-guard|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
+  *) echo "usage: $0 data|decoder-data|ifeval-data|bridge-init|align-decoder|tune-decoder|align|align-masked|align-baseline|align-posterior|align-posterior-more|augment|augment-subset|tune|tune-more|tune-posterior|tune-more-posterior|tune-frozen-connector|tune-more-frozen-connector|connector-drift|loop-guard|eval|eval-many|curve|curve-posterior" >&2; exit 2 ;;
 esac
