@@ -61,9 +61,13 @@ decoder_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: posterior_arm's r
   local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data rows=${ROWS:-1500}
   shift 5
   local asr="$OUT/aug/train.vanilla-$rows.jsonl,$OUT/aug/train-diverse.vanilla-$rows.jsonl"
-  if [ "${arm: -1}" = V ]; then config=configs/demo-vanilla.yaml; data="[$asr${EXTRA_DATA:+,$EXTRA_DATA}]"
-  else config=configs/demo.yaml
-    data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr${EXTRA_DATA:+,$EXTRA_DATA}]"; fi
+  # The arm's second letter says its recipe: V = vanilla (DV, BV), S = self-powered (DS, BS, BSk, BSif)
+  case "${arm:1:1}" in
+    V) config=configs/demo-vanilla.yaml; data="[$asr${EXTRA_DATA:+,$EXTRA_DATA}]" ;;
+    S) config=configs/demo.yaml
+       data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr${EXTRA_DATA:+,$EXTRA_DATA}]" ;;
+    *) echo "arm $arm: its second letter must be V (vanilla) or S (self-powered)" >&2; exit 2 ;;
+  esac
   $SP train $config --set output=$OUT/exp/$name --set init_from=$init --set optim.max_steps=$steps \
     --set seed=$seed --set "data.train=$data" --set data.feature_cache=$DCACHE --set optim.lr_connector=0 "$@" \
     | tee "$RES/$name.log"
@@ -245,7 +249,8 @@ case "${1:-all}" in
     done
     ;;
   eval-many)  # several candidates in one eval run (NAMES="P0 PV PS"; each NAME is a folder under exp/
-    # holding final/ or is itself a checkpoint), with the text baseline's answers computed once
+    # holding final/ or is itself a checkpoint), with the text baseline's answers computed once; DATA=another manifest
+    # (the issue-16 choice is made on demo-output/corpus/dev.jsonl)
     E=$OUT/exp/eval-${TAG:-posterior}
     models=()
     for name in ${NAMES:?set NAMES}; do
@@ -253,7 +258,7 @@ case "${1:-all}" in
       models+=(-m "$name=$dir/final")
     done
     $SP eval -c configs/eval-demo.yaml "${models[@]}" --suites ${SUITES:-asr,instruct,ifeval} \
-      --data $OUT/corpus/test.jsonl --output $E --set "baselines=[${BASELINES:-text}]" \
+      --data ${DATA:-$OUT/corpus/test.jsonl} --output $E --set "baselines=[${BASELINES:-text}]" \
       --set "ood_sets={${OOD_SETS:-diverse-dev: $OUT/diverse/dev.jsonl, ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}}" \
       ${EVAL_SET:-}
     cp "$E/report.json" "$RES/eval-${TAG:-posterior}.eval.json"
