@@ -222,9 +222,13 @@ case "${1:-all}" in
   ifeval-data)  # issue 16: constrained self-powered samples of the same first ROWS rows of the demo corpus - each
     # row draws one of demo-ifeval's constrained tasks, up to 4 answers (1 greedy + 3 sampled), kept only when
     # IFEval's checker passes (the LLM's own answers; no external teacher)
+    # CORPORA="corpus diverse" adds the diverse corpus's rows (train-diverse.sp-ifeval-ROWS.jsonl)
     ROWS=${ROWS:-1500}
-    $SP augment $OUT/corpus/train.jsonl $OUT/aug/train.sp-ifeval-$ROWS.jsonl --tasks demo-ifeval --set limit=$ROWS \
-      --set "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}" --set verify_attempts=4
+    for corpus in ${CORPORA:-corpus}; do
+      name=$([ $corpus = corpus ] && echo train || echo train-diverse)
+      $SP augment $OUT/$corpus/train.jsonl $OUT/aug/$name.sp-ifeval-$ROWS.jsonl --tasks demo-ifeval --set limit=$ROWS \
+        --set "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}" --set verify_attempts=4
+    done
     ;;
   align-decoder)  # D0: P0's recipe (CTC-posterior tokens, 1,400 steps) on decoder states of the first ROWS rows per corpus
     ROWS=${ROWS:-1500}
