@@ -258,7 +258,7 @@ case "${1:-all}" in
     E=$OUT/exp/eval-${TAG:-posterior}
     models=()
     for name in ${NAMES:?set NAMES}; do
-      dir=$(ls -d $OUT/exp/$name* | head -1)
+      dir=$OUT/exp/$name; [ -d "$dir" ] || dir=$(ls -d $OUT/exp/$name* | head -1)  # exact name first (BS, not BSif)
       models+=(-m "$name=$dir/final")
     done
     $SP eval -c configs/eval-demo.yaml "${models[@]}" --suites ${SUITES:-asr,instruct,ifeval} \
