@@ -11,7 +11,7 @@ from transformers.models.whisper.modeling_whisper import WhisperDecoder
 
 from selfpowered.config import ModelConfig
 from selfpowered.model import SpeechLM
-from selfpowered.model.encoder import SpeechEncoder, featurize, speech_state_bounds
+from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate, featurize, speech_state_bounds
 from selfpowered.model.prompting import SEGMENT_SPEECH
 from selfpowered.model.whisper_decoder import DecoderPrompt, WhisperStateDecoder, decoded_token_bound
 from tests.helpers import batched_and_alone, tone
@@ -87,6 +87,12 @@ def test_slot_bounds_follow_the_audio_length_chunk_by_chunk():
     per_chunk = [decoded_token_bound(f, 8.0) for f in (1500, 500)]
     assert speech_state_bounds(mel_frames, mel_chunks, 8.0) == [sum(per_chunk), 0, decoded_token_bound(100, 8.0)]
     assert per_chunk == [242, 82]  # 30 s x 8 + 2, 10 s x 8 + 2
+
+
+def test_the_decoder_token_rate_is_given_only_for_decoder_states():
+    decoding = ModelConfig(connector="stack_mlp", stack_factor=1, speech_states="decoder", decoded_tokens_per_second=5)
+    assert decoder_token_rate(decoding) == 5.0
+    assert decoder_token_rate(ModelConfig(speech_states="encoder", decoded_tokens_per_second=5.0)) is None
 
 
 def _decoding_lsm() -> SpeechLM:

@@ -20,7 +20,7 @@ from selfpowered.atomic import atomic_directory
 from selfpowered.audio import LogMelExtractor
 from selfpowered.errors import CheckpointError, ModelNotFoundError
 from selfpowered.model.configuration import LSMConfig
-from selfpowered.model.encoder import SpeechEncoder
+from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate
 
 WEIGHTS_NAME = "model.safetensors"
 ADAPTER_DIR = "adapter"
@@ -124,8 +124,7 @@ def load_parts(folder: str | Path) -> tuple[LSMConfig, SpeechEncoder, PreTrained
 
     encoder_path = locate(config.encoder_name_or_path, "encoder")
     llm_path = locate(config.llm_name_or_path, "llm")
-    rate = config.decoded_tokens_per_second if config.speech_states == "decoder" else None
-    encoder = SpeechEncoder.from_pretrained(encoder_path, rate)
+    encoder = SpeechEncoder.from_pretrained(encoder_path, decoder_token_rate(config))
     llm = AutoModelForCausalLM.from_pretrained(str(llm_path), dtype=torch.float32)
     # Training never changes the tokenizer or the feature extractor; a checkpoint stripped to
     # its trained weights (the shipped demo checkpoints) takes them from its base models.

@@ -71,6 +71,13 @@ def encoder_frames(mel_frames: torch.Tensor, mel_chunks: torch.Tensor) -> list[i
     return _sum_per_utterance([encoder_output_length(int(f)) for f in mel_frames.tolist()], mel_chunks)
 
 
+def decoder_token_rate(settings) -> float | None:
+    """The decoder's token budget (tokens per second of audio) when the speech states are Whisper's
+    decoder states (`speech_states: decoder`), else None: the encoder's frames, no decoder loaded.
+    `settings`: anything with those two fields (ModelConfig, LSMConfig, the features config)."""
+    return settings.decoded_tokens_per_second if settings.speech_states == "decoder" else None
+
+
 def speech_state_bounds(
     mel_frames: torch.Tensor, mel_chunks: torch.Tensor, decoded_tokens_per_second: float | None = None
 ) -> list[int]:

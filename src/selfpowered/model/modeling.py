@@ -33,7 +33,7 @@ from selfpowered.model import checkpoint
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import build_connector
 from selfpowered.model.ctc import CTCHead, ctc_vocabulary
-from selfpowered.model.encoder import SpeechEncoder, featurize
+from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate, featurize
 from selfpowered.model.processor import SpeechProcessor
 from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout, fill_speech_slots, speech_slots
 from selfpowered.model.token_bridge import TokenBridge
@@ -63,7 +63,7 @@ class SpeechLM(PreTrainedModel):
         super().__init__(config)
         if tokenizer is None or feature_extractor is None:
             raise ValueError("SpeechLM needs a tokenizer and a feature extractor; use build() or from_pretrained()")
-        rate = config.decoded_tokens_per_second if config.speech_states == "decoder" else None
+        rate = decoder_token_rate(config)
         self.encoder = encoder or SpeechEncoder.from_config(WhisperConfig(**config.encoder_config), rate)
         # speech_states: decoder: Whisper's own decoder makes the speech states (model/whisper_decoder.py)
         if rate is not None and self.encoder.decoder is None:
@@ -133,12 +133,7 @@ class SpeechLM(PreTrainedModel):
 
         encoder_path = resolve_model(encoder, kind="encoder")
         llm_path = resolve_model(llm, kind="llm")
-        rate = (
-            ModelConfig(**architecture).decoded_tokens_per_second
-            if architecture.get("speech_states") == "decoder"
-            else None
-        )
-        speech_encoder = SpeechEncoder.from_pretrained(encoder_path, rate)
+        speech_encoder = SpeechEncoder.from_pretrained(encoder_path, decoder_token_rate(ModelConfig(**architecture)))
         language_model = AutoModelForCausalLM.from_pretrained(str(llm_path), dtype=dtype or torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(llm_path))
         feature_extractor = LogMelExtractor.from_pretrained(encoder_path).feature_extractor

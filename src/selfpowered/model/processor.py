@@ -19,7 +19,7 @@ import torch
 from selfpowered.audio import AudioInput, LogMelExtractor
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import speech_token_lengths
-from selfpowered.model.encoder import featurize, speech_state_bounds
+from selfpowered.model.encoder import decoder_token_rate, featurize, speech_state_bounds
 from selfpowered.model.prompting import Conversation, PromptBuilder, plan_layout
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
@@ -69,8 +69,7 @@ class SpeechProcessor:
         frames = [0] * rows
         if audio is not None:
             inputs.update(featurize(self.mel, audio))
-            decoding = self.config.speech_states == "decoder"
-            rate = self.config.decoded_tokens_per_second if decoding else None
+            rate = decoder_token_rate(self.config)
             frames = speech_state_bounds(inputs["mel_frames"], inputs["mel_chunks"], rate)
         elif encoder_states is not None:
             hidden = next((s.shape[-1] for s in encoder_states if s is not None), 1)

@@ -28,7 +28,7 @@ from selfpowered.atomic import atomic_write_text
 from selfpowered.audio import LogMelExtractor
 from selfpowered.errors import SelfPoweredError
 from selfpowered.jsonl import drop_torn_tail, iter_jsonl
-from selfpowered.model.encoder import SpeechEncoder, featurize
+from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate, featurize
 
 DATA_FILE, INDEX_FILE, META_FILE = "features.f16", "index.jsonl", "meta.json"
 CACHE_VERSION = 1
@@ -188,7 +188,6 @@ def build_features(config) -> dict:
 
     path = resolve_model(config.encoder, kind="encoder")
     # the decoder's states are cached, decoded as the LSM would (its token budget is in the fingerprint)
-    rate = config.decoded_tokens_per_second if config.speech_states == "decoder" else None
-    encoder = SpeechEncoder.from_pretrained(path, rate).to(config.device)
+    encoder = SpeechEncoder.from_pretrained(path, decoder_token_rate(config)).to(config.device)
     audio = [audio for item in config.inputs for audio in audio_paths_of(item)]
     return build_feature_cache(encoder, LogMelExtractor.from_pretrained(path), audio, config.cache, config.batch_size)
