@@ -63,13 +63,14 @@ def test_presets_keep_the_ood_set_disjoint_by_source_speaker_and_transform():
     presets = load_presets()
     train_sources = {b["source"] for split in presets["diverse"]["splits"].values() for b in split["blocks"]}
     train_sources.add("grammar")  # the demo corpus
-    ood = presets["ood"]["splits"]["test"]
-    assert {b["source"] for b in ood["blocks"]}.isdisjoint(train_sources)
     trained = {parse_speaker(s) for split in presets["diverse"]["splits"].values() for s in split["speakers"]}
-    for spec in ood["speakers"]:
-        voice, effect = parse_speaker(spec)
-        assert (voice, effect) not in trained, spec
-        assert effect in TEST_EFFECTS or all(voice != v for v, _ in trained), spec  # a new voice or a new transform
+    for name in ("ood", "ood-large"):
+        ood = presets[name]["splits"]["test"]
+        assert {b["source"] for b in ood["blocks"]}.isdisjoint(train_sources)
+        for spec in ood["speakers"]:
+            voice, effect = parse_speaker(spec)
+            assert (voice, effect) not in trained, spec
+            assert effect in TEST_EFFECTS or all(voice != v for v, _ in trained), spec  # a new voice or transform
     for split in presets["diverse"]["splits"].values():
         assert {e for name in split["effects"] for e in name.split("+") if e != "none"} <= set(TRAIN_EFFECTS)
 
@@ -84,6 +85,10 @@ def test_the_ood_plan_is_balanced_and_reproducible(tmp_path):
     speakers = [job.speaker for job in plan.jobs]
     assert {speakers.count(s) for s in set(speakers)} == {50}
     assert all(job.source == "fortunes" for job in plan.jobs) and len({job.text for job in plan.jobs}) == 250
+    # ood-large: the same population at 750 sentences; its first 250 are ood's sentences and speakers
+    large = plan_sourced_corpus("ood-large", tmp_path, seed=0).jobs
+    assert len({job.text for job in large}) == 750
+    assert [(j.text, j.speaker) for j in large[:250]] == [(j.text, j.speaker) for j in plan.jobs]
 
 
 @pytest.mark.skipif(not text_sources.WORDNET_DIR.exists(), reason="Debian's wordnet-base package is not installed")

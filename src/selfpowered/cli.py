@@ -161,7 +161,7 @@ def corpus_import(
 @_command(corpus_app, "synth")
 def corpus_synth(
     output: str = typer.Argument(..., help="corpus folder to create or resume"),
-    size: str | None = typer.Option(None, help="small | demo (grammar) | diverse | ood (by text source)"),
+    size: str | None = typer.Option(None, help="small | demo (grammar) | diverse | ood | ood-large (by text source)"),
     split: list[str] | None = typer.Option(None, "--split", help="only this split (repeatable): train | dev | test"),
     check_wer: int | None = typer.Option(None, help="Whisper-transcribe N test utterances and report WER"),
     config: Path = CONFIG,

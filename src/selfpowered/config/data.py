@@ -76,10 +76,11 @@ class SynthConfig(StrictModel):
     """`selfpowered corpus synth`: the offline multi-voice TTS demo corpus."""
 
     output: str
-    size: Literal["small", "demo", "diverse", "ood"] = Field(
+    size: Literal["small", "demo", "diverse", "ood", "ood-large"] = Field(
         "small",
         description="small | demo: the grammar corpus; diverse: other text sources, more voices and effects "
-        "(train/dev); ood: a test-only text source spoken by voices and transforms never used in training",
+        "(train/dev); ood: a test-only text source spoken by voices and transforms never used in training; "
+        "ood-large: the same with 750 sentences, for measurements that 250 items cannot resolve",
     )
     voices: list[str] | None = Field(None, description="ENGINE:NAME list; default: every known voice")
     test_voice: str | None = Field("flite:rms", description="voice held out of train/dev")
