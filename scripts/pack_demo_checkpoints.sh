@@ -5,12 +5,15 @@
 # card.json (what the checkpoint was trained on). The tokenizer
 # and feature extractor come back from the embedded base models at load time.
 #   bash scripts/pack_demo_checkpoints.sh [demo-output/open/vanilla/final] [demo-output/open/selfpowered/final]
+# "-" for an arm keeps its shipped checkpoint untouched (its files keep their mtime, so `eval` reuses its
+# cached answers), e.g. bash scripts/pack_demo_checkpoints.sh - demo-output/exp/BSif/final
 set -euo pipefail
 VANILLA=${1:-demo-output/open/vanilla/final}
 SELFPOWERED=${2:-demo-output/open/selfpowered/final}
 for pair in "vanilla:$VANILLA" "selfpowered:$SELFPOWERED"; do
   arm=${pair%%:*}
   src=${pair#*:}
+  [ "$src" = - ] && { echo "checkpoints/demo/$arm: kept as shipped"; continue; }
   [ -f "$src/config.json" ] || { echo "error: $src is not a checkpoint (no config.json)" >&2; exit 1; }
   dest=checkpoints/demo/$arm
   rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/adapter"
