@@ -31,6 +31,9 @@
 #   bash bench/ood_recipe.sh ifeval-data   # demo-output/aug/train.sp-ifeval-1500.jsonl
 #   INIT=demo-output/exp/B0/final ARMS=BSk TRAIN_SETS="--set loss.kl=1" bash bench/ood_recipe.sh tune-decoder
 #   INIT=... ARMS=BSif EXTRA_DATA=demo-output/aug/train.sp-ifeval-1500.jsonl bash bench/ood_recipe.sh tune-decoder
+#   CORPORA=diverse bash bench/ood_recipe.sh ifeval-data   # demo-output/aug/train-diverse.sp-ifeval-1500.jsonl
+#   INIT=... ARMS=BSif2 EXTRA_DATA=demo-output/aug/train.sp-ifeval-1500.jsonl,demo-output/aug/train-diverse.sp-ifeval-1500.jsonl \
+#     bash bench/ood_recipe.sh tune-decoder
 #   NAMES="DV DS" TAG=D SUITES=asr,instruct OOD_SETS="ood: demo-output/ood/test.jsonl, real: demo-output/real/real.jsonl" \
 #     bash bench/ood_recipe.sh eval-many   # in-domain, ood and real (no choice is made on these)
 set -euo pipefail
