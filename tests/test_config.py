@@ -122,9 +122,9 @@ def test_shipped_training_configs_validate(name):
 
 
 def test_open_recipe_configs_are_the_measured_recipe():
-    """configs/open-*.yaml = bench/ood_recipe.sh's bridge-init -> BV / BSif: a whisper_text LSM, the
-    first 1,500 rows of both corpora (+ the constrained samples of the grammar corpus's rows for the
-    self-powered arm), the connector and the gate held while LoRA tunes 200 steps."""
+    """configs/open-*.yaml = bench/ood_recipe.sh's bridge-init -> BV / BSif2: a whisper_text LSM, the
+    first 1,500 rows of both corpora (+ the constrained samples of those rows for the self-powered
+    arm), the connector and the gate held while LoRA tunes 200 steps."""
     from selfpowered.config import InitConfig, TrainConfig
 
     init = load_config(InitConfig, CONFIGS / "open-init.yaml")
@@ -145,4 +145,5 @@ def test_open_recipe_configs_are_the_measured_recipe():
         "demo-output/aug/train.sp-1500.jsonl",
         "demo-output/aug/train-diverse.sp-1500.jsonl",
         "demo-output/aug/train.sp-ifeval-1500.jsonl",
+        "demo-output/aug/train-diverse.sp-ifeval-1500.jsonl",
     ]

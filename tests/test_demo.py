@@ -144,7 +144,7 @@ def test_retrain_runs_every_stage_in_order(repo):
 def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     runner = Recorder()
     summary = run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)  # open: the default
-    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 5 + ["init"] + ["train"] * 2 + ["eval"]
+    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 6 + ["init"] + ["train"] * 2 + ["eval"]
     assert [c[4] for c in runner.calls[:3]] == ["demo", "diverse", "ood"]
     assert "vocabulary_against=[demo-output/corpus/train.jsonl,demo-output/diverse/train.jsonl]" in runner.calls[2]
     limited = [c[2] for c in runner.calls if c[0] == "augment" and "limit=1500" in c]
@@ -154,6 +154,7 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
         "demo-output/aug/train-diverse.sp-1500.jsonl",
         "demo-output/aug/train-diverse.vanilla-1500.jsonl",
         "demo-output/aug/train.sp-ifeval-1500.jsonl",
+        "demo-output/aug/train-diverse.sp-ifeval-1500.jsonl",
     ]
     constrained = runner.calls[8]
     assert constrained[1:3] == ["demo-output/corpus/train.jsonl", "demo-output/aug/train.sp-ifeval-1500.jsonl"]
@@ -161,8 +162,8 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     # the self-powered arm trains on what the stages wrote, the constrained samples included
     train_data = load_config(TrainConfig, CONFIGS / "open-selfpowered.yaml").data.train
     assert {str(c[2]) for c in runner.calls if c[0] == "augment" and ".vanilla-" not in c[2]} <= set(train_data)
-    assert runner.calls[9] == ["init", "demo-output/open/init", "--config", "configs/open-init.yaml"]
-    assert runner.calls[10:12] == [
+    assert runner.calls[10] == ["init", "demo-output/open/init", "--config", "configs/open-init.yaml"]
+    assert runner.calls[11:13] == [
         ["train", "configs/open-vanilla.yaml", "--resume"],
         ["train", "configs/open-selfpowered.yaml", "--resume"],
     ]
@@ -172,7 +173,7 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     assert any(arg.startswith("ood_sets={diverse-dev: demo-output/diverse/dev.jsonl") for arg in evaluate)
     assert summary["mode"] == "retrain, recipe open" and (repo / "demo-output" / "open" / "verdict.md").is_file()
     # each init / train / eval command is a valid config: the real YAML file plus its --set overrides
-    for args in runner.calls[9:]:
+    for args in runner.calls[10:]:
         cls = {"init": InitConfig, "train": TrainConfig, "eval": EvalConfig}[args[0]]
         path = args[args.index("--config") + 1] if "--config" in args else args[1]
         sets = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]

@@ -110,7 +110,8 @@ OPEN = OUTPUT / "open"  # the open recipe's checkpoints, eval and verdict (its c
 
 def _open_stages(eval_config: str) -> list[Stage]:
     """The open-vocabulary recipe (issue 13), stage for stage as bench/ood_recipe.sh measured it
-    (bridge-init, ifeval-data, then tune-decoder: ARMS="BV", and ARMS=BSif with the constrained samples).
+    (bridge-init, ifeval-data of both corpora, then tune-decoder: ARMS="BV", and ARMS=BSif2 with the
+    constrained samples).
     The corpus and the test sets are the grammar recipe's own stages where they coincide, so one
     recipe's finished stages are reused by the other."""
     corpus, diverse, aug = OUTPUT / "corpus", OUTPUT / "diverse", OUTPUT / "aug"
@@ -141,20 +142,21 @@ def _open_stages(eval_config: str) -> list[Stage]:
                 [vanilla],
             ),
         ]
-    # issue 16: constrained self-powered samples (IFEval-style instructions over the same 1,500 grammar
-    # rows; an answer is kept only when IFEval's checker passes; up to 4 tries of the same LLM). They are
-    # what keeps the shipped self-powered arm's instruction following close to its text mode (bench:
-    # BSif). The other tasks' weights are 0 so that each row draws a constrained task.
-    constrained = aug / "train.sp-ifeval-1500.jsonl"
+    # issue 16: constrained self-powered samples (IFEval-style instructions over the same 1,500 rows of
+    # each corpus; an answer is kept only when IFEval's checker passes; up to 4 tries of the same LLM).
+    # They are what keeps the shipped self-powered arm's instruction following close to its text mode
+    # (bench: BSif2). The other tasks' weights are 0 so that each row draws a constrained task.
     only_constrained = "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}"
-    stages.append(
-        Stage(
-            "augment-constrained-1500",
-            ["augment", trains[0], str(constrained), "--tasks", "demo-ifeval", "--set", rows]
-            + ["--set", only_constrained, "--set", "verify_attempts=4"],
-            [constrained],
+    for name, train in (("", trains[0]), ("-diverse", trains[1])):
+        constrained = aug / f"train{name}.sp-ifeval-1500.jsonl"
+        stages.append(
+            Stage(
+                f"augment-constrained{name}-1500",
+                ["augment", train, str(constrained), "--tasks", "demo-ifeval", "--set", rows]
+                + ["--set", only_constrained, "--set", "verify_attempts=4"],
+                [constrained],
+            )
         )
-    )
     # nothing to align: the whisper_text bridge is built from the two tokenizers
     stages.append(
         Stage("open-init", ["init", str(OPEN / "init"), "--config", "configs/open-init.yaml"], [OPEN / "init"])
