@@ -151,12 +151,12 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     assert limited == [
         "demo-output/aug/train.sp-1500.jsonl",
         "demo-output/aug/train.vanilla-1500.jsonl",
+        "demo-output/aug/train.sp-ifeval-1500.jsonl",
         "demo-output/aug/train-diverse.sp-1500.jsonl",
         "demo-output/aug/train-diverse.vanilla-1500.jsonl",
-        "demo-output/aug/train.sp-ifeval-1500.jsonl",
         "demo-output/aug/train-diverse.sp-ifeval-1500.jsonl",
     ]
-    constrained = runner.calls[8]
+    constrained = runner.calls[6]
     assert constrained[1:3] == ["demo-output/corpus/train.jsonl", "demo-output/aug/train.sp-ifeval-1500.jsonl"]
     assert constrained[3:5] == ["--tasks", "demo-ifeval"] and "verify_attempts=4" in constrained
     # the self-powered arm trains on what the stages wrote, the constrained samples included

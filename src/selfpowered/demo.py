@@ -130,8 +130,14 @@ def _open_stages(eval_config: str) -> list[Stage]:
         Stage("real", ["corpus", "import", "pocketsphinx", str(POCKETSPHINX_DATA), str(real / "real.jsonl")], [real]),
     ]
     rows = "limit=1500"  # the first 1,500 rows of each corpus: what the measured recipe had (CPU time)
+    # Constrained samples (issue 16): IFEval-style instructions over the same rows, an answer kept only
+    # when IFEval's checker passes (up to 4 tries of the same LLM); they keep the self-powered arm's
+    # instruction following near its text mode (bench: BSif2). The demo tasks weigh 0 there, so that
+    # each row draws a constrained task.
+    only_constrained = "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}"
     for name, train in (("", trains[0]), ("-diverse", trains[1])):
         sp, vanilla = aug / f"train{name}.sp-1500.jsonl", aug / f"train{name}.vanilla-1500.jsonl"
+        constrained = aug / f"train{name}.sp-ifeval-1500.jsonl"
         stages += [
             Stage(
                 f"augment-selfpowered{name}-1500", ["augment", train, str(sp), "--tasks", "demo", "--set", rows], [sp]
@@ -141,22 +147,13 @@ def _open_stages(eval_config: str) -> list[Stage]:
                 ["augment", train, str(vanilla), "--recipe", "vanilla", "--set", rows],
                 [vanilla],
             ),
-        ]
-    # issue 16: constrained self-powered samples (IFEval-style instructions over the same 1,500 rows of
-    # each corpus; an answer is kept only when IFEval's checker passes; up to 4 tries of the same LLM).
-    # They are what keeps the shipped self-powered arm's instruction following close to its text mode
-    # (bench: BSif2). The other tasks' weights are 0 so that each row draws a constrained task.
-    only_constrained = "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}"
-    for name, train in (("", trains[0]), ("-diverse", trains[1])):
-        constrained = aug / f"train{name}.sp-ifeval-1500.jsonl"
-        stages.append(
             Stage(
                 f"augment-constrained{name}-1500",
                 ["augment", train, str(constrained), "--tasks", "demo-ifeval", "--set", rows]
                 + ["--set", only_constrained, "--set", "verify_attempts=4"],
                 [constrained],
-            )
-        )
+            ),
+        ]
     # nothing to align: the whisper_text bridge is built from the two tokenizers
     stages.append(
         Stage("open-init", ["init", str(OPEN / "init"), "--config", "configs/open-init.yaml"], [OPEN / "init"])
