@@ -64,7 +64,7 @@ decoder_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: posterior_arm's r
   local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data rows=${ROWS:-1500}
   shift 5
   local asr="$OUT/aug/train.vanilla-$rows.jsonl,$OUT/aug/train-diverse.vanilla-$rows.jsonl"
-  # The arm's second letter says its recipe: V = vanilla (DV, BV), S = self-powered (DS, BS, BSk, BSif)
+  # The arm's second letter says its recipe: V = vanilla (DV, BV), S = self-powered (DS, BS, BSk, BSif, BSif2)
   case "${arm:1:1}" in
     V) config=configs/demo-vanilla.yaml; data="[$asr${EXTRA_DATA:+,$EXTRA_DATA}]" ;;
     S) config=configs/demo.yaml
