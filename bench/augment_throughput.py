@@ -3,7 +3,7 @@
 The official Self-powered-LSM generation takes the transcripts in file order, in fixed batches of
 32, left-padded to the longest prompt, and runs `generate(max_new_tokens=225)` until every row of
 the batch is done. Ours sorts by prompt length, sizes batches by a token budget and drops finished
-rows from the running batch (see engines.HFGenerator). Both decode greedily with the same stop
+rows from the running batch (see model.generation.HFGenerator). Both decode greedily with the same stop
 tokens and count only the useful tokens (up to and including the end-of-turn token). One run, one
 machine, the same 200 prompts.
 
@@ -21,7 +21,8 @@ from report import emit
 
 from selfpowered.config import LimitsConfig
 from selfpowered.corpus.manifest import read_manifest
-from selfpowered.text.engines import GenerationRequest, HFGenerator
+from selfpowered.model.generation import HFGenerator
+from selfpowered.text.engines import GenerationRequest
 from selfpowered.text.tasks import TaskLibrary
 
 
@@ -42,11 +43,11 @@ def official_way(engine: HFGenerator, requests: list[GenerationRequest], batch_s
                 attention_mask=mask,
                 max_new_tokens=engine.max_new_tokens,
                 do_sample=False,
-                eos_token_id=engine.stop_ids,
+                eos_token_id=engine.served.stop_ids,
                 pad_token_id=pad,
             )
         for row in out[:, width:].tolist():
-            stop = next((i for i, token in enumerate(row) if token in engine.stop_ids), None)
+            stop = next((i for i, token in enumerate(row) if token in engine.served.stop_ids), None)
             useful += len(row) if stop is None else stop + 1
     return useful, time.perf_counter() - start
 
@@ -64,8 +65,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="demo")
     parser.add_argument("--llm", default="smollm2-135m-instruct")
     parser.add_argument("--max-new-tokens", type=int, default=225)
-    parser.add_argument("--token-budget", type=int, default=65536, help="ours: rows x (prompt + new tokens)")
-    parser.add_argument("--max-batch", type=int, default=256, help="ours: rows per batch at most")
+    parser.add_argument("--max-batch", type=int, default=32, help="ours: rows decoded together at most")
     parser.add_argument("--only-ours", action="store_true", help="tuning: skip the (slow) official run")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args()
@@ -75,9 +75,7 @@ def main() -> None:
     for row in rows:
         draw = library.draw(row.id)
         requests.append(GenerationRequest(row.id, f"{draw.instruction}: {row.text}"))
-    engine = HFGenerator(
-        args.llm, max_new_tokens=args.max_new_tokens, token_budget=args.token_budget, max_batch=args.max_batch
-    )
+    engine = HFGenerator(args.llm, max_new_tokens=args.max_new_tokens, max_batch=args.max_batch)
     torch.manual_seed(0)
     base_tokens, base_s = (1, float("nan")) if args.only_ours else official_way(engine, requests)
     our_tokens, our_s, results = ours(engine, requests)
@@ -85,7 +83,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "prompts": len(requests),
-        "ours_settings": {"token_budget": args.token_budget, "max_batch": args.max_batch},
+        "ours_settings": {"max_batch": args.max_batch},
         "official": {
             "useful_tokens": base_tokens,
             "seconds": round(base_s, 1),

@@ -21,8 +21,9 @@ from transformers import AutoTokenizer
 from selfpowered.assets import resolve_model
 from selfpowered.audio import LogMelExtractor
 from selfpowered.model.encoder import SpeechEncoder
+from selfpowered.model.feature_cache import audio_key
 from selfpowered.train.data import read_samples
-from selfpowered.train.features import audio_key, build_feature_cache, open_cache
+from selfpowered.train.features import build_feature_cache, open_cache
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 The device image has torch/transformers but not our CLI's extras (pydantic, soundfile), so this
 drives the library directly: rebuild the embedded SmolLM2 from its GGUF (carried in pieces),
-then `augment()` with the hf engine in bf16 with a large token budget. See bench/gpu_augment.sh.
+then `augment()` with the hf engine in bf16 with a large batch. See bench/gpu_augment.sh.
 
     python bench/gpu_augment.py --gguf /tmp/smol/model.gguf --manifest M --out O [--recipe ...]
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from selfpowered.augment.run import augment  # noqa: E402
 from selfpowered.config import AugmentConfig  # noqa: E402
 from selfpowered.convert.gguf_causal_lm import convert_gguf_causal_lm  # noqa: E402
-from selfpowered.text.engines import HFGenerator  # noqa: E402
+from selfpowered.model.generation import HFGenerator  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,6 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--tasks", default="demo")
     parser.add_argument("--recipe", default="selfpowered")
-    parser.add_argument("--token-budget", type=int, default=100_000)
     parser.add_argument("--max-batch", type=int, default=384)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--limit", type=int, default=None)
@@ -41,7 +40,7 @@ def main() -> None:
         started = time.perf_counter()
         convert_gguf_causal_lm(args.gguf, llm_dir)
         print(f"converted GGUF in {time.perf_counter() - started:.1f} s", flush=True)
-    engine = HFGenerator(str(llm_dir), token_budget=args.token_budget, max_batch=args.max_batch, device=args.device)
+    engine = HFGenerator(str(llm_dir), max_batch=args.max_batch, device=args.device)
     engine.model_id = "smollm2-135m-instruct"  # the embedded model this folder was converted from
     config = AugmentConfig(
         manifest=args.manifest, output=args.out, tasks=args.tasks, recipe=args.recipe, chunk_size=4096, limit=args.limit

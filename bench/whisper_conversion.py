@@ -14,8 +14,8 @@ import importlib.util
 import platform
 import time
 
-from selfpowered.asr import WhisperTranscriber
 from selfpowered.assets import EMBEDDED_MODELS, librivox_clips
+from selfpowered.model.hearing import WhisperHearing
 from selfpowered.text.metrics import word_error_rate
 
 
@@ -33,7 +33,7 @@ def main() -> None:
             print(f"| {name} | package {EMBEDDED_MODELS[name].package} not installed: skipped | | | | | |")
             continue
         start = time.perf_counter()
-        hypotheses = WhisperTranscriber(name).transcribe([path for path, _ in clips])
+        hypotheses = WhisperHearing(name).transcribe([path for path, _ in clips])
         result = word_error_rate([text for _, text in clips], hypotheses)
         seconds = time.perf_counter() - start
         print(

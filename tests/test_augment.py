@@ -9,7 +9,8 @@ from selfpowered.augment.filters import reject_reason
 from selfpowered.augment.run import augment, merge_shards
 from selfpowered.config import AugmentConfig, FilterConfig
 from selfpowered.errors import ConfigError
-from selfpowered.text.engines import GenerationRequest, HFGenerator
+from selfpowered.model.generation import HFGenerator
+from selfpowered.text.engines import GenerationRequest
 from selfpowered.text.tasks import TaskLibrary
 from tests.helpers import TRANSCRIPTS, write_manifest
 
@@ -88,56 +89,34 @@ def test_titles_need_no_final_punctuation():
     assert reject_reason("The Baker's Bread", TRANSCRIPTS[0], "stop", False, FilterConfig(), False) is None
 
 
-# -- the hf engine ----------------------------------------------------------------------------------
-def test_hf_batches_sort_by_length_and_respect_the_token_budget(tiny_llm):
-    engine = HFGenerator(str(tiny_llm), max_new_tokens=10, token_budget=200, max_batch=3)
-    requests = [GenerationRequest(f"r{i}", f"transcribe: {TRANSCRIPTS[i % 4]}" + " again" * i) for i in range(10)]
-    batches = engine.batches(requests)
-    assert sorted(r.id for batch in batches for r, _ in batch) == sorted(r.id for r in requests)
-    lengths = [len(ids) for batch in batches for _, ids in batch]
-    assert lengths == sorted(lengths)
-    for batch in batches:
-        assert len(batch) <= 3
-        assert len(batch) * (max(len(ids) for _, ids in batch) + 10) <= 200 or len(batch) == 1
+# -- the hf engine (the serving engine's continuous batching) ---------------------------------------
+def _texts(engine, requests):
+    return {r.id: (r.text, r.completion_tokens) for r in engine.generate(requests)}
 
 
 def test_hf_batched_answers_equal_one_by_one(tiny_llm):
-    batched = HFGenerator(str(tiny_llm), max_new_tokens=12, token_budget=10_000)
+    batched = HFGenerator(str(tiny_llm), max_new_tokens=12, max_batch=3)
     single = HFGenerator(str(tiny_llm), max_new_tokens=12, max_batch=1)
-    requests = [GenerationRequest(f"r{i}", f"continue this: {t}") for i, t in enumerate(TRANSCRIPTS)]
-    together = {r.id: r for r in batched.generate(requests)}
-    alone = {r.id: r for r in single.generate(requests)}
+    requests = [GenerationRequest(f"r{i}", f"continue this: {t}" + " again" * i) for i, t in enumerate(TRANSCRIPTS)]
+    together = _texts(batched, requests)
     assert len(together) == 4
-    assert {k: (v.text, v.completion_tokens) for k, v in together.items()} == {
-        k: (v.text, v.completion_tokens) for k, v in alone.items()
-    }
+    assert together == _texts(single, requests)
 
 
 def test_sampled_rows_draw_from_their_own_seed_and_leave_greedy_rows_alone(tiny_llm):
     engine = HFGenerator(str(tiny_llm), max_new_tokens=10)
-    prompts = [engine.prompt_ids(f"continue this: {t}") for t in TRANSCRIPTS]
-    greedy = engine.decode(prompts)
-    mixed = engine.decode(prompts, [0.0, 1.5, 0.0, 1.5], [0, 7, 0, 8])
-    assert mixed[0] == greedy[0] and mixed[2] == greedy[2]  # sampled batch-mates change nothing
-    alone = engine.decode([prompts[1]], [1.5], [7])[0]
-    assert alone == mixed[1]  # the draw is the seed's, whatever the batch
-    assert engine.decode([prompts[1]], [1.5], [9])[0] != alone
-    # a temperature near 0 is greedy again: the Gumbel noise is scaled against logits / T
-    assert engine.decode(prompts, [1e-4] * 4, [1, 2, 3, 4]) == greedy
-
-
-def test_sampling_follows_the_softmax_of_the_logits(tiny_llm):
-    import torch
-
-    engine = HFGenerator(str(tiny_llm), max_new_tokens=1, token_budget=10**6, max_batch=10**6)
-    ids = engine.prompt_ids("continue this: the cat sat on the mat")
-    n = 800
-    firsts = Counter(tokens[0] for tokens, _ in engine.decode([ids] * n, [1.0] * n, list(range(n))))
-    with torch.no_grad():
-        probs = engine.model(torch.tensor([ids])).logits[0, -1].softmax(-1)
-    for token in probs.topk(3).indices.tolist():  # each frequency within 4 standard errors of its p
-        p = probs[token].item()
-        assert abs(firsts[token] / n - p) <= 4 * (p * (1 - p) / n) ** 0.5 + 1e-9
+    prompts = [f"continue this: {t}" for t in TRANSCRIPTS]
+    greedy = _texts(engine, [GenerationRequest(f"r{i}", p) for i, p in enumerate(prompts)])
+    mixed = _texts(
+        engine, [GenerationRequest(f"r{i}", p, 1.5 if i % 2 else 0.0, seed=7 + i) for i, p in enumerate(prompts)]
+    )
+    assert mixed["r0"] == greedy["r0"] and mixed["r2"] == greedy["r2"]  # sampled batch-mates change nothing
+    alone = _texts(engine, [GenerationRequest("r1", prompts[1], 1.5, seed=8)])["r1"]
+    assert alone == mixed["r1"]  # the draw is the seed's, whatever the batch
+    assert _texts(engine, [GenerationRequest("r1", prompts[1], 1.5, seed=9)])["r1"] != alone
+    # a temperature near 0 is greedy again
+    near = _texts(engine, [GenerationRequest(f"r{i}", p, 1e-4, seed=i) for i, p in enumerate(prompts)])
+    assert near == greedy
 
 
 # -- the run loop -----------------------------------------------------------------------------------
@@ -219,24 +198,26 @@ def test_shard_parsing():
             AugmentConfig(manifest="m", output="o", shard=bad)
 
 
-def test_shrinking_greedy_equals_transformers_generate(tiny_llm):
+def test_engine_greedy_with_repetition_penalty_equals_transformers_generate(tiny_llm):
     import torch
 
     engine = HFGenerator(str(tiny_llm), max_new_tokens=20, repetition_penalty=1.3)
-    prompts = [engine.prompt_ids(f"continue this: {t}") for t in TRANSCRIPTS]
-    ours = engine.decode(prompts)
-    for ids, (tokens, stopped) in zip(prompts, ours):
+    texts = [f"continue this: {t}" for t in TRANSCRIPTS]
+    prompts = [engine.prompt_ids(text) for text in texts]
+    results = {r.id: r for r in engine.generate([GenerationRequest(str(i), t) for i, t in enumerate(texts)])}
+    for i, ids in enumerate(prompts):
         reference = engine.model.generate(
             torch.tensor([ids]),
             max_new_tokens=20,
             do_sample=False,
             repetition_penalty=1.3,
-            eos_token_id=engine.stop_ids,
+            eos_token_id=engine.served.stop_ids,
             pad_token_id=engine.tokenizer.pad_token_id,
         )[0, len(ids) :].tolist()
-        reference = reference[: next((i + 1 for i, t in enumerate(reference) if t in engine.stop_ids), len(reference))]
-        assert tokens == reference
-        assert stopped == (tokens[-1] in engine.stop_ids)
+        stop = next((k for k, t in enumerate(reference) if t in engine.served.stop_ids), None)
+        answer = reference if stop is None else reference[:stop]
+        assert results[str(i)].text == engine.tokenizer.decode(answer, skip_special_tokens=True).strip()
+        assert results[str(i)].finish_reason == ("length" if stop is None else "stop")
 
 
 def test_augment_cli_both_recipes_and_merge(tiny_llm, tmp_path):
@@ -363,8 +344,11 @@ def test_the_text_engine_loop_guard_equals_transformers_over_the_answer(tiny_llm
 
     engine = HFGenerator(str(tiny_llm), max_new_tokens=20, no_repeat_ngram_size=2)
     assert engine.describe()["decoding"]["no_repeat_ngram_size"] == 2
-    prompts = [engine.prompt_ids(f"continue this: {t}") for t in TRANSCRIPTS]
-    for ids, (tokens, _) in zip(prompts, engine.decode(prompts)):
+    texts = [f"continue this: {t}" for t in TRANSCRIPTS]
+    results = {r.id: r.text for r in engine.generate([GenerationRequest(str(i), t) for i, t in enumerate(texts)])}
+    stops = engine.served.stop_ids
+    for i, text in enumerate(texts):
+        ids = engine.prompt_ids(text)
         embeds = engine.model.get_input_embeddings()(torch.tensor([ids]))
         reference = engine.model.generate(
             inputs_embeds=embeds,  # transformers then applies the rule to the new tokens only
@@ -372,8 +356,8 @@ def test_the_text_engine_loop_guard_equals_transformers_over_the_answer(tiny_llm
             max_new_tokens=20,
             do_sample=False,
             no_repeat_ngram_size=2,
-            eos_token_id=engine.stop_ids,
+            eos_token_id=stops,
             pad_token_id=engine.tokenizer.pad_token_id,
         )[0].tolist()
-        reference = reference[: next((i + 1 for i, t in enumerate(reference) if t in engine.stop_ids), len(reference))]
-        assert tokens == reference
+        reference = reference[: next((k for k, t in enumerate(reference) if t in stops), len(reference))]
+        assert results[str(i)] == engine.tokenizer.decode(reference, skip_special_tokens=True).strip()

@@ -3,6 +3,8 @@ joining and leaving mid-way; stop strings, length limits, sampling seeds, the ad
 
 from __future__ import annotations
 
+import torch
+
 from selfpowered.model.engine import DecodeBatch, Request, ServedModel, generate_all
 from tests.helpers import tone
 from tests.test_modeling import _randomise_lora
@@ -108,3 +110,31 @@ def test_the_loop_guard_bans_repeated_ngrams_as_transformers_does():
         pairs = list(zip(request.tokens, request.tokens[1:]))
         assert len(pairs) == len(set(pairs))
     assert [r.tokens for r in guarded] != plain  # the random tiny model does loop
+
+
+def test_sampling_follows_the_softmax_of_the_logits():
+    from collections import Counter
+
+    from selfpowered.model.engine import _sample
+
+    logits = torch.tensor([2.0, 1.0, 0.5, -1.0, 0.0])
+    n = 2000
+    draws = Counter(_sample(logits, Request("m", "x", temperature=1.0, seed=i)) for i in range(n))
+    probs = logits.softmax(-1)
+    for token, p in enumerate(probs.tolist()):  # each frequency within 4 standard errors of its p
+        assert abs(draws[token] / n - p) <= 4 * (p * (1 - p) / n) ** 0.5
+    # at temperature 0.5 the distribution sharpens as softmax(logits / 0.5) says
+    sharp = Counter(_sample(logits, Request("m", "x", temperature=0.5, seed=i)) for i in range(n))
+    assert abs(sharp[0] / n - (logits / 0.5).softmax(-1)[0].item()) <= 0.05
+
+
+def test_repetition_penalty_discourages_the_answers_own_tokens():
+    from selfpowered.model.engine import _sample
+
+    logits = torch.tensor([3.0, 2.9, -1.0])
+    request = Request("m", "x", repetition_penalty=1.2)
+    assert _sample(logits, request) == 0  # nothing said yet: greedy
+    request.tokens = [0]
+    assert _sample(logits, request) == 1  # 3.0 / 1.2 = 2.5 < 2.9
+    request.tokens, logits = [2], torch.tensor([-3.0, -1.1, -1.0])
+    assert _sample(logits, request) == 1  # a negative score of a said token is multiplied: -1.2 < -1.1

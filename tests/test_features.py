@@ -6,7 +6,8 @@ import torch
 
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model.encoder import featurize
-from selfpowered.train.features import DATA_FILE, INDEX_FILE, audio_key, build_feature_cache, open_cache
+from selfpowered.model.feature_cache import DATA_FILE, INDEX_FILE, audio_key
+from selfpowered.train.features import build_feature_cache, open_cache
 from tests.helpers import tone
 from tests.tiny import tiny_lsm
 

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from selfpowered.asr import WhisperTranscriber
 from selfpowered.model import SpeechLM
+from selfpowered.model.hearing import WhisperHearing
 from selfpowered.text.metrics import word_error_rate
 
 pytestmark = pytest.mark.assets
@@ -20,7 +20,7 @@ def lsm() -> SpeechLM:
 
 
 def test_converted_whisper_transcribes_real_human_speech(librivox):
-    transcriber = WhisperTranscriber("whisper-tiny.en")
+    transcriber = WhisperHearing("whisper-tiny.en")
     hypotheses = transcriber.transcribe([path for path, _ in librivox])
     result = word_error_rate([text for _, text in librivox], hypotheses)
     print(f"whisper-tiny.en on 5 LibriVox clips: WER {result.wer:.3f}", hypotheses)

@@ -218,6 +218,32 @@ def prepare(name: str, force: bool = False) -> Path:
     return target
 
 
+def ctranslate2_folder(whisper: Path) -> Path:
+    """A CTranslate2 copy of a Hugging Face Whisper folder (what `model.hearing` decodes with),
+    converted once into `$SELFPOWERED_HOME/ctranslate2/` and checksummed like the embedded models.
+    The copy is named after the source folder and a digest of its files' sizes and times, so an
+    edited source gets a new conversion instead of a stale one."""
+    whisper = Path(whisper).resolve()
+    digest = hashlib.sha256(repr(_stat_key(whisper)).encode()).hexdigest()[:12]
+    root = selfpowered_home() / "ctranslate2"
+    target = root / f"{whisper.name}-{digest}"
+    if verify_cache(target) is None:
+        return target
+    with _locked(root / ".locks" / f"{target.name}.lock"):
+        if verify_cache(target) is None:
+            return target
+        try:
+            import ctranslate2
+        except ImportError as exc:  # a dependency of the package: only a broken install lacks it
+            raise AssetError("ctranslate2 is not installed; run `make setup` (pip install ctranslate2)") from exc
+        logger.info("converting %s to CTranslate2 (once)", whisper)
+        with atomic_directory(target) as staging:
+            converter = ctranslate2.converters.TransformersConverter(str(whisper), low_cpu_mem_usage=True)
+            converter.convert(str(staging), force=True)
+            _write_checksums(staging, {"whisper": str(whisper), "ctranslate2": ctranslate2.__version__})
+    return target
+
+
 def assets_table() -> str:
     """`selfpowered assets list`: one line per embedded model (package, installed, cached, size)."""
     lines = [f"cache: {selfpowered_home() / 'models'}"]

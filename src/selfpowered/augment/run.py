@@ -28,7 +28,8 @@ from selfpowered.config import AugmentConfig, LimitsConfig
 from selfpowered.corpus.manifest import ManifestRow, read_manifest
 from selfpowered.errors import SelfPoweredError
 from selfpowered.jsonl import AppendLog, companion_path, iter_jsonl, rejects_path
-from selfpowered.text.engines import GenerationRequest, TextGenerator, build_generator
+from selfpowered.model.generation import build_generator
+from selfpowered.text.engines import GenerationRequest, TextGenerator
 from selfpowered.text.tasks import ASR_TASK, Draw, TaskLibrary, stable_hash, text_prompt
 
 

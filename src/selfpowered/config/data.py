@@ -125,8 +125,7 @@ class AugmentConfig(StrictModel):
     device: str = "cpu"
     max_new_tokens: int = Field(225, ge=1)
     max_prompt_tokens: int = Field(150, ge=1)
-    token_budget: int = Field(65536, ge=64, description="hf: batch rows x (prompt + new tokens) at most")
-    max_batch: int = Field(256, ge=1)
+    max_batch: int = Field(32, ge=1, description="hf: rows decoded together (continuous batching)")
     repetition_penalty: float = Field(1.0, gt=0)
     seed: int = 0
     shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's share of the manifest")

@@ -17,6 +17,13 @@ SpeechStates = Annotated[
         "states of its own greedy decoder, one per text token it writes (model/whisper_decoder.py); needs stack_mlp"
     ),
 ]
+HearingComputeType = Annotated[
+    Literal["int8", "float32", "int8_float32", "float16", "int8_float16"],
+    Field(
+        description="CTranslate2 compute type of the Whisper that hears each clip once (model/hearing.py): int8 "
+        "(default; several times PyTorch's speed on a CPU), float32, or the GPU types float16 / int8_float16"
+    ),
+]
 DecodedTokensPerSecond = Annotated[
     float,
     Field(
@@ -34,7 +41,13 @@ class ModelConfig(StrictModel):
 
     encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
     llm: str = Field(DEFAULT_LLM, description="causal LM folder or embedded name")
-    connector: Literal["window_qformer", "stack_mlp"] = "window_qformer"
+    connector: Literal["window_qformer", "stack_mlp", "utterance_qformer", "none"] = Field(
+        "window_qformer",
+        description="window_qformer (the paper: queries per 1/3 s window), stack_mlp (Ultravox), utterance_qformer "
+        "(`utterance_queries` learned queries over the whole utterance: a fixed number of slots for how it sounds), "
+        "or none (speech_tokens: transcript alone: the LLM reads Whisper's words and nothing else)",
+    )
+    utterance_queries: int = Field(8, ge=1, le=64, description="slots of the utterance_qformer")
     window_seconds: float = Field(1 / 3, gt=0, description="Q-Former window length in real seconds")
     queries_per_window: int = Field(1, ge=1)
     qformer_layers: int = Field(2, ge=1)
@@ -52,9 +65,12 @@ class ModelConfig(StrictModel):
     connector_dropout: float = Field(0.1, ge=0, lt=1)
     speech_states: SpeechStates = "encoder"
     decoded_tokens_per_second: DecodedTokensPerSecond = 8.0
-    speech_tokens: Literal["connector", "ctc_posterior", "whisper_text"] = Field(
+    speech_tokens: Literal["connector", "ctc_posterior", "whisper_text", "transcript"] = Field(
         "connector",
-        description="what the LLM reads: the connector's outputs (the paper); ctc_posterior: the CTC head's "
+        description="what the LLM reads: the connector's outputs (the paper); transcript: its own tokens of the "
+        "transcript Whisper heard (once per clip, model/hearing.py) in the cascade's prompt, token for token, and "
+        "then the connector's slots over Whisper's encoder states (connector: utterance_qformer, or none); "
+        "ctc_posterior: the CTC head's "
         "posterior mixture of the LLM's own token embeddings, blank and repeated slots masked out (model/ctc.py); "
         "whisper_text: the LLM's own embeddings of the text Whisper's decoder wrote, plus the connector's output "
         "through a gate that starts at 0 (model/token_bridge.py; needs speech_states: decoder, stack_factor: 1, "
@@ -66,6 +82,7 @@ class ModelConfig(StrictModel):
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     train_encoder: bool = False
+    hearing_compute_type: HearingComputeType = "int8"
     prompt_format: Literal["chat_template", "vicuna_v1.1"] = "chat_template"
     system_prompt: str | None = None
 
@@ -81,6 +98,18 @@ class ModelConfig(StrictModel):
                 raise ValueError(
                     "speech_states: decoder decodes greedily, without gradients: train_encoder must be false"
                 )
+        if self.speech_tokens == "transcript" and self.connector not in ("utterance_qformer", "none"):
+            raise ValueError(
+                "speech_tokens: transcript reads Whisper's words as tokens; its connector adds a fixed number of "
+                f"slots for the rest: connector: utterance_qformer, or none (got {self.connector})"
+            )
+        if self.speech_tokens == "transcript" and (self.speech_states != "encoder" or self.train_encoder):
+            raise ValueError(
+                "speech_tokens: transcript hears each clip once through CTranslate2 (its encoder states are its last "
+                "layer, frozen): it needs speech_states: encoder and train_encoder: false"
+            )
+        if self.connector == "none" and self.speech_tokens != "transcript":
+            raise ValueError("connector: none leaves the LLM nothing to hear unless speech_tokens: transcript")
         if self.speech_tokens == "whisper_text":
             if self.speech_states != "decoder":
                 raise ValueError(

@@ -25,5 +25,10 @@ class ServeConfig(StrictModel):
     max_queue: int = Field(256, ge=1, description="waiting requests before 429 (Retry-After)")
     max_tokens: int = Field(256, ge=1, description="default and upper bound of max_tokens")
     max_body_mb: float = Field(25.0, gt=0, description="request bodies over this are refused (413)")
+    hearing_memory_mb: float = Field(
+        128.0,
+        gt=0,
+        description="what Whisper heard in recent clips, kept so a clip sent to several models is decoded once",
+    )
     merge_lora: bool = Field(True, description="fold each LoRA adapter into its LLM's weights at load")
     device: str = "cpu"

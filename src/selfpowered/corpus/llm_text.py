@@ -65,7 +65,8 @@ def llm_sentences(count: int, folder: str | Path, seed: int = 0, llm: str | None
     Seeds are asked for in a fixed order, a chunk at a time, until `count` sentences are kept; the
     result is the first `count` in that order, so a resumed run returns the same list."""
     from selfpowered.assets import DEFAULT_LLM
-    from selfpowered.text.engines import GenerationRequest, HFGenerator
+    from selfpowered.model.generation import HFGenerator
+    from selfpowered.text.engines import GenerationRequest
 
     log = AppendLog(Path(folder) / "llm.jsonl")
     kept: dict[str, str | None] = {}

@@ -37,9 +37,9 @@ def score_transcripts(rows: Sequence[ManifestRow], hypotheses: Sequence[str]) ->
 
 def intelligibility(manifest: str | Path, sample: int = 200, seed: int = 0, asr_model: str = DEFAULT_ENCODER) -> dict:
     """WER of Whisper on a seeded random sample of the manifest, overall and per speaker."""
-    from selfpowered.asr import WhisperTranscriber
+    from selfpowered.model.hearing import WhisperHearing
 
     manifest = Path(manifest)
     chosen = sample_rows(manifest, sample, seed)
-    hypotheses = WhisperTranscriber(asr_model).transcribe([row.audio_path(manifest.parent) for row in chosen])
+    hypotheses = WhisperHearing(asr_model).transcribe([row.audio_path(manifest.parent) for row in chosen])
     return {"manifest": str(manifest), "asr_model": asr_model, **score_transcripts(chosen, hypotheses)}

@@ -25,10 +25,10 @@ from selfpowered.evaluate.checks import SPECIFIC_CHECKS
 from selfpowered.evaluate.probes import conflict_items, sqa_items, synthesise_probes
 from selfpowered.evaluate.systems import (
     CascadeSystem,
+    Listening,
     LSMSystem,
     Query,
     TextSystem,
-    TimedGenerator,
     cost_summary,
     timed,
 )
@@ -89,8 +89,11 @@ class PredictionCache:
         atomic_write_text(self.path(system, suite), json.dumps({"fingerprint": fingerprint, **record}, indent=1) + "\n")
 
 
-def _predict(cache, system_name, identity, suite_name, queries, call, settings, chunk_size, key_suffix=""):
-    """Cached or fresh answers of one system on one suite, with the measured cost."""
+def _predict(
+    cache, system_name, identity, suite_name, queries, call, settings, chunk_size, key_suffix="", listening=None
+):
+    """Cached or fresh answers of one system on one suite, with the measured cost (Whisper's time
+    for each clip included, `systems.timed`)."""
     stored_as = suite_name + key_suffix
     fingerprint = cache.fingerprint(identity, queries, settings)
     hit = cache.load(system_name, stored_as, fingerprint)
@@ -102,7 +105,7 @@ def _predict(cache, system_name, identity, suite_name, queries, call, settings, 
     with tqdm(total=len(queries), desc=f"{system_name} / {stored_as}", unit=" q") as bar:
         for start in range(0, len(queries), chunk_size):
             chunk = queries[start : start + chunk_size]
-            out, took = timed(call, chunk)
+            out, took = timed(call, chunk, listening)
             answers.extend(out)
             seconds += took
             bar.update(len(chunk))
@@ -171,41 +174,32 @@ def build_suites(settings: EvalConfig, out: Path) -> dict[str, S.Suite]:
     return suites
 
 
-def build_systems(settings: EvalConfig) -> tuple[list, TimedGenerator | None]:
-    """LSMs first, then the baselines (which share one copy of the base LLM)."""
-    systems: list = []
-    names = set()
+def build_systems(settings: EvalConfig, out: Path) -> tuple[list, Listening]:
+    """LSMs first, then the baselines; all hear through one `Listening` (Whisper once per clip,
+    cached in OUTPUT/hearing, and the base LLM once in memory)."""
+    specs = []
     for spec in settings.models:
         name, path = parse_model(spec)
-        if name in names or name in settings.baselines:
+        if name in {n for n, _ in specs} or name in settings.baselines:
             raise SelfPoweredError(f"two systems are called {name!r}; name them with NAME=PATH")
-        names.add(name)
         if not Path(path).is_dir():
             raise SelfPoweredError(f"{path}: no such checkpoint folder (written by `selfpowered train`)")
-        generation = settings.generation
-        systems.append(
-            LSMSystem(
-                name,
-                path,
-                generation.max_new_tokens,
-                generation.batch_size,
-                settings.device,
-                generation.no_repeat_ngram_size,
-            )
-        )
+        specs.append((name, path))
+    generation = settings.generation
     llm_name = settings.llm
-    if llm_name is None and systems:
-        llm_name = systems[0].base_llm_name()
-    if llm_name is None:
-        llm_name = DEFAULT_LLM
-    generator = TimedGenerator(
-        llm_name, settings.generation.max_new_tokens, settings.device, settings.generation.no_repeat_ngram_size
-    )
+    if llm_name is None and specs:
+        llm_name = LSMSystem(*specs[0], generation.max_new_tokens, generation.batch_size).base_llm_name()
+    listening = Listening(llm_name or DEFAULT_LLM, settings.asr_model, settings.device, out / "hearing")
+    options = (generation.max_new_tokens, generation.batch_size)
+    systems: list = [
+        LSMSystem(name, path, *options, settings.device, generation.no_repeat_ngram_size, listening)
+        for name, path in specs
+    ]
     if "cascade" in settings.baselines:
-        systems.append(CascadeSystem(settings.asr_model, generator, settings.device))
+        systems.append(CascadeSystem(listening, *options, generation.no_repeat_ngram_size))
     if "text" in settings.baselines:
-        systems.append(TextSystem(generator))
-    return systems, generator
+        systems.append(TextSystem(listening, *options, generation.no_repeat_ngram_size))
+    return systems, listening
 
 
 def evaluate(settings: EvalConfig) -> dict:
@@ -216,23 +210,26 @@ def evaluate(settings: EvalConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     suites = build_suites(settings, out)
-    systems, generator = build_systems(settings)
+    systems, listening = build_systems(settings, out)
     cache = PredictionCache(out / "predictions")
     decoding = {"max_new_tokens": settings.generation.max_new_tokens, "greedy": True}
     if settings.generation.no_repeat_ngram_size:  # (absent when off: earlier caches stay valid)
         decoding["no_repeat_ngram_size"] = settings.generation.no_repeat_ngram_size
-    identity = {s.name: _identity(s, generator) for s in systems}
+    identity = {s.name: _identity(s, listening) for s in systems}
     results: dict = {"systems": {}, "suites": {}, "examples": {}, "cached": []}
 
     # references for every instruct suite: the base LLM's text-mode answer to the true transcript
-    reference_system = TextSystem(generator)
+    generation = settings.generation
+    reference_system = TextSystem(
+        listening, generation.max_new_tokens, generation.batch_size, generation.no_repeat_ngram_size
+    )
     references: dict[str, list[str]] = {}
     for name, suite in suites.items():
         if suite.kind == "instruct":
             references[name], _, _ = _predict(
                 cache,
                 reference_system.name,
-                _identity(reference_system, generator),
+                _identity(reference_system, listening),
                 name,
                 suite.queries,
                 reference_system.answer,
@@ -249,7 +246,15 @@ def evaluate(settings: EvalConfig) -> dict:
                 continue  # given the transcript: nothing to transcribe
             call = system.transcribe if suite.kind == "asr" else system.answer
             answers, cost, was_cached = _predict(
-                cache, system.name, identity[system.name], name, suite.queries, call, decoding, settings.chunk_size
+                cache,
+                system.name,
+                identity[system.name],
+                name,
+                suite.queries,
+                call,
+                decoding,
+                settings.chunk_size,
+                listening=listening,
             )
             if was_cached:
                 results["cached"].append(f"{system.name}/{name}")
@@ -315,13 +320,16 @@ def evaluate(settings: EvalConfig) -> dict:
     return results
 
 
-def _identity(system, generator: TimedGenerator) -> str:
-    """What the cached answers depend on besides the queries: weights and models used."""
+def _identity(system, listening: Listening) -> str:
+    """What the cached answers depend on besides the queries: weights and models used (and, for
+    what hears through Whisper, the hearing's fingerprint: its weights, compute type, bounds)."""
     if system.kind == "lsm":
+        if system.hears:  # its answers depend on what Whisper heard, too
+            return f"{_checkpoint_identity(system.checkpoint)}|{system.hearing.fingerprint}"
         return _checkpoint_identity(system.checkpoint)
     if system.kind == "cascade":
-        return f"cascade:{system.asr_model}:{generator.generator.model_id}"
-    return f"text:{generator.generator.model_id}"
+        return f"cascade:{listening.hearing.fingerprint}:{listening.generator.model_id}"
+    return f"text:{listening.generator.model_id}"
 
 
 def _score(suites: dict[str, S.Suite], name: str, answers: list[str], references, answered: dict) -> dict:

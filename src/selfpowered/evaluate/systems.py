@@ -1,13 +1,16 @@
 """The systems an evaluation compares, behind one interface: answer (audio, instruction) queries.
 
 - `LSMSystem`: a SpeechLM checkpoint (speech in, answer out).
-- `CascadeSystem`: Whisper ASR -> transcript -> the same LLM in text mode; the pipeline a user
-  would otherwise build, and the upper bound on speech-text consistency an LSM can hope for.
+- `CascadeSystem`: Whisper hears the clip -> the same LLM answers the transcript in text mode; the
+  pipeline a user would otherwise build, and what an LSM must at least match.
 - `TextSystem`: the LLM given the true transcript; its answers are also the references of the
   instruct suite (the self-powered targets), so it scores 100 consistency by construction.
 
-Every text-mode answer goes through `text.tasks.text_prompt` and `HFGenerator`, the same code
-that made the training targets, and every system decodes greedily with the same token limit.
+Every system answers through the serving engine (`model.engine`: continuous batching, greedy,
+the same token limit), and every text-mode prompt is `text.tasks.text_prompt`, the code that made
+the training targets. Whisper hears each clip once for all systems (`model.hearing`, cached on
+disk beside the answers); each answer is still charged the Whisper time its clip took
+(`Heard.cost`), as a user running that system alone would pay it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from selfpowered.text.engines import GenerationRequest, HFGenerator
+from selfpowered.model.engine import Request, ServedModel, generate_all
 from selfpowered.text.tasks import text_prompt
 
 
@@ -41,25 +44,63 @@ class System(Protocol):
         """Plain transcripts for the ASR suite (None: this system has no ASR of its own)."""
 
 
-class TimedGenerator:
-    """One HFGenerator shared by the cascade and text baselines (one copy of the LLM in memory)."""
+class Listening:
+    """What every system of one evaluation shares: Whisper hearing each clip once, and the base
+    LLM of the baselines (one copy in memory). `heard_seconds` adds up the Whisper time of the
+    clips a call used, so `timed` can charge it."""
 
-    def __init__(self, llm: str, max_new_tokens: int, device: str = "cpu", no_repeat_ngram_size: int = 0) -> None:
-        self.generator = HFGenerator(
-            llm, max_new_tokens=max_new_tokens, device=device, no_repeat_ngram_size=no_repeat_ngram_size
+    def __init__(self, llm: str, asr_model: str, device: str = "cpu", hearing_cache: str | Path | None = None):
+        from selfpowered.model.generation import HFGenerator
+
+        self.device, self.hearing_cache = device, Path(hearing_cache) if hearing_cache else None
+        self.hearings: dict[tuple[str, str], object] = {}
+        self.hearing = self.hearing_for(asr_model)  # the cascade's
+        self.generator = HFGenerator(llm, device=device)  # loads the base LLM and its prompt builder
+        self.served = ServedModel.cascade(
+            "cascade", self.hearing, self.generator.model, self.generator.tokenizer, self.generator.prompt
         )
+        self.charged = 0.0
 
-    def answers(self, prompts: list[str]) -> list[str]:
-        requests = [GenerationRequest(str(i), prompt) for i, prompt in enumerate(prompts)]
-        by_id = {result.id: result.text for result in self.generator.generate(requests)}
-        return [by_id[str(i)] for i in range(len(prompts))]
+    def hearing_for(self, whisper: str | Path, compute_type: str = "int8"):
+        """The one `WhisperHearing` of this Whisper and compute type (made on first use): an LSM
+        built on the cascade's Whisper hears what the cascade heard, once."""
+        from selfpowered.assets import resolve_model
+        from selfpowered.model.hearing import WhisperHearing
+
+        key = (str(resolve_model(whisper, kind="encoder").resolve()), compute_type)
+        if key not in self.hearings:
+            folder = self.hearing_cache / f"{Path(key[0]).name}-{compute_type}" if self.hearing_cache else None
+            self.hearings[key] = WhisperHearing(whisper, compute_type, self.device, cache_dir=folder)
+        return self.hearings[key]
+
+    @property
+    def decoded_seconds(self) -> float:
+        return sum(hearing.decoded_seconds for hearing in self.hearings.values())
+
+    def charge(self, audio: list[str], hearing=None) -> None:
+        """Add the Whisper time of these clips (heard now or before) to the running charge."""
+        self.charged += sum(heard.cost for heard in (hearing or self.hearing).hear(audio))
+
+
+def _requests(name: str, instructions, audio, max_tokens: int, ngram: int) -> list[Request]:
+    from selfpowered.audio import load_audio
+
+    return [
+        Request(
+            name,
+            text,
+            None if path is None else load_audio(path),
+            max_tokens=max_tokens,
+            no_repeat_ngram_size=ngram,
+        )
+        for text, path in zip(instructions, audio)
+    ]
 
 
 class LSMSystem:
     """A checkpoint, loaded on first use and released after its turn, so an evaluation of several
     large LSMs holds one of them in memory at a time. It answers through the serving engine
-    (`model.engine`: LoRA merged, continuous batching), so the cost measured here is the cost a
-    served model has."""
+    (LoRA merged, continuous batching), so the cost measured here is the cost a served model has."""
 
     kind = "lsm"
 
@@ -71,10 +112,12 @@ class LSMSystem:
         batch_size: int,
         device: str = "cpu",
         no_repeat_ngram_size: int = 0,
+        listening: Listening | None = None,
     ):
         self.name, self.checkpoint, self.device = name, str(checkpoint), device
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.listening = listening
         self._model = None
         self._served = None
 
@@ -87,27 +130,38 @@ class LSMSystem:
         return self._model
 
     @property
-    def served(self):
-        if self._served is None:
-            from selfpowered.model.engine import ServedModel
+    def config(self):
+        """The checkpoint's LSMConfig (read without loading the model)."""
+        from selfpowered.model import LSMConfig
 
-            self._served = ServedModel.from_lsm(self.name, self.model)
+        return LSMConfig.from_pretrained(self.checkpoint)
+
+    @property
+    def hears(self) -> bool:
+        """Does it read Whisper's transcript (and so share the evaluation's hearing)?"""
+        return self.config.speech_tokens == "transcript"
+
+    @property
+    def hearing(self):
+        """The evaluation's hearing for this checkpoint's Whisper and compute type (None: none shared)."""
+        if not self.hears or self.listening is None:
+            return None
+        config = self.config
+        whisper = config.encoder_name_or_path
+        whisper = str(Path(self.checkpoint) / whisper) if whisper.startswith("./") else whisper
+        return self.listening.hearing_for(whisper, config.hearing_compute_type)
+
+    @property
+    def served(self) -> ServedModel:
+        if self._served is None:
+            self._served = ServedModel.from_lsm(self.name, self.model, hearing=self.hearing)
         return self._served
 
     def _generate(self, instructions: list[str], audio: list[str | None]) -> list[str]:
-        from selfpowered.audio import load_audio
-        from selfpowered.model.engine import Request, generate_all
-
-        requests = [
-            Request(
-                self.name,
-                text,
-                None if path is None else load_audio(path),
-                max_tokens=self.max_new_tokens,
-                no_repeat_ngram_size=self.no_repeat_ngram_size,
-            )
-            for text, path in zip(instructions, audio)
-        ]
+        heard = [path for path in audio if path is not None]
+        if heard and self.hears and self.listening is not None:
+            self.listening.charge(heard, self.hearing)
+        requests = _requests(self.name, instructions, audio, self.max_new_tokens, self.no_repeat_ngram_size)
         return [request.text for request in generate_all(self.served, requests, self.batch_size)]
 
     def release(self) -> None:
@@ -142,36 +196,43 @@ class LSMSystem:
 
 
 class CascadeSystem:
+    """Whisper (heard once per clip) -> the base LLM on `text_prompt(instruction, transcript)`."""
+
     kind = "cascade"
 
-    def __init__(self, asr_model: str, llm: TimedGenerator, device: str = "cpu", name: str = "cascade") -> None:
-        from selfpowered.asr import WhisperTranscriber
-
-        self.name, self.llm = name, llm
-        self.asr = WhisperTranscriber(asr_model, device=device)
-        self.asr_model = asr_model
+    def __init__(self, listening: Listening, max_new_tokens: int, batch_size: int, ngram: int = 0, name="cascade"):
+        self.name, self.listening = name, listening
+        self.max_new_tokens, self.batch_size, self.ngram = max_new_tokens, batch_size, ngram
+        self.asr_model = listening.hearing.name
 
     def transcribe(self, queries: list[Query]) -> list[str]:
-        return self.asr.transcribe([q.audio for q in queries])
+        audio = [q.audio for q in queries]
+        self.listening.charge(audio)
+        return self.listening.hearing.transcribe(audio)
 
     def answer(self, queries: list[Query]) -> list[str]:
-        # Transcribed again even where the asr suite already heard the same audio: every answer's
-        # measured cost must include the ASR it needed, as it would for a user.
-        heard = self.transcribe(queries)
-        return self.llm.answers([text_prompt(q.instruction, text) for q, text in zip(queries, heard)])
+        audio = [q.audio for q in queries]
+        self.listening.charge(audio)
+        requests = _requests(self.name, [q.instruction for q in queries], audio, self.max_new_tokens, self.ngram)
+        return [request.text for request in generate_all(self.listening.served, requests, self.batch_size)]
 
 
 class TextSystem:
+    """The base LLM given the true transcript (no audio, nothing heard)."""
+
     kind = "text"
 
-    def __init__(self, llm: TimedGenerator, name: str = "text") -> None:
-        self.name, self.llm = name, llm
+    def __init__(self, listening: Listening, max_new_tokens: int, batch_size: int, ngram: int = 0, name="text"):
+        self.name, self.listening = name, listening
+        self.max_new_tokens, self.batch_size, self.ngram = max_new_tokens, batch_size, ngram
 
     def transcribe(self, queries: list[Query]) -> None:
         return None  # it is given the transcript
 
     def answer(self, queries: list[Query]) -> list[str]:
-        return self.llm.answers([text_prompt(q.instruction, q.transcript) for q in queries])
+        prompts = [text_prompt(q.instruction, q.transcript) for q in queries]
+        requests = _requests(self.name, prompts, [None] * len(prompts), self.max_new_tokens, self.ngram)
+        return [request.text for request in generate_all(self.listening.served, requests, self.batch_size)]
 
 
 def cost_summary(answers: int, seconds: float, audio_seconds: float) -> dict:
@@ -185,8 +246,15 @@ def cost_summary(answers: int, seconds: float, audio_seconds: float) -> dict:
     }
 
 
-def timed(call, queries: list[Query]) -> tuple[list[str] | None, float]:
-    """Run `call(queries)`; return its output and the wall seconds it took."""
+def timed(call, queries: list[Query], listening: Listening | None = None) -> tuple[list[str] | None, float]:
+    """Run `call(queries)`; return its output and the seconds it cost: the wall time, with the
+    Whisper time of the clips it heard counted at what hearing them took (a clip heard earlier
+    for another system is charged again, not taken for free; heard now, it is not counted twice)."""
+    charged = listening.charged if listening is not None else 0.0
     started = time.perf_counter()
+    hearing_started = listening.decoded_seconds if listening is not None else 0.0
     out = call(queries)
-    return out, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if listening is not None:  # replace the decoding done now by what every clip it used cost
+        seconds += (listening.charged - charged) - (listening.decoded_seconds - hearing_started)
+    return out, seconds

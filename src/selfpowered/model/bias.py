@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from selfpowered.model.prompting import IGNORE_INDEX, SEGMENT_INSTRUCTION, SEGMENT_PAD, SEGMENT_SPEECH
+from selfpowered.model.prompting import IGNORE_INDEX, SEGMENT_INSTRUCTION, SEGMENT_PAD, SPEECH_SEGMENTS
 
 GROUPS = ("speech", "instruction", "rest")
 
 
 def _group_masks(segments: torch.Tensor) -> dict[str, torch.Tensor]:
     real = segments != SEGMENT_PAD
-    speech = segments == SEGMENT_SPEECH
+    speech = torch.isin(segments, torch.tensor(SPEECH_SEGMENTS, device=segments.device))  # slots and heard words
     instruction = segments == SEGMENT_INSTRUCTION
     return {"speech": speech, "instruction": instruction, "rest": real & ~speech & ~instruction}
 
@@ -50,7 +50,7 @@ def attention_shares(
     try:
         for i in tqdm(range(len(audio)), desc="bias (attention, saliency)", unit=" sample", disable=not progress):
             answer = answers[i].strip() or "."
-            batch = model.processor([instructions[i]], audio=[audio[i]], response=[answer])
+            batch = model.prepare([instructions[i]], audio=[audio[i]], response=[answer])
             with torch.no_grad():
                 embeds = model.embed_inputs(batch)
             device = embeds.device

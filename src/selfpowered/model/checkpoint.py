@@ -103,9 +103,10 @@ def _save_base(model: Any, folder: Path) -> None:
     base.save_pretrained(str(folder / BUNDLED_LLM), state_dict=state)
 
 
-def load_parts(folder: str | Path) -> tuple[LSMConfig, SpeechEncoder, PreTrainedModel, Any, Any]:
+def load_parts(folder: str | Path) -> tuple[LSMConfig, SpeechEncoder, PreTrainedModel, Any, Any, Path]:
     """The config and the base parts a checkpoint names: encoder, LLM, tokenizer, feature extractor
-    (resolved from local folders or embedded defaults; bundled ones from inside the checkpoint)."""
+    (resolved from local folders or embedded defaults; bundled ones from inside the checkpoint),
+    and the Whisper folder they came from."""
     from selfpowered.assets import resolve_model
 
     folder = Path(folder)
@@ -132,7 +133,7 @@ def load_parts(folder: str | Path) -> tuple[LSMConfig, SpeechEncoder, PreTrained
     tokenizer = AutoTokenizer.from_pretrained(str(folder if has_tokenizer else llm_path))
     extractor_source = folder if (folder / "preprocessor_config.json").is_file() else encoder_path
     feature_extractor = LogMelExtractor.from_pretrained(extractor_source).feature_extractor
-    return config, encoder, llm, tokenizer, feature_extractor
+    return config, encoder, llm, tokenizer, feature_extractor, encoder_path
 
 
 def load_trained_weights(model: Any, folder: str | Path) -> None:

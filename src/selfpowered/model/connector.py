@@ -8,6 +8,10 @@ so a batch gives the same embeddings as its utterances one by one.
   seconds; `queries_per_window` learned queries cross-attend to their window's frames in every
   layer. Unlike the official code (which sizes windows from the batch's longest length, giving
   ~83-100 tokens whatever the duration) the token count is proportional to the real duration.
+- `UtteranceQFormer` (BLIP-2 / DeSTA style): `utterance_queries` learned queries cross-attend to
+  every real frame of the utterance: a fixed number of slots, whatever the duration, for what a
+  transcript cannot carry (who speaks, how fast, in what room). A transcript-reading LSM
+  (`speech_tokens: transcript`) puts them after Whisper's words.
 - `StackMLP` (Ultravox style): stack k consecutive frames, LayerNorm, 2-layer MLP. Cheap, and the
   connector our CPU `align` stage starts from. Each stack may become several tokens
   (`tokens_per_stack`): with `speech_states: decoder` every state is one Whisper token, and CTC
@@ -31,6 +35,9 @@ def speech_token_lengths(config: LSMConfig, encoder_frames):
     sizing all use it."""
     if config.connector == "stack_mlp":
         return (encoder_frames + config.stack_factor - 1) // config.stack_factor * config.tokens_per_stack
+    if config.connector in ("utterance_qformer", "none"):  # a fixed count per utterance that has speech
+        queries = config.utterance_queries if config.connector == "utterance_qformer" else 0
+        return (encoder_frames > 0) * queries
     window = config.window_frames
     return (encoder_frames + window - 1) // window * config.queries_per_window
 
@@ -40,6 +47,10 @@ def speech_tokens_per_second(config: LSMConfig) -> float:
     With decoder states: an estimate of ~4 Whisper tokens a second of English speech."""
     if config.speech_states == "decoder":
         return DECODED_TOKENS_PER_SECOND / config.stack_factor * config.tokens_per_stack
+    if config.speech_tokens == "transcript":  # the heard words (~1.3 LLM tokens a Whisper token)
+        return DECODED_TOKENS_PER_SECOND * 1.3
+    if config.connector in ("utterance_qformer", "none"):
+        return 1.0
     frames_per_token = (
         config.stack_factor if config.connector == "stack_mlp" else config.window_frames / config.queries_per_window
     )
@@ -113,6 +124,57 @@ class WindowQFormer(nn.Module):
         return out, self.output_lengths(lengths)
 
 
+class UtteranceQFormer(nn.Module):
+    """`utterance_queries` learned queries over all real frames of an utterance (see the module).
+    Its output starts at the scale of the LLM's own token embeddings (`match_scale`), so a fresh
+    model's extra slots look like ordinary tokens to the LLM, not like outliers."""
+
+    def __init__(self, config: LSMConfig) -> None:
+        super().__init__()
+        hidden = config.qformer_hidden_size
+        self.config = config
+        self.input_norm = nn.LayerNorm(config.encoder_hidden_size)
+        self.input_proj = nn.Linear(config.encoder_hidden_size, hidden)
+        self.queries = nn.Parameter(torch.randn(config.utterance_queries, hidden) * 0.02)
+        self.layers = nn.ModuleList(
+            QFormerLayer(hidden, config.qformer_heads, config.qformer_ffn_size, config.connector_dropout)
+            for _ in range(config.qformer_layers)
+        )
+        self.output_proj = nn.Linear(hidden, config.llm_hidden_size)
+
+    @torch.no_grad()
+    def match_scale(self, embeddings: torch.Tensor) -> None:
+        """Scale the output projection so its outputs have the embedding table's root mean square
+        (the last Q-Former layer ends in a LayerNorm: its outputs have unit variance per channel)."""
+        rms = float(embeddings.float().pow(2).mean().sqrt())
+        nn.init.normal_(self.output_proj.weight, std=rms / self.output_proj.in_features**0.5)
+        nn.init.zeros_(self.output_proj.bias)
+
+    def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
+        return speech_token_lengths(self.config, frame_lengths)
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = self.input_proj(self.input_norm(states))
+        padding = ~_lengths_mask(lengths, states.shape[1])
+        if states.shape[1]:  # a row with no frames (text mode) would attend to nothing: NaN, even in its
+            padding[:, 0] &= lengths > 0  # gradient; let it see one zero frame (its slots are dropped)
+        queries = self.queries.unsqueeze(0).expand(states.shape[0], -1, -1)
+        for layer in self.layers:
+            queries = layer(queries, frames, padding)
+        return self.output_proj(queries), self.output_lengths(lengths)
+
+
+class NoConnector(nn.Module):
+    """`connector: none`: no slots (a transcript-reading LSM that hears Whisper's words alone)."""
+
+    def __init__(self, config: LSMConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return states.new_zeros(states.shape[0], 0, self.config.llm_hidden_size), torch.zeros_like(lengths)
+
+
 class StackMLP(nn.Module):
     """Stack `stack_factor` frames into one vector, then LayerNorm -> Linear -> GELU -> Linear."""
 
@@ -146,4 +208,10 @@ class StackMLP(nn.Module):
 
 def build_connector(config: LSMConfig) -> nn.Module:
     """The connector named by `config.connector`."""
-    return {"window_qformer": WindowQFormer, "stack_mlp": StackMLP}[config.connector](config)
+    kinds = {
+        "window_qformer": WindowQFormer,
+        "stack_mlp": StackMLP,
+        "utterance_qformer": UtteranceQFormer,
+        "none": NoConnector,
+    }
+    return kinds[config.connector](config)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from selfpowered.errors import SelfPoweredError
-from selfpowered.model.prompting import Conversation, PromptBuilder, plan_layout
+from selfpowered.model.prompting import SEGMENT_PAD, SEGMENT_SPEECH, Conversation, PromptBuilder, plan_layout
 from selfpowered.text.decoding import repeated_ngram_bans
 from selfpowered.text.tasks import text_prompt
 
@@ -61,6 +61,7 @@ class Request:
     top_p: float = 1.0
     seed: int | None = None
     no_repeat_ngram_size: int = 0  # loop guard (text/decoding.py); 0 = off
+    repetition_penalty: float = 1.0  # > 1 discourages tokens of the prompt and the answer (as transformers does)
     stop: Sequence[str] = ()
     on_event: Callable[[str, Any], None] | None = None
     id: int = field(default_factory=lambda: next(_ids))
@@ -71,9 +72,10 @@ class Request:
     finish_reason: str | None = None
     error: str | None = None
     cancelled: bool = False
-    transcript: str | None = None  # the cascade's ASR of the audio
+    transcript: str | None = None  # what Whisper heard in the audio (cascade, transcript-reading LSM)
     _emitted: int = 0
     _generator: torch.Generator | None = None
+    _prompt_ids: frozenset[int] = frozenset()  # the prompt's tokens, for repetition_penalty
 
     def emit(self, kind: str, payload: Any) -> None:
         if self.on_event is not None:
@@ -83,21 +85,30 @@ class Request:
 class ServedModel:
     """What the engine needs of a model: make a prompt batch, embed it, an LLM, stop tokens.
 
-    `kind` "lsm": a SpeechLM (audio through its encoder and connector, or text mode);
-    "cascade": Whisper transcribes, then the base LLM answers the transcript in text mode."""
+    `kind` "lsm": a SpeechLM (audio through its speech path, or text mode); "cascade": Whisper
+    hears the clip, then the LLM answers `text_prompt(instruction, transcript)` in text mode (a
+    request without audio is answered as its instruction alone: the text baseline). A
+    transcript-reading LSM and the cascade hear through a `WhisperHearing`; give them the same one
+    and each clip is decoded once for both."""
 
-    def __init__(self, name: str, kind: str, llm, tokenizer, prompt: PromptBuilder, lsm=None, asr=None) -> None:
+    def __init__(self, name: str, kind: str, llm, tokenizer, prompt: PromptBuilder, lsm=None, hearing=None) -> None:
         self.name, self.kind, self.llm, self.tokenizer, self.prompt = name, kind, llm, tokenizer, prompt
-        self.lsm, self.asr = lsm, asr
+        self.lsm, self.hearing = lsm, hearing
         self.stop_ids = prompt.stop_token_ids()
         self.lock = threading.Lock()  # eval and the server may share one: one batch at a time
 
     @classmethod
-    def from_lsm(cls, name: str, lsm, merge_lora: bool = True) -> ServedModel:
+    def from_lsm(cls, name: str, lsm, merge_lora: bool = True, hearing=None) -> ServedModel:
         lsm.eval()
         if merge_lora and lsm.is_lora:
             lsm.llm.merge_adapter()  # LoRA folded into the weights (reversible: see adapter_off)
-        return cls(name, "lsm", lsm.llm, lsm.tokenizer, lsm.prompt, lsm=lsm)
+        if hearing is not None and lsm.config.speech_tokens == "transcript":
+            lsm.use_hearing(hearing)
+        return cls(name, "lsm", lsm.llm, lsm.tokenizer, lsm.prompt, lsm=lsm, hearing=lsm.hearing)
+
+    @classmethod
+    def cascade(cls, name: str, hearing, llm, tokenizer, prompt: PromptBuilder) -> ServedModel:
+        return cls(name, "cascade", llm.eval(), tokenizer, prompt, hearing=hearing)
 
     @contextlib.contextmanager
     def adapter_off(self) -> Iterator[None]:
@@ -116,10 +127,6 @@ class ServedModel:
             if merged:
                 llm.merge_adapter()
 
-    @classmethod
-    def cascade(cls, name: str, asr, llm, tokenizer, prompt: PromptBuilder) -> ServedModel:
-        return cls(name, "cascade", llm.eval(), tokenizer, prompt, asr=asr)
-
     @property
     def device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
@@ -127,19 +134,28 @@ class ServedModel:
     def prepare(self, requests: Sequence[Request]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """A left-padded prompt batch for `requests` and its input embeddings."""
         contexts = [r.context for r in requests]
+        audio = [r.audio for r in requests]
         if self.kind == "lsm":
-            audio = [r.audio for r in requests]
-            speech = audio if any(a is not None for a in audio) else None
-            inputs = self.lsm.processor(
-                [r.instruction for r in requests], audio=speech, padding_side="left", contexts=contexts
-            )
-            return inputs, self.lsm.embed_inputs(inputs)
-        heard = self.asr.transcribe([r.audio for r in requests if r.audio is not None]) if self.asr else []
-        heard_iter = iter(heard)
+            lsm = self.lsm
+            if lsm.config.speech_tokens == "transcript":
+                heard = lsm.hear(audio)
+                for request, result in zip(requests, heard):
+                    request.transcript = None if result is None else result.text
+                inputs = lsm.processor(
+                    [r.instruction for r in requests], heard=heard, padding_side="left", contexts=contexts
+                )
+            else:
+                speech = audio if any(a is not None for a in audio) else None
+                inputs = lsm.processor(
+                    [r.instruction for r in requests], audio=speech, padding_side="left", contexts=contexts
+                )
+            return inputs, lsm.embed_inputs(inputs)
+        present = [r.audio for r in requests if r.audio is not None]
+        heard = iter(self.hearing.hear(present) if present else [])
         prompts = []
         for request in requests:
             if request.audio is not None:
-                request.transcript = next(heard_iter)
+                request.transcript = next(heard).text
                 prompts.append(text_prompt(request.instruction, request.transcript))
             else:
                 prompts.append(request.instruction)
@@ -152,8 +168,14 @@ def _sample(logits: torch.Tensor, request: Request) -> int:
     """Greedy at temperature 0; else temperature + nucleus (top_p) sampling from the request's seed.
     Tokens that would repeat an n-gram of the answer are banned first when the request asks."""
     banned = repeated_ngram_bans(request.tokens, request.no_repeat_ngram_size)
-    if banned:
+    penalised = request.repetition_penalty != 1.0 and (request.tokens or request._prompt_ids)
+    if banned or penalised:
         logits = logits.clone()
+    if penalised:  # CTRL's rule, as transformers applies it: divide a positive score, multiply a negative
+        seen = torch.tensor(sorted(request._prompt_ids | set(request.tokens)), device=logits.device)
+        scores = logits[seen]
+        logits[seen] = torch.where(scores > 0, scores / request.repetition_penalty, scores * request.repetition_penalty)
+    if banned:
         logits[banned] = float("-inf")
     if request.temperature <= 0:
         return int(logits.argmax())
@@ -208,8 +230,11 @@ class DecodeBatch:
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]
-        for request, count in zip(requests, mask.sum(dim=1).tolist()):
+        for row, (request, count) in enumerate(zip(requests, mask.sum(dim=1).tolist())):
             request.prompt_tokens = int(count)
+            if request.repetition_penalty != 1.0:  # the prompt's own tokens (not speech slots, not padding)
+                text = (inputs["segments"][row] != SEGMENT_PAD) & (inputs["segments"][row] != SEGMENT_SPEECH)
+                request._prompt_ids = frozenset(inputs["input_ids"][row][text].tolist())
         first = [_sample(row, r) for row, r in zip(logits, requests)]
         keep = []
         for index, (request, token) in enumerate(zip(requests, first)):
@@ -338,11 +363,15 @@ class DecodeBatch:
             self.mask = self.mask[:, start:]
 
 
-def generate_all(served: ServedModel, requests: Sequence[Request], max_batch: int = 16) -> list[Request]:
-    """Answer every request on this thread with continuous batching (what `eval` uses): rows join
-    as others finish, up to `max_batch` at a time."""
+def decode_stream(served: ServedModel, requests: Sequence[Request], max_batch: int = 16) -> Iterator[Request]:
+    """Answer every request on this thread with continuous batching, yielding each as it finishes
+    (not in order): rows join as others finish, up to `max_batch` at a time. What `eval` and
+    augmentation use; the server's `Engine` runs the same `DecodeBatch` on its own thread."""
     pending = list(requests)
     batch = DecodeBatch(served)
+    finished: list[Request] = []
+    for request in pending:
+        request.on_event = _collect_into(finished, request.on_event)
     with served.lock:
         while pending or len(batch):
             room = max_batch - len(batch)
@@ -351,6 +380,26 @@ def generate_all(served: ServedModel, requests: Sequence[Request], max_batch: in
                 pending = pending[room:]
             if len(batch):
                 batch.step()
+            while finished:
+                yield finished.pop(0)
+    while finished:
+        yield finished.pop(0)
+
+
+def _collect_into(finished: list[Request], then: Callable[[str, Any], None] | None) -> Callable[[str, Any], None]:
+    def on_event(kind: str, payload: Any) -> None:
+        if kind == "done":
+            finished.append(payload)
+        if then is not None:
+            then(kind, payload)
+
+    return on_event
+
+
+def generate_all(served: ServedModel, requests: Sequence[Request], max_batch: int = 16) -> list[Request]:
+    """`decode_stream` to the end; the requests in their own order."""
+    for _ in decode_stream(served, requests, max_batch):
+        pass
     return list(requests)
 
 

@@ -34,8 +34,9 @@ from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import build_connector
 from selfpowered.model.ctc import CTCHead, ctc_vocabulary
 from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate, featurize
+from selfpowered.model.hearing import Heard, WhisperHearing
 from selfpowered.model.processor import SpeechProcessor
-from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout, fill_speech_slots, speech_slots
+from selfpowered.model.prompting import SEGMENT_SPEECH, Conversation, embed_layout, fill_speech_slots, speech_slots
 from selfpowered.model.token_bridge import TokenBridge
 
 # What `optim.lr_connector` trains (and 0 freezes): the connector, and the whisper_text bridge's
@@ -85,8 +86,14 @@ class SpeechLM(PreTrainedModel):
             self.token_bridge = (
                 TokenBridge.unbuilt() if vocabulary is None else TokenBridge.from_tokenizers(vocabulary, tokenizer)
             )
+        if config.connector == "utterance_qformer":  # fresh slots at the scale of the LLM's own embeddings
+            self.connector.match_scale(self.llm.get_input_embeddings().weight)
         self.processor = SpeechProcessor(config, tokenizer, feature_extractor)
         self.tokenizer, self.mel, self.prompt = tokenizer, self.processor.mel, self.processor.prompt
+        # speech_tokens: transcript: Whisper hears each clip once (model/hearing.py), made on first use from
+        # the Whisper folder the model was built on, or shared with other models by `use_hearing`
+        self.hearing: WhisperHearing | None = None
+        self.whisper_folder: Path | None = None
         self.post_init()  # before LoRA wrapping: HF gathers tied-weight names from the plain LLM
         self._apply_trainability()
 
@@ -145,6 +152,7 @@ class SpeechLM(PreTrainedModel):
             **architecture,
         )
         model = cls(config, speech_encoder, language_model, tokenizer, feature_extractor)
+        model.whisper_folder = encoder_path
         if model.token_bridge is not None and model.token_bridge.vocabulary_size == 0:
             raise ModelNotFoundError(
                 f"{encoder_path}: no tokenizer.json, which speech_tokens: whisper_text needs to map Whisper's tokens "
@@ -174,6 +182,42 @@ class SpeechLM(PreTrainedModel):
     def llm_device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
 
+    def use_hearing(self, hearing: WhisperHearing) -> SpeechLM:
+        """Hear through `hearing` (a server or an evaluation shares one per Whisper model, so each
+        clip is decoded once for every model that listens to it)."""
+        self.hearing = hearing
+        return self
+
+    def hear(self, audio: Sequence[AudioInput | None]) -> list[Heard | None]:
+        """What Whisper hears in each clip (None stays None: a text-mode row)."""
+        if self.hearing is None:
+            if self.whisper_folder is None:
+                raise ModelNotFoundError(
+                    "this LSM reads Whisper's transcript but knows no Whisper folder to hear with (a model built "
+                    "from configs): give it one with use_hearing(WhisperHearing(...))"
+                )
+            self.hearing = WhisperHearing(self.whisper_folder, compute_type=self.config.hearing_compute_type)
+        present = [i for i, item in enumerate(audio) if item is not None]
+        heard: list[Heard | None] = [None] * len(audio)
+        for index, result in zip(present, self.hearing.hear([audio[i] for i in present]) if present else []):
+            heard[index] = result
+        return heard
+
+    def prepare(
+        self,
+        instructions: Sequence[str],
+        audio: Sequence[AudioInput | None] | None = None,
+        response: Sequence[str] | None = None,
+        padding_side: str = "right",
+        contexts: Sequence[Conversation | None] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Instructions + audio (paths or 16 kHz arrays; None = text mode) -> a processor batch.
+        An LSM that reads Whisper's transcript hears the audio first; the others take it as is."""
+        options = dict(response=response, padding_side=padding_side, contexts=contexts)
+        if audio is not None and self.config.speech_tokens == "transcript":
+            return self.processor(instructions, heard=self.hear(audio), **options)
+        return self.processor(instructions, audio=audio, **options)
+
     def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor, mel_chunks: torch.Tensor):
         """Encoder states (batch, frames, d_enc) and lengths; no graph when the encoder is frozen."""
         with torch.set_grad_enabled(self.config.train_encoder and torch.is_grad_enabled()):
@@ -181,8 +225,9 @@ class SpeechLM(PreTrainedModel):
 
     def connect(self, states: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """Encoder states -> one (tokens, d_llm) tensor of speech embeddings per utterance."""
-        param = next(self.connector.parameters())
-        embeds, token_lengths = self.connector(states.to(param.device, param.dtype), lengths.to(param.device))
+        param = next(self.connector.parameters(), None)  # `connector: none` has none
+        device, dtype = (param.device, param.dtype) if param is not None else (self.llm_device, torch.float32)
+        embeds, token_lengths = self.connector(states.to(device, dtype), lengths.to(device))
         return [embeds[i, :count] for i, count in enumerate(token_lengths.tolist())]  # one host sync
 
     def embed_speech(self, audio: Sequence[AudioInput]) -> list[torch.Tensor]:
@@ -194,6 +239,8 @@ class SpeechLM(PreTrainedModel):
         (empty for a text-only batch; rows without speech get an empty tensor)."""
         if inputs.get("encoder_states") is not None:
             states, lengths = inputs["encoder_states"], inputs["encoder_lengths"]
+            if not bool((lengths > 0).any()):  # text-mode rows only (or words without states)
+                return []
         elif inputs.get("mel") is not None and inputs["mel"].shape[0]:
             states, lengths = self.encode(inputs["mel"], inputs["mel_frames"], inputs["mel_chunks"])
         else:
@@ -304,7 +351,7 @@ class SpeechLM(PreTrainedModel):
         answers: list[str] = []
         for start in range(0, len(prompts), batch_size):
             window = slice(start, start + batch_size)
-            inputs = self.processor(prompts[window], None if clips is None else clips[window], padding_side="left")
+            inputs = self.prepare(prompts[window], None if clips is None else clips[window], padding_side="left")
             answers += self.generate_from_inputs(
                 inputs, max_new_tokens, repetition_penalty, use_adapter, **generate_kwargs
             )
@@ -367,7 +414,11 @@ class SpeechLM(PreTrainedModel):
         **_: Any,
     ) -> SpeechLM:
         """Load a checkpoint written by `save_pretrained` (base weights resolved from its config)."""
-        model = cls(*checkpoint.load_parts(pretrained_model_name_or_path))
+        config, encoder, llm, tokenizer, feature_extractor, whisper_folder = checkpoint.load_parts(
+            pretrained_model_name_or_path
+        )
+        model = cls(config, encoder, llm, tokenizer, feature_extractor)
+        model.whisper_folder = whisper_folder
         model.load_trained_weights(pretrained_model_name_or_path)
         if not is_trainable:
             model.eval()

@@ -20,7 +20,8 @@ from selfpowered.audio import AudioInput, LogMelExtractor
 from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import speech_token_lengths
 from selfpowered.model.encoder import decoder_token_rate, featurize, speech_state_bounds
-from selfpowered.model.prompting import Conversation, PromptBuilder, plan_layout
+from selfpowered.model.hearing import Heard
+from selfpowered.model.prompting import TRANSCRIPT_JOINER, Conversation, PromptBuilder, plan_layout
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
 
@@ -41,7 +42,11 @@ class SpeechProcessor:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.mel = LogMelExtractor(feature_extractor)
-        self.prompt = PromptBuilder(tokenizer, config.prompt_format, config.speech_placeholder, config.system_prompt)
+        self.reads_transcript = config.speech_tokens == "transcript"
+        joiner = TRANSCRIPT_JOINER if self.reads_transcript else "\n"
+        self.prompt = PromptBuilder(
+            tokenizer, config.prompt_format, config.speech_placeholder, config.system_prompt, joiner=joiner
+        )
 
     def __call__(
         self,
@@ -51,11 +56,26 @@ class SpeechProcessor:
         response: Sequence[str] | None = None,
         padding_side: str = "right",
         contexts: Sequence[Conversation | None] | None = None,
+        heard: Sequence[Heard | None] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One batch. Speech comes as `audio` (paths or 16 kHz arrays) or as cached `encoder_states`
-        (frames, d) per row; a row whose speech is None, or a call with neither, is text mode (the
-        user turn is the instruction alone). With `response` the labels cover the answers;
-        `contexts` (a served chat's system message and earlier turns) go before each user turn."""
+        (frames, d) per row - or, for an LSM that reads Whisper's transcript, as `heard` (what
+        `model.hearing` made of each clip: its text and encoder states; `SpeechLM.prepare` hears
+        audio first). A row whose speech is None, or a call with none, is text mode (the user turn
+        is the instruction alone). With `response` the labels cover the answers; `contexts` (a
+        served chat's system message and earlier turns) go before each user turn."""
+        if self.reads_transcript and (audio is not None or encoder_states is not None):
+            raise ValueError(
+                "this LSM reads Whisper's transcript: give the speech as `heard` (SpeechLM.prepare hears audio first)"
+            )
+        if heard is not None:
+            if not self.reads_transcript:
+                raise ValueError("`heard` is for speech_tokens: transcript; give this LSM audio or encoder_states")
+            width = self.config.encoder_hidden_size
+            encoder_states = [
+                None if h is None else torch.zeros(0, width) if h.states is None else torch.from_numpy(h.states)
+                for h in heard
+            ]
         if audio is not None and encoder_states is not None:
             raise ValueError("give the speech as audio or as encoder_states, not both")
         rows = len(instruction)
@@ -79,9 +99,10 @@ class SpeechProcessor:
         has_speech = [speech is not None and speech[i] is not None for i in range(rows)]
         counts = [int(speech_token_lengths(self.config, n)) if on else 0 for n, on in zip(frames, has_speech)]
         contexts = list(contexts) if contexts is not None else [None] * rows
+        texts = [None if h is None else h.text for h in heard] if heard is not None else [None] * rows
         pieces = [
-            self.prompt.pieces(text, answer, with_speech=on, context=context)
-            for text, answer, on, context in zip(instruction, responses, has_speech, contexts)
+            self.prompt.pieces(text, answer, with_speech=on, context=context, heard=words)
+            for text, answer, on, context, words in zip(instruction, responses, has_speech, contexts, texts)
         ]
         layout = plan_layout(pieces, counts, padding_side)
         inputs.update(vars(layout))

@@ -5,7 +5,11 @@ projects (the official code trains on "ASSISTANT:" and evaluates on "ASSISTENT:"
 call `PromptBuilder.pieces` and `splice`, so they cannot drift apart.
 
 Prompt = the tokenizer's chat template with the user turn "{instruction}\\n<speech>"; the
-placeholder is cut out and the speech embeddings go in its place. LLMs without a chat template use
+placeholder is cut out and the speech embeddings go in its place. An LSM that reads Whisper's
+transcript (`speech_tokens: transcript`) joins with ":" instead and puts the LLM's own tokens of
+" {transcript}" first in the speech part (`heard_ids`): the cascade's text-mode prompt,
+`text_prompt(instruction, transcript)` = "{instruction}: {transcript}", token for token, with any
+acoustic slots after it. LLMs without a chat template use
 the paper's Vicuna v1.1 format, but only when asked for (`prompt_format: vicuna_v1.1`): silently
 falling back would train an instruct model on a format it has never seen.
 """
@@ -13,7 +17,7 @@ falling back would train an instruct model on a format it has never seen.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,6 +33,12 @@ VICUNA_SYSTEM = (
 # PROMPT is the template around the turn (system line, role markers); INSTRUCTION is the user's
 # text instruction inside it.
 SEGMENT_PAD, SEGMENT_PROMPT, SEGMENT_SPEECH, SEGMENT_ANSWER, SEGMENT_INSTRUCTION = 0, 1, 2, 3, 4
+# HEARD: the LLM's tokens of what Whisper heard (`speech_tokens: transcript`): part of the speech
+# for the bias analysis, but embedded like text, by token id (SPEECH slots are filled by the model)
+SEGMENT_HEARD = 5
+SPEECH_SEGMENTS = (SEGMENT_SPEECH, SEGMENT_HEARD)
+# the user turn of a transcript-reading LSM: "{instruction}:" + " {transcript}" (see the module doc)
+TRANSCRIPT_JOINER = ":"
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class PromptPieces:
     suffix_ids: list[int]
     answer_ids: list[int]  # empty at generation time; answer + end-of-turn token when training
     instruction_span: tuple[int, int] = (0, 0)  # [start, end) of the instruction's tokens in prefix_ids
+    heard_ids: list[int] = field(default_factory=list)  # Whisper's transcript in LLM tokens, before the slots
 
 
 class PromptBuilder:
@@ -59,11 +70,13 @@ class PromptBuilder:
         prompt_format: str = "chat_template",
         placeholder: str = "<speech>",
         system_prompt: str | None = None,
+        joiner: str = "\n",
     ) -> None:
         self.tokenizer = tokenizer
         self.format = prompt_format
         self.placeholder = placeholder
         self.system_prompt = system_prompt
+        self.joiner = joiner  # between the instruction and the speech: "\n", or TRANSCRIPT_JOINER
         if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
             raise PromptFormatError(
                 f"the LLM's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path or 'unnamed'}) has no "
@@ -115,15 +128,18 @@ class PromptBuilder:
         response: str | None = None,
         with_speech: bool = True,
         context: Conversation | None = None,
+        heard: str | None = None,
     ) -> PromptPieces:
-        """Token pieces of one sample. With speech the user turn is "{instruction}\\n<speech>";
-        without (text mode) it is the instruction alone and the suffix is empty. `context` (a
-        served chat: its system message and earlier turns) goes before the user turn."""
+        """Token pieces of one sample. With speech the user turn is "{instruction}{joiner}<speech>"
+        ("\\n" unless the builder was given another joiner); without (text mode) it is the
+        instruction alone and the suffix is empty. `heard` (a transcript-reading LSM: Whisper's
+        text) becomes `heard_ids`, the LLM's tokens of " {heard}". `context` (a served chat: its
+        system message and earlier turns) goes before the user turn."""
         if self.placeholder in instruction:
             raise PromptFormatError(
                 f"the instruction contains the speech placeholder {self.placeholder!r}: {instruction!r}"
             )
-        user = f"{instruction}\n{self.placeholder}" if with_speech else instruction
+        user = f"{instruction}{self.joiner}{self.placeholder}" if with_speech else instruction
         prompt = self.render_prompt(user, context)
         if with_speech:
             if prompt.count(self.placeholder) != 1:
@@ -133,7 +149,9 @@ class PromptBuilder:
             prefix, suffix = prompt, ""
         answer = self._encode(self.render_answer(user, response)) if response is not None else []
         prefix_ids = self._encode(prefix)
-        return PromptPieces(prefix_ids, self._encode(suffix), answer, self._instruction_span(prefix, instruction))
+        heard_ids = self._encode(f" {heard.strip()}") if with_speech and heard and heard.strip() else []
+        span = self._instruction_span(prefix, instruction)
+        return PromptPieces(prefix_ids, self._encode(suffix), answer, span, heard_ids)
 
     def _instruction_span(self, prefix: str, instruction: str) -> tuple[int, int]:
         """Token span of the instruction inside the prefix, by encoding the text before and up to
@@ -180,8 +198,8 @@ class SplicedBatch:
 def plan_layout(
     pieces: Sequence[PromptPieces], speech_counts: Sequence[int], padding_side: str = "right"
 ) -> PromptLayout:
-    """Lay out prefix, `speech_counts[i]` speech slots (none for text mode), suffix and answer per
-    sample, padded on one side. Pure host work: the processor runs it (in data-loader workers too),
+    """Lay out prefix, heard tokens, `speech_counts[i]` speech slots (none for text mode), suffix
+    and answer per sample, padded on one side. Pure host work: the processor runs it (in data-loader workers too),
     so the model step receives finished tensors.
 
     Training pads on the right; generation pads on the left so every prompt ends at the same
@@ -192,7 +210,7 @@ def plan_layout(
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     rows = []  # per sample: (token ids, label, segment) per position; speech slots hold token 0
     for piece, n_speech in zip(pieces, speech_counts):
-        ids = piece.prefix_ids + [0] * n_speech + piece.suffix_ids + piece.answer_ids
+        ids = piece.prefix_ids + piece.heard_ids + [0] * n_speech + piece.suffix_ids + piece.answer_ids
         n_prompt = len(ids) - len(piece.answer_ids)
         labels = [IGNORE_INDEX] * n_prompt + piece.answer_ids
         first, last = (min(bound, len(piece.prefix_ids)) for bound in piece.instruction_span)
@@ -200,6 +218,7 @@ def plan_layout(
         prefix_segments[first:last] = [SEGMENT_INSTRUCTION] * (last - first)
         segments = (
             prefix_segments
+            + [SEGMENT_HEARD] * len(piece.heard_ids)
             + [SEGMENT_SPEECH] * n_speech
             + [SEGMENT_PROMPT] * len(piece.suffix_ids)
             + [SEGMENT_ANSWER] * len(piece.answer_ids)

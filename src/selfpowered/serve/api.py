@@ -183,7 +183,7 @@ def create_app(engine: Engine, settings: ServeConfig) -> FastAPI:
         metrics.audio.inc(audio.size / 16_000)
         served = engine.models[name]
         if served.kind == "cascade":  # Whisper is the transcriber; the LLM has nothing to add
-            text = (await asyncio.to_thread(served.asr.transcribe, [audio]))[0]
+            text = (await asyncio.to_thread(served.hearing.transcribe, [audio]))[0]
         else:
             request = Request(name, DEFAULT_ASR_INSTRUCTION, audio, max_tokens=settings.max_tokens)
             events = attach(request)

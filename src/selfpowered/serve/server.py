@@ -37,14 +37,24 @@ def model_specs(config: ServeConfig) -> list[tuple[str, str]]:
 
 def load_models(config: ServeConfig) -> dict[str, ServedModel]:
     """Every served model on `config.device`: the LSMs (LoRA merged) and, with `cascade`, Whisper
-    plus the first LSM's base LLM answering transcripts in text mode."""
+    plus the first LSM's base LLM answering transcripts in text mode. Every model that reads
+    Whisper's transcript hears through one `WhisperHearing` per Whisper (and compute type), so a
+    clip sent to several models - the web page asks them all - is decoded once."""
     from transformers import AutoModelForCausalLM
 
-    from selfpowered.asr import WhisperTranscriber
     from selfpowered.assets import resolve_model
     from selfpowered.model import SpeechLM
     from selfpowered.model.checkpoint import BUNDLED_LLM
+    from selfpowered.model.hearing import WhisperHearing
     from selfpowered.model.prompting import PromptBuilder
+
+    hearings: dict[tuple[str, str], WhisperHearing] = {}
+
+    def hearing_for(whisper, compute_type: str = "int8") -> WhisperHearing:
+        key = (str(resolve_model(whisper, kind="encoder").resolve()), compute_type)
+        if key not in hearings:
+            hearings[key] = WhisperHearing(whisper, compute_type, config.device, memory_mb=config.hearing_memory_mb)
+        return hearings[key]
 
     served: dict[str, ServedModel] = {}
     base_llm = tokenizer = None
@@ -55,12 +65,15 @@ def load_models(config: ServeConfig) -> dict[str, ServedModel]:
         reference = lsm.config.llm_name_or_path
         base_llm = base_llm or (str(Path(path) / reference) if reference == BUNDLED_LLM else reference)
         tokenizer = tokenizer or lsm.tokenizer  # training never changes it: the base LLM's own
-        served[name] = ServedModel.from_lsm(name, lsm, merge_lora=config.merge_lora)
+        hearing = None
+        if lsm.config.speech_tokens == "transcript":
+            hearing = hearing_for(lsm.whisper_folder, lsm.config.hearing_compute_type)
+        served[name] = ServedModel.from_lsm(name, lsm, merge_lora=config.merge_lora, hearing=hearing)
         logger.info("loaded %s from %s", name, path)
     if config.cascade and base_llm:
         llm = AutoModelForCausalLM.from_pretrained(str(resolve_model(base_llm, kind="llm"))).to(config.device)
-        asr = WhisperTranscriber(config.asr_model, device=config.device)
-        served["cascade"] = ServedModel.cascade("cascade", asr, llm, tokenizer, PromptBuilder(tokenizer))
+        prompt = PromptBuilder(tokenizer)
+        served["cascade"] = ServedModel.cascade("cascade", hearing_for(config.asr_model), llm, tokenizer, prompt)
     return served
 
 

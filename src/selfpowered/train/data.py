@@ -93,7 +93,7 @@ class SpeechInstructionDataset(Dataset):
     def __init__(self, samples: list[TrainSample], cache=None) -> None:
         self.samples, self.cache = samples, cache
         if cache is not None:
-            from selfpowered.train.features import audio_key
+            from selfpowered.model.feature_cache import audio_key
 
             missing = [s.audio for s in samples if audio_key(s.audio) not in cache]
             if missing:
@@ -113,7 +113,7 @@ class SpeechInstructionDataset(Dataset):
             "transcript": sample.transcript,
         }
         if self.cache is not None:
-            from selfpowered.train.features import audio_key
+            from selfpowered.model.feature_cache import audio_key
 
             item["states"] = self.cache.get(audio_key(sample.audio))
         else:

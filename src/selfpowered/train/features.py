@@ -20,18 +20,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from selfpowered.atomic import atomic_write_text
 from selfpowered.audio import LogMelExtractor
 from selfpowered.errors import SelfPoweredError
-from selfpowered.jsonl import drop_torn_tail, iter_jsonl
+from selfpowered.jsonl import iter_jsonl
 from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate, featurize
-
-DATA_FILE, INDEX_FILE, META_FILE = "features.f16", "index.jsonl", "meta.json"
-CACHE_VERSION = 1
+from selfpowered.model.feature_cache import FeatureCache, audio_key
 
 
 def encoder_fingerprint(encoder: SpeechEncoder, mel: LogMelExtractor) -> str:
@@ -46,88 +42,6 @@ def encoder_fingerprint(encoder: SpeechEncoder, mel: LogMelExtractor) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().to(torch.float32).cpu().numpy().tobytes())
     return digest.hexdigest()[:32]
-
-
-def audio_key(path: str | os.PathLike) -> str:
-    return str(Path(path).resolve())
-
-
-class FeatureCache:
-    """Read/append access to one cache folder, bound to one encoder fingerprint."""
-
-    def __init__(self, folder: str | os.PathLike, fingerprint: str, hidden_size: int) -> None:
-        self.folder = Path(folder)
-        self.fingerprint, self.hidden_size = fingerprint, hidden_size
-        self.folder.mkdir(parents=True, exist_ok=True)
-        meta_path = self.folder / META_FILE
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("fingerprint") != fingerprint:
-                raise SelfPoweredError(
-                    f"{self.folder}: this feature cache was built with encoder fingerprint {meta.get('fingerprint')} "
-                    f"({meta.get('encoder', '?')}); the model's encoder has {fingerprint}. Use another cache folder "
-                    "or delete this one"
-                )
-            if meta.get("hidden_size") != hidden_size or meta.get("version") != CACHE_VERSION:
-                raise SelfPoweredError(f"{self.folder}: cache layout {meta} does not fit hidden size {hidden_size}")
-        else:
-            meta = {
-                "version": CACHE_VERSION,
-                "fingerprint": fingerprint,
-                "hidden_size": hidden_size,
-                "dtype": "float16",
-            }
-            atomic_write_text(meta_path, json.dumps(meta, indent=1) + "\n")
-        self.index: dict[str, tuple[int, int]] = {}
-        self._recover()
-        self._memmap: np.memmap | None = None
-
-    def _recover(self) -> None:
-        index_path, data_path = self.folder / INDEX_FILE, self.folder / DATA_FILE
-        end = 0
-        if index_path.is_file():
-            for line in drop_torn_tail(index_path).decode().splitlines():
-                record = json.loads(line)
-                self.index[record["key"]] = (record["offset"], record["frames"])
-                end = max(end, record["offset"] + record["frames"] * self.hidden_size * 2)
-        if data_path.is_file() and data_path.stat().st_size > end:  # data whose index line never came
-            with open(data_path, "r+b") as handle:
-                handle.truncate(end)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.index
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def get(self, key: str) -> torch.Tensor:
-        """(frames, hidden) fp16 encoder states of one audio file, read from the memory map."""
-        if key not in self.index:
-            raise KeyError(f"{key} is not in the feature cache {self.folder}; run `selfpowered features` first")
-        if self._memmap is None or self._memmap.size * 2 < self._data_end():
-            self._memmap = np.memmap(self.folder / DATA_FILE, dtype=np.float16, mode="r")
-        offset, frames = self.index[key]
-        start = offset // 2
-        # a copy: the map is read-only, and a few hundred kB per utterance is cheap next to a step
-        data = np.array(self._memmap[start : start + frames * self.hidden_size])
-        return torch.from_numpy(data).view(frames, self.hidden_size)
-
-    def _data_end(self) -> int:
-        return max((offset + frames * self.hidden_size * 2 for offset, frames in self.index.values()), default=0)
-
-    def append(self, key: str, states: torch.Tensor) -> None:
-        data = states.detach().to(torch.float16).cpu().contiguous().numpy()
-        if data.ndim != 2 or data.shape[1] != self.hidden_size:
-            raise ValueError(f"expected (frames, {self.hidden_size}) states, got {data.shape}")
-        data_path = self.folder / DATA_FILE
-        with open(data_path, "ab") as handle:
-            offset = handle.tell()
-            handle.write(data.tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        with open(self.folder / INDEX_FILE, "a") as handle:
-            handle.write(json.dumps({"key": key, "offset": offset, "frames": int(data.shape[0])}) + "\n")
-        self.index[key] = (offset, int(data.shape[0]))
 
 
 def open_cache(folder: str | os.PathLike, encoder: SpeechEncoder, mel: LogMelExtractor) -> FeatureCache:

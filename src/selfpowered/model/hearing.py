@@ -1,0 +1,264 @@
+"""What Whisper hears in a clip - its greedy transcript and the encoder states it decoded from -
+computed once per clip and shared by everything that listens to that clip.
+
+An evaluation asks the vanilla LSM, the self-powered LSM and the cascade about the same clip, and
+the web page asks every served model at once; all of them start from Whisper's greedy decode of
+it. `WhisperHearing.hear` decodes each clip once per Whisper model and keeps the result, keyed by
+a digest of the clip's samples (`audio_digest`): in memory (bounded by bytes, least recently used
+out first) and, given a folder, on disk beside the answer caches (`HearingCache`), so a rerun or
+another process hears nothing twice.
+
+The decoder is CTranslate2 (faster-whisper's engine) on a copy of the Whisper folder converted
+once (`assets.ctranslate2_folder`): several times PyTorch's speed on a CPU, int8 by default
+(`compute_type`). Whisper runs as it was trained: each 30 s chunk padded to its window by
+Whisper's own feature extractor, the encoder run once, the decoder greedy and without
+timestamps, suppressing what Whisper's generation config suppresses. The encoder output is kept
+over the clip's real frames (`Heard.states`, the last layer): an acoustic speech path reads the
+same pass the words came from. Decoding stops at `decoded_token_bound` tokens per chunk (8 a
+second of audio by default, twice a fast speaker's rate), so a looping decode costs a bounded
+amount, and each row is cut at its own bound, so a clip hears the same alone or in any batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from selfpowered.assets import DEFAULT_ENCODER
+from selfpowered.audio import SAMPLE_RATE, AudioInput, as_samples, chunk_samples
+from selfpowered.model.feature_cache import FeatureCache
+from selfpowered.model.whisper_decoder import DecoderPrompt, decoded_token_bound
+
+logger = logging.getLogger(__name__)
+HOP = 160  # Whisper's mel hop at 16 kHz
+HEARING_VERSION = 1  # bump when what `hear` returns for the same audio changes
+
+
+def audio_digest(samples: np.ndarray) -> str:
+    """The hearing caches' key: a digest of the 16 kHz float32 samples, so the same clip read from
+    a file, uploaded to the server or held in memory is heard once."""
+    return hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Heard:
+    """Whisper's greedy reading of one clip (its 30 s chunks joined in order)."""
+
+    text: str  # the transcript, stripped, chunks joined by a space
+    tokens: tuple[int, ...]  # Whisper's text token ids, all chunks
+    seconds: float  # the clip's duration
+    states: np.ndarray | None = None  # (frames, d_model) float16: the encoder's last layer, real frames
+    cost: float = 0.0  # seconds it took to hear (its share of its batch): what every user of it is charged
+
+    @property
+    def nbytes(self) -> int:
+        return 256 + len(self.text) + 8 * len(self.tokens) + (0 if self.states is None else self.states.nbytes)
+
+
+class HearingCache:
+    """`Heard` results on disk: a `FeatureCache` (states in one fp16 file) whose index lines also
+    carry the text, the tokens and the duration. Bound to one hearing fingerprint."""
+
+    def __init__(self, folder: str | os.PathLike, fingerprint: str, hidden_size: int) -> None:
+        self.store = FeatureCache(folder, fingerprint, hidden_size)
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> Heard | None:
+        with self.lock:
+            if key not in self.store:
+                return None
+            info = self.store.info(key)
+            states = self.store.get(key).numpy() if self.store.index[key][1] else None
+        return Heard(info["text"], tuple(info["tokens"]), float(info["seconds"]), states, float(info.get("cost", 0.0)))
+
+    def put(self, key: str, heard: Heard) -> None:
+        states = heard.states if heard.states is not None else np.zeros((0, self.store.hidden_size), np.float16)
+        with self.lock:
+            if key not in self.store:
+                self.store.append(
+                    key, states, text=heard.text, tokens=list(heard.tokens), seconds=heard.seconds, cost=heard.cost
+                )
+
+
+class WhisperHearing:
+    """Greedy Whisper decoding of clips through CTranslate2, each clip decoded once (see module)."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike = DEFAULT_ENCODER,
+        compute_type: str = "int8",
+        device: str = "cpu",
+        tokens_per_second: float = 8.0,
+        threads: int = 0,
+        cache_dir: str | os.PathLike | None = None,
+        memory_mb: float = 256.0,
+    ) -> None:
+        import ctranslate2
+        from tokenizers import Tokenizer
+        from transformers import WhisperConfig, WhisperFeatureExtractor
+
+        from selfpowered.assets import ctranslate2_folder, resolve_model
+
+        self.path = resolve_model(model, kind="encoder")
+        self.name = str(model)
+        self.compute_type, self.tokens_per_second = compute_type, tokens_per_second
+        config = WhisperConfig.from_pretrained(str(self.path))
+        self.hidden_size = int(config.d_model)
+        self.prompt = DecoderPrompt.from_folder(config, self.path)
+        self.features = WhisperFeatureExtractor.from_pretrained(str(self.path))
+        tokenizer_file = self.path / "tokenizer.json"
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file)) if tokenizer_file.is_file() else None
+        self.max_target = int(config.max_target_positions)
+        ct2_device = "cuda" if str(device).startswith("cuda") else "cpu"
+        self.model = ctranslate2.models.Whisper(
+            str(ctranslate2_folder(self.path)), device=ct2_device, compute_type=compute_type, intra_threads=threads
+        )
+        self.fingerprint = self._fingerprint()
+        self.disk = HearingCache(cache_dir, self.fingerprint, self.hidden_size) if cache_dir is not None else None
+        self.memory: OrderedDict[str, Heard] = OrderedDict()
+        self.memory_bytes, self.memory_limit = 0, int(memory_mb * 2**20)
+        self.lock = threading.Lock()  # the memory cache is shared by the server's threads
+        self.decoded = 0  # clips decoded (not found in a cache): what a test or a bench counts
+        self.decoded_seconds = 0.0  # the time that decoding took
+
+    def _fingerprint(self) -> str:
+        """What changes the output: the Whisper weights (their checksums, or file sizes and times),
+        the decoding settings and this module's version."""
+        checksums = self.path / "selfpowered-checksums.json"
+        if checksums.is_file():
+            weights = json.loads(checksums.read_text()).get("files", {})
+        else:
+            weights = {
+                p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(self.path.iterdir()) if p.is_file()
+            }
+        settings = {
+            "version": HEARING_VERSION,
+            "weights": weights,
+            "compute_type": self.compute_type,
+            "tokens_per_second": self.tokens_per_second,
+            "prompt": list(self.prompt.prompt),
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+
+    # -- the caches ------------------------------------------------------------------------------
+    def _remember(self, key: str, heard: Heard) -> None:
+        with self.lock:
+            if key in self.memory:
+                self.memory.move_to_end(key)
+                return
+            self.memory[key] = heard
+            self.memory_bytes += heard.nbytes
+            while self.memory_bytes > self.memory_limit and len(self.memory) > 1:
+                _, old = self.memory.popitem(last=False)
+                self.memory_bytes -= old.nbytes
+
+    def _recall(self, key: str) -> Heard | None:
+        with self.lock:
+            heard = self.memory.get(key)
+            if heard is not None:
+                self.memory.move_to_end(key)
+                return heard
+        heard = self.disk.get(key) if self.disk is not None else None
+        if heard is not None:
+            self._remember(key, heard)
+        return heard
+
+    # -- hearing ---------------------------------------------------------------------------------
+    def hear(self, audio: Sequence[AudioInput], batch_size: int = 8) -> list[Heard]:
+        """What Whisper hears in each clip (a path or 16 kHz samples), in order; each distinct
+        clip is decoded at most once, here or before."""
+        samples = [as_samples(item) for item in audio]
+        keys = [audio_digest(s) for s in samples]
+        found: dict[str, Heard] = {}
+        for key in keys:
+            if key not in found and (heard := self._recall(key)) is not None:
+                found[key] = heard
+        todo = list(dict.fromkeys(key for key in keys if key not in found))
+        if todo:
+            by_key = dict(zip(keys, samples))
+            began = time.perf_counter()
+            decoded = self._decode([by_key[k] for k in todo], batch_size)
+            self.decoded_seconds += time.perf_counter() - began
+            for key, heard in zip(todo, decoded):
+                found[key] = heard
+                self._remember(key, heard)
+                if self.disk is not None:
+                    self.disk.put(key, heard)
+            self.decoded += len(todo)
+        return [found[key] for key in keys]
+
+    def transcribe(self, audio: Sequence[AudioInput], batch_size: int = 8) -> list[str]:
+        """The transcripts alone (plain ASR: corpus checks, the conversion check, the cascade)."""
+        return [heard.text for heard in self.hear(audio, batch_size)]
+
+    def _decode(self, clips: Sequence[np.ndarray], batch_size: int) -> list[Heard]:
+        chunks, owners = [], []
+        for index, samples in enumerate(clips):
+            for chunk in chunk_samples(samples):
+                chunks.append(chunk)
+                owners.append(index)
+        pieces: list[tuple[list[int], np.ndarray]] = []
+        costs = [0.0] * len(clips)
+        for start in range(0, len(chunks), batch_size):
+            began = time.perf_counter()
+            pieces.extend(self._decode_chunks(chunks[start : start + batch_size]))
+            share = (time.perf_counter() - began) / len(chunks[start : start + batch_size])
+            for owner in owners[start : start + batch_size]:
+                costs[owner] += share
+        texts: list[list[str]] = [[] for _ in clips]
+        tokens: list[list[int]] = [[] for _ in clips]
+        states: list[list[np.ndarray]] = [[] for _ in clips]
+        for owner, (ids, frames) in zip(owners, pieces):
+            texts[owner].append(self.decode_text(ids))
+            tokens[owner].extend(ids)
+            states[owner].append(frames)
+        return [
+            Heard(
+                " ".join(t for t in text if t).strip(),
+                tuple(ids),
+                samples.size / SAMPLE_RATE,
+                np.concatenate(parts),
+                cost,
+            )
+            for text, ids, parts, samples, cost in zip(texts, tokens, states, clips, costs)
+        ]
+
+    def _decode_chunks(self, chunks: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+        import ctranslate2
+
+        features = self.features(list(chunks), sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        encoded = self.model.encode(ctranslate2.StorageView.from_array(features.astype(np.float32)), to_cpu=True)
+        frames = [-(-chunk.size // HOP) for chunk in chunks]  # real mel frames (ceil)
+        bounds = [decoded_token_bound((n + 1) // 2, self.tokens_per_second) for n in frames]
+        room = self.max_target - len(self.prompt.prompt)
+        bounds = [min(bound, room) for bound in bounds]
+        # CTranslate2 4.x writes about half of `max_length` new tokens (measured: (L - 1) // 2 for
+        # a two-token prompt), so ask for twice the bound; every row is cut at its own bound below
+        results = self.model.generate(
+            encoded,
+            [list(self.prompt.prompt)] * len(chunks),
+            beam_size=1,
+            max_length=min(self.max_target, 2 * max(bounds) + len(self.prompt.prompt) + 1),
+            suppress_blank=True,
+            suppress_tokens=list(self.prompt.suppress) or [-1],
+        )
+        states = np.asarray(encoded)
+        out = []
+        for row, (result, bound, count) in enumerate(zip(results, bounds, frames)):
+            ids = [t for t in result.sequences_ids[0] if t < self.prompt.end][:bound]  # cut at its own bound
+            out.append((ids, states[row, : (count + 1) // 2].astype(np.float16)))
+        return out
+
+    def decode_text(self, ids: Sequence[int]) -> str:
+        if self.tokenizer is None:
+            return " ".join(str(i) for i in ids)
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
