@@ -34,10 +34,10 @@ def test_out_of_domain_targets_join_the_verdict_when_the_sets_ran():
     report = _report()
     for name, wer, self_echo in (("vanilla", 0.5, 0.7), ("selfpowered", 0.28, 0.1), ("cascade", 0.15, 0.05)):
         row = report["systems"].setdefault(name, {})
-        row["asr@real"], row["asr@ood"] = {"wer": wer}, {"wer": wer}
+        row["asr@real"], row["asr@ood"] = {"wer": wer / 3}, {"wer": wer}
         row["instruct@ood"] = {"self_echo_rate": self_echo}
     checks = {c["target"]: c for c in demo_verdict(report)}
-    assert checks["real recordings: self-powered LSM WER <= 0.30"]["passed"] is True
+    assert checks["real recordings: self-powered LSM WER <= 0.10"]["passed"] is True
     assert checks["ood: self-powered LSM WER <= max(0.20, 2x the cascade's)"]["passed"] is True  # bound 0.30
     assert checks["ood: vanilla self-echo >= 0.6"]["passed"] and checks["ood: self-powered self-echo <= 0.3"]["passed"]
     report["systems"]["selfpowered"]["asr@ood"]["wer"] = 0.31
@@ -45,6 +45,35 @@ def test_out_of_domain_targets_join_the_verdict_when_the_sets_ran():
         "passed"
     ] is False
     assert len(demo_verdict(_report())) == 5  # without the sets, the five in-domain targets only
+
+
+def test_the_cascade_targets_judge_the_lsm_against_the_cascade_it_contains():
+    """Issue 33: on untrained tasks no worse than the cascade, no loops, WER per wording within
+    1.1x, and each attribute heard where the cascade and the text LLM sit at chance."""
+    report = _report()
+    systems = report["systems"]
+    content = {"consistency_chrf": 70.0, "task_check": 0.6, "echo_rate": 0.2, "loop_rate": 0.0}
+    systems["selfpowered"]["content"] = content
+    systems["cascade"] = {"content": {"consistency_chrf": 69.0, "task_check": 0.55, "echo_rate": 0.25}}
+    systems["text"] = {"content": {"consistency_chrf": 100.0, "task_check": 0.6, "echo_rate": 0.18}}
+    systems["selfpowered"]["asr"]["wer_per_template"] = {"a": 0.10, "b": 0.12}
+    systems["cascade"]["asr"] = {"wer_per_template": {"a": 0.10, "b": 0.10}}
+    heard = {"gender": {"accuracy": 0.95}, "pace": {"accuracy": 0.88}}
+    systems["selfpowered"]["paraling"] = {"per_set": {"held-out voices": heard}}
+    systems["cascade"]["paraling"] = {
+        "per_set": {"held-out voices": {"gender": {"accuracy": 0.5}, "pace": {"accuracy": 0.7}}}
+    }
+    checks = {c["target"]: c for c in demo_verdict(report)}
+    assert checks["untrained tasks: self-powered consistency chrF >= the cascade's"]["passed"] is True
+    assert checks["untrained tasks: self-powered task check >= the cascade's"]["passed"] is True
+    assert checks["untrained tasks: self-powered echo rate <= the text LLM's + 0.05"]["passed"] is True  # 0.2 <= 0.23
+    assert checks["untrained tasks: no looping answer"]["passed"] is True
+    wording = checks["ASR: self-powered WER <= 1.1x the cascade's on every wording"]
+    assert wording["passed"] is False and "1.20x" in wording["measured"]  # wording b: 0.12 vs 0.10
+    gender = checks["paraling, held-out voices: self-powered gender >= 0.9, cascade and text <= 0.6"]
+    assert gender["passed"] is True
+    pace = checks["paraling, held-out voices: self-powered pace >= 0.9, cascade and text <= 0.6"]
+    assert pace["passed"] is False and "cascade 0.7" in pace["measured"]  # misses, and the cascade leaks
 
 
 def test_ifeval_target_shows_the_paired_interval_of_the_gap():
@@ -113,11 +142,13 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
         ["corpus", "synth"],
         ["corpus", "synth"],
         ["corpus", "import"],
+        ["corpus", "synth"],
         ["eval", "--config"],
     ]
     assert runner.calls[0][-2:] == ["--split", "test"]
     assert runner.calls[1][3:5] == ["--size", "ood"] and runner.calls[2][2] == "pocketsphinx"
-    assert "vanilla=checkpoints/demo/vanilla" in runner.calls[3]
+    assert runner.calls[3][3:] == ["--size", "paraling", "--split", "test"]  # the paraling suite's held-out pairs
+    assert "vanilla=checkpoints/demo/vanilla" in runner.calls[4]
     assert all(check["passed"] for check in summary["verdict"])
     assert "PASS" in (repo / "demo-output" / "verdict.md").read_text()
     # a second run reuses the corpus stage; eval always runs (it has its own answer cache)
@@ -128,17 +159,17 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
     (repo / "demo-output" / "corpus" / "leftover").write_text("x")
     fresh = Recorder()
     run_demo(DemoConfig(fresh=True), runner=fresh, echo=lambda _: None)
-    assert len(fresh.calls) == 4 and not (repo / "demo-output" / "corpus" / "leftover").exists()
+    assert len(fresh.calls) == 5 and not (repo / "demo-output" / "corpus" / "leftover").exists()
 
 
 def test_retrain_runs_every_stage_in_order(repo):
     runner = Recorder()
     run_demo(DemoConfig(retrain=True, recipe="grammar"), runner=runner, echo=lambda _: None)
-    assert [c[0] for c in runner.calls] == ["corpus"] * 3 + ["augment"] * 2 + ["align", "train", "train", "eval"]
+    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 2 + ["align", "train", "train", "eval"]
     assert [c[3:5] for c in runner.calls[:2]] == [["--size", "demo"], ["--size", "ood"]]
     augments = [c[1] for c in runner.calls if c[0] == "augment"]
     assert augments == ["demo-output/corpus/train.jsonl"] * 2
-    assert "--recipe" in runner.calls[4] and runner.calls[6][1] == "configs/demo-vanilla.yaml"
+    assert "--recipe" in runner.calls[5] and runner.calls[7][1] == "configs/demo-vanilla.yaml"
 
 
 def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):

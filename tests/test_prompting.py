@@ -7,10 +7,13 @@ from selfpowered.errors import PromptFormatError
 from selfpowered.model.prompting import (
     IGNORE_INDEX,
     SEGMENT_ANSWER,
+    SEGMENT_HEARD,
     SEGMENT_PAD,
     SEGMENT_SPEECH,
+    TRANSCRIPT_JOINER,
     PromptBuilder,
     fill_speech_slots,
+    plan_layout,
     speech_slots,
     splice,
 )
@@ -108,3 +111,25 @@ def test_fill_speech_slots_keeps_an_earlier_mask_and_refuses_too_many():
 def test_speech_slots_counts_per_row():
     segments = torch.tensor([[1, SEGMENT_SPEECH, SEGMENT_SPEECH, 3], [SEGMENT_PAD, 1, SEGMENT_SPEECH, 3]])
     assert speech_slots(segments) == [2, 1]
+
+
+def test_heard_words_are_the_cascades_prompt_token_for_token_then_the_slots():
+    """A transcript-reading LSM's user turn is text_prompt(instruction, transcript) exactly, with
+    its acoustic slots after the words: HEARD positions hold real ids, SPEECH slots hold 0."""
+    from selfpowered.text.tasks import text_prompt
+
+    builder = PromptBuilder(tiny_tokenizer(), joiner=TRANSCRIPT_JOINER)
+    instruction, heard = "translate the given english content", "the quick brown fox, 12 dogs!"
+    pieces = builder.pieces(instruction, "a reply", heard=heard)
+    cascade = builder.pieces(text_prompt(instruction, heard), "a reply", with_speech=False)
+    assert pieces.prefix_ids + pieces.heard_ids + pieces.suffix_ids == cascade.prefix_ids
+    assert pieces.answer_ids == cascade.answer_ids
+    layout = plan_layout([pieces, cascade], [3, 0])
+    row = layout.segments[0].tolist()
+    n_prefix, n_heard = len(pieces.prefix_ids), len(pieces.heard_ids)
+    assert row[n_prefix : n_prefix + n_heard] == [SEGMENT_HEARD] * n_heard
+    assert row[n_prefix + n_heard : n_prefix + n_heard + 3] == [SEGMENT_SPEECH] * 3
+    assert layout.input_ids[0, n_prefix : n_prefix + n_heard].tolist() == pieces.heard_ids
+    assert layout.input_ids[0, n_prefix + n_heard : n_prefix + n_heard + 3].tolist() == [0, 0, 0]
+    assert SEGMENT_HEARD not in layout.segments[1].tolist()  # text mode hears nothing
+    assert builder.pieces(instruction, heard="   ").heard_ids == []  # silence: no words, no space token

@@ -223,7 +223,7 @@ def test_fifty_concurrent_requests_equal_one_by_one_and_the_server_stays_healthy
         together = list(pool.map(ask, range(50)))
     assert together[:10] == alone  # greedy: batching never changes an answer
     assert len(together) == 50 and all(isinstance(answer, str) for answer in together)
-    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server}/health").json()["status"] == "ok"
     metrics = httpx.get(f"{server}/metrics").text
     assert 'selfpowered_requests_total{endpoint="/v1/chat/completions",status="200"}' in metrics
     assert "selfpowered_queue_depth 0.0" in metrics and "selfpowered_tokens_total" in metrics
@@ -243,7 +243,7 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
 def test_full_queue_and_oversized_bodies_are_refused_politely(checkpoint):
     process, base = _start(checkpoint, "--max-batch", "1", "--set", "max_queue=1", "--set", "max_body_mb=0.01")
     try:
-        body = {"model": "tiny", "max_tokens": 300, "messages": [{"role": "user", "content": "a long answer"}]}
+        body = {"model": "tiny", "max_tokens": 250, "messages": [{"role": "user", "content": "a long answer"}]}
         with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
             replies = list(pool.map(lambda _: _post(base, body, key=None), range(12)))
         busy = [r for r in replies if r.status_code == 429]

@@ -260,3 +260,28 @@ def test_nothing_to_train_is_a_clear_error(workspace):
     config.init_from = str(workspace / "frozen")
     with pytest.raises(SelfPoweredError, match="nothing to train"):
         train(config)
+
+
+@pytest.mark.assets
+def test_a_transcript_lsm_trains_its_slots_on_what_whisper_heard_with_the_llm_frozen(workspace, tiny_llm):
+    """speech_tokens: transcript: Whisper hears each training clip once into the hearing cache, the
+    data loader reads transcript and states from it, and only the utterance Q-Former learns."""
+    small = dict(qformer_hidden_size=32, qformer_heads=4, qformer_ffn_size=64, utterance_queries=4)
+    fresh = SpeechLM.build(
+        "whisper-tiny.en", str(tiny_llm), speech_tokens="transcript", connector="utterance_qformer",
+        finetune="frozen", connector_dropout=0.0, **small,
+    )  # fmt: skip
+    fresh.save_pretrained(workspace / "init-transcript")
+    config = make_config(workspace)  # the LLM is frozen by the model's finetune: frozen
+    config.init_from = str(workspace / "init-transcript")
+    summary = train(config)
+    losses = [entry["loss"] for entry in summary["log"]]
+    assert summary["steps"] == 8 and losses[-1] < losses[0]
+    index = (workspace / "cache" / "index.jsonl").read_text().splitlines()
+    assert len(index) == 12 and all('"text"' in line for line in index)  # each clip heard once
+    trained = SpeechLM.from_pretrained(workspace / "run" / "final")
+    assert not torch.equal(trained.connector.queries, fresh.connector.queries)
+    for name, value in fresh.llm.state_dict().items():  # the LLM is the base LLM, untouched
+        torch.testing.assert_close(trained.llm.state_dict()[name], value)
+    again = train(config)  # a second run hears nothing: everything is in the cache
+    assert again["steps"] == 8

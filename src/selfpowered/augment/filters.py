@@ -28,6 +28,9 @@ _REFUSAL = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
 # the reason given to an answer that passes every other filter but not its IFEval checker; the
 # only one `verify_attempts` resamples (the other filters say the LLM misread the task itself)
 CONSTRAINT_FAILED = "fails its verifiable constraint"
+# an answer about how the clip sounds that does not name the clip's true label (text/paraling.py)
+LABEL_FAILED = "fails its label check"
+RESAMPLED = (CONSTRAINT_FAILED, LABEL_FAILED)  # the reasons `verify_attempts` asks again for
 
 
 def reject_reason(
@@ -39,8 +42,12 @@ def reject_reason(
     final_punctuation: bool = True,
     instruction: str = "",
     constraints: list[tuple[str, dict]] | None = None,
+    attribute: str | None = None,
+    labels: dict | None = None,
 ) -> str | None:
-    """None when the answer is kept, else the filter that dropped it."""
+    """None when the answer is kept, else the filter that dropped it. A task about how the clip
+    sounds (`attribute`) keeps an answer only if it names the clip's true value (`labels`) and no
+    other; a description, only if it names two attributes right and none wrong."""
     text = answer.strip()
     if not text:
         return "empty"
@@ -58,4 +65,15 @@ def reject_reason(
         failed = failed_constraints(instruction, constraints, text)
         if failed:
             return f"{CONSTRAINT_FAILED}: {', '.join(failed)}"
+    if attribute is not None:
+        from selfpowered.text.paraling import attributes_described, check
+
+        found = attributes_described(text, labels or {})  # whatever else it says about the clip is right too
+        wrong = [name for name, right in found.items() if not right]
+        if wrong:
+            return f"{LABEL_FAILED}: names a wrong {', '.join(wrong)}"
+        if attribute == "describe" and sum(found.values()) < 2:
+            return f"{LABEL_FAILED}: describe names {list(found) or 'no attribute'}"
+        if attribute != "describe" and not check(attribute, text, labels or {}):
+            return f"{LABEL_FAILED}: {attribute} is {(labels or {}).get(attribute)}"
     return None

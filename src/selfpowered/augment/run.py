@@ -23,13 +23,14 @@ from typing import Any
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.augment.filters import CONSTRAINT_FAILED, reject_reason
+from selfpowered.augment.filters import RESAMPLED, reject_reason
 from selfpowered.config import AugmentConfig, LimitsConfig
 from selfpowered.corpus.manifest import ManifestRow, read_manifest
 from selfpowered.errors import SelfPoweredError
 from selfpowered.jsonl import AppendLog, companion_path, iter_jsonl, rejects_path
 from selfpowered.model.generation import build_generator
 from selfpowered.text.engines import GenerationRequest, TextGenerator
+from selfpowered.text.paraling import sound_prompt, templated_answer, value_of
 from selfpowered.text.tasks import ASR_TASK, Draw, TaskLibrary, stable_hash, text_prompt
 
 
@@ -100,8 +101,15 @@ def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress
     try:
         llm_work: list[tuple[ManifestRow, Draw]] = []
         for row, draw in planned:
-            if draw.task.answer == "transcript":
+            attribute = draw.task.attribute
+            if attribute is not None and not _has_label(row, attribute):
+                drop(row, draw, f"no {attribute} label on this clip")
+            elif draw.task.answer == "transcript":
                 keep(row, draw, row.text)
+            elif config.recipe == "templated":
+                if attribute is None:
+                    raise SelfPoweredError(f"recipe templated: task {draw.task.name!r} is not about how a clip sounds")
+                keep(row, draw, _templated(attribute, row.extra["labels"]))
             else:
                 llm_work.append((row, draw))
         if llm_work and engine is None:
@@ -126,7 +134,10 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
     attempts: dict[str, int] = {}
     pending: list[GenerationRequest] = []
     for row, draw in work:
-        prompt = text_prompt(draw.instruction, row.text)
+        if draw.task.attribute is not None:  # about how it sounds: the LLM is told the clip's labels too
+            prompt = sound_prompt(draw.instruction, row.text, row.extra["labels"])
+        else:
+            prompt = text_prompt(draw.instruction, row.text)
         tokens = engine.count_prompt_tokens(prompt)
         if tokens is not None and tokens >= config.max_prompt_tokens:
             drop(row, draw, f"prompt too long: {tokens} >= {config.max_prompt_tokens} tokens")
@@ -160,9 +171,11 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
                 task.final_punctuation,
                 draw.instruction,
                 task.constraints,
+                task.attribute,
+                row.extra.get("labels"),
             )
             attempt = attempts[result.id]
-            if reason and reason.startswith(CONSTRAINT_FAILED) and attempt < config.verify_attempts:
+            if reason and reason.startswith(RESAMPLED) and attempt < config.verify_attempts:
                 attempts[result.id] = attempt + 1
                 stats["resampled"] += 1
                 retries.append(_resample(asked[result.id], attempt + 1, config))
@@ -175,6 +188,21 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
             bar.set_postfix(tok_s=f"{stats['completion_tokens'] / max(seconds, 1e-9):.1f}")
         pending = retries + pending
     stats["generation_seconds"] = round(time.perf_counter() - generation_started, 3)
+
+
+def _has_label(row: ManifestRow, attribute: str) -> bool:
+    labels = row.extra.get("labels") or {}
+    if attribute == "describe":
+        return sum(value_of(a, labels) is not None for a in ("gender", "pace", "background", "room")) >= 2
+    return value_of(attribute, labels) is not None
+
+
+def _templated(attribute: str, labels: dict) -> str:
+    """The control arm's answer: the clip's labels as fixed sentences (a description: all of them)."""
+    if attribute != "describe":
+        return templated_answer(attribute, labels)
+    parts = (templated_answer(a, labels) for a in ("gender", "pace", "background", "room", "speakers"))
+    return " ".join(part for part in parts if part)
 
 
 def _resample(request: GenerationRequest, attempt: int, config: AugmentConfig) -> GenerationRequest:

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.config.base import StrictModel
-from selfpowered.config.model import DecodedTokensPerSecond, SpeechStates
+from selfpowered.config.model import DecodedTokensPerSecond, HearingComputeType, HearingWindow, SpeechStates
 from selfpowered.text.echo import ECHO_MAX_WER
 
 
@@ -76,11 +76,12 @@ class SynthConfig(StrictModel):
     """`selfpowered corpus synth`: the offline multi-voice TTS demo corpus."""
 
     output: str
-    size: Literal["small", "demo", "diverse", "ood", "ood-large"] = Field(
+    size: Literal["small", "demo", "diverse", "ood", "ood-large", "paraling"] = Field(
         "small",
         description="small | demo: the grammar corpus; diverse: other text sources, more voices and effects "
         "(train/dev); ood: a test-only text source spoken by voices and transforms never used in training; "
-        "ood-large: the same with 750 sentences, for measurements that 250 items cannot resolve",
+        "ood-large: the same with 750 sentences, for measurements that 250 items cannot resolve; paraling: "
+        "labelled voices, pace, noise, rooms and speaker counts (train; dev / test: pairs under held-out voices)",
     )
     voices: list[str] | None = Field(None, description="ENGINE:NAME list; default: every known voice")
     test_voice: str | None = Field("flite:rms", description="voice held out of train/dev")
@@ -111,7 +112,11 @@ class AugmentConfig(StrictModel):
 
     manifest: str
     output: str
-    recipe: Literal["selfpowered", "vanilla"] = "selfpowered"
+    recipe: Literal["selfpowered", "vanilla", "templated"] = Field(
+        "selfpowered",
+        description="selfpowered: the LLM answers; vanilla: every sample an ASR pair; templated: a task about how "
+        "the clip sounds gets its labels as a fixed sentence (text/paraling.py; the control of the paraling tasks)",
+    )
     tasks: str = Field("demo", description="task library: paper | demo | path to a YAML preset")
     task_weights: dict[str, float] = Field(default_factory=dict)
     task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
@@ -159,5 +164,12 @@ class FeaturesConfig(StrictModel):
     encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
     speech_states: SpeechStates = "encoder"
     decoded_tokens_per_second: DecodedTokensPerSecond = 8.0
+    hearing: bool = Field(
+        False,
+        description="cache what a transcript-reading LSM (speech_tokens: transcript) reads instead: Whisper's "
+        "greedy transcript and encoder states, heard once per clip (model/hearing.py)",
+    )
+    hearing_compute_type: HearingComputeType = "int8"
+    hearing_window: HearingWindow = 10.0
     batch_size: int = Field(8, ge=1)
     device: str = "cpu"

@@ -10,7 +10,8 @@ from selfpowered.assets import DEFAULT_ENCODER
 from selfpowered.config.base import StrictModel
 from selfpowered.config.model import GenerationSettings
 
-EVAL_SUITES = ("asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval")
+EVAL_SUITES = ("asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval", "content", "paraling")
+SuiteName = Literal["asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval", "content", "paraling"]
 BASELINES = ("cascade", "text")
 
 
@@ -21,8 +22,9 @@ class EvalConfig(StrictModel):
         default_factory=list, description="LSM checkpoints, as PATH or NAME=PATH (the name labels the report)"
     )
     baselines: list[Literal["cascade", "text"]] = Field(default_factory=lambda: list(BASELINES))
-    suites: list[Literal["asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval"]] = Field(
-        default_factory=lambda: list(EVAL_SUITES)
+    suites: list[SuiteName] = Field(
+        default_factory=lambda: [suite for suite in EVAL_SUITES if suite not in ("content", "paraling")],
+        description="content and paraling need their data (content_data, paraling_data / paraling_real)",
     )
     data: str = Field(..., description="held-out ASR manifest (e.g. demo-output/corpus/test.jsonl)")
     output: str = Field("eval-output", description="report folder (predictions cached here: resumable)")
@@ -46,6 +48,20 @@ class EvalConfig(StrictModel):
     sqa_items: int = Field(60, ge=2)
     bias_samples: int = Field(24, ge=1, description="instruct samples per model for attention/saliency")
     ifeval_items: int = Field(80, ge=1, description="utterances of `data` that get verifiable-instruction items")
+    content_data: str | None = Field(
+        None,
+        description="content suite: a test manifest (speech and voices never trained on, e.g. the ood set) whose "
+        "utterances get tasks of `content_tasks`, never trained (translation, keywords, summaries, yes/no)",
+    )
+    content_tasks: str = Field("content", description="task library of the content suite (untrained task types)")
+    content_limit: int = Field(240, ge=1, description="utterances drawn (seeded) from `content_data`")
+    paraling_data: str | None = Field(
+        None, description="paraling suite: the test pairs of `corpus synth --size paraling` (held-out voices)"
+    )
+    paraling_real: str | None = Field(
+        None, description="paraling suite: real recordings the suite applies effects to (pace, noise, room)"
+    )
+    paraling_tasks: str = Field("paraling-heldout", description="the paraling suite's questions (options in them)")
     seed: int = 0
     device: str = "cpu"
     chunk_size: int = Field(32, ge=1, description="queries per progress step (and per timing)")

@@ -24,6 +24,15 @@ HearingComputeType = Annotated[
         "(default; several times PyTorch's speed on a CPU), float32, or the GPU types float16 / int8_float16"
     ),
 ]
+HearingWindow = Annotated[
+    float | None,
+    Field(
+        ge=1,
+        le=30,
+        description="seconds of Whisper's silent padding after the speech when it hears a clip (null: the whole "
+        "30 s window it was trained with, 3x the cost; bench/hearing_window.py)",
+    ),
+]
 DecodedTokensPerSecond = Annotated[
     float,
     Field(
@@ -83,6 +92,7 @@ class ModelConfig(StrictModel):
     lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     train_encoder: bool = False
     hearing_compute_type: HearingComputeType = "int8"
+    hearing_window: HearingWindow = 10.0
     prompt_format: Literal["chat_template", "vicuna_v1.1"] = "chat_template"
     system_prompt: str | None = None
 

@@ -23,7 +23,13 @@ class ServeConfig(StrictModel):
     max_audio_seconds: float = Field(120.0, gt=0, description="longer audio is refused (400), never cut")
     max_batch: int = Field(16, ge=1, description="requests decoded together per model")
     max_queue: int = Field(256, ge=1, description="waiting requests before 429 (Retry-After)")
-    max_tokens: int = Field(256, ge=1, description="default and upper bound of max_tokens")
+    max_tokens: int = Field(256, ge=1, description="default and upper bound of max_tokens (over it: 400)")
+    max_prompt_tokens: int = Field(
+        2048,
+        ge=16,
+        description="the most prompt tokens (text and speech) one request may have (400 beyond): bounds the time one "
+        "prefill holds the decoding thread; the LLM's context bounds prompt + max_tokens too",
+    )
     max_body_mb: float = Field(25.0, gt=0, description="request bodies over this are refused (413)")
     hearing_memory_mb: float = Field(
         128.0,

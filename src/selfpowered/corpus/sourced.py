@@ -17,7 +17,7 @@ import yaml
 
 from selfpowered.corpus import text_sources
 from selfpowered.corpus.effects import EFFECTS
-from selfpowered.corpus.synth import SPLITS, Job, Plan
+from selfpowered.corpus.jobs import SPLITS, Job, Plan
 from selfpowered.corpus.tts import Voice, voice_available
 from selfpowered.errors import SelfPoweredError
 

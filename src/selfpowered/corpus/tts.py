@@ -169,6 +169,51 @@ ENGINES = {
 }
 
 
+# Who each voice sounds like: the gender label of what it speaks (the voices' own documentation:
+# CMU Arctic slt and Piper's joe; flite's and festival's voice names; espeak-ng's variant table).
+VOICE_GENDERS = {
+    "piper:joe": "male",
+    "flite:slt": "female",
+    "flite:kal": "male",
+    "flite:kal16": "male",
+    "flite:awb": "male",
+    "flite:rms": "male",
+    "festival:cmu_us_slt_arctic_hts": "female",
+    "festival:kal_diphone": "male",
+    "festival:ked_diphone": "male",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _espeak_variant_genders() -> dict[str, str]:
+    """espeak-ng's variants (`+f3`, `+Annie`...) -> gender, from its own voice table."""
+    if shutil.which("espeak-ng") is None:
+        return {}
+    listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout
+    genders = {}
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5 and fields[1] == "variant":
+            gender = {"F": "female", "M": "male"}.get(fields[2].split("/")[-1])
+            if gender:
+                genders[fields[4].removeprefix("!v/").lower()] = gender
+                genders[fields[3].lower()] = gender
+    return genders
+
+
+def voice_gender(voice: Voice) -> str | None:
+    """ "female" / "male" for the voices whose speaker is documented, else None. espeak-ng's
+    accents (en-us, en-gb-scotland...) speak as a male voice unless a `+variant` says otherwise."""
+    if str(voice) in VOICE_GENDERS:
+        return VOICE_GENDERS[str(voice)]
+    if voice.engine != "espeak-ng":
+        return None
+    _, _, variant = voice.name.partition("+")
+    if not variant:
+        return "male"
+    return _espeak_variant_genders().get(variant.lower())
+
+
 def voice_available(voice: Voice) -> bool:
     return ENGINES[voice.engine][1](voice.name)
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 
 from selfpowered.text.echo import is_echo
-from selfpowered.text.metrics import detect_language, normalize_english
+from selfpowered.text.metrics import detect_language, normalize_english, parse_yes_no
 
 LANGUAGE_NAMES = {
     "chinese": "zh",
@@ -104,6 +104,8 @@ CHECKS: dict[str, tuple[str, Check]] = {
     "sentiment": ("names a sentiment label", lambda a, t, i: names_sentiment(a)),
     "title": ("<= 15 words, not the transcript", lambda a, t, i: is_title(a, t)),
     "question": ("asks a question", lambda a, t, i: asks_question(a)),
+    "summary": ("<= 12 words, not the transcript", lambda a, t, i: is_title(a, t, max_words=12)),
+    "yesno": ("answers yes or no", lambda a, t, i: parse_yes_no(a) is not None),
 }
 
 

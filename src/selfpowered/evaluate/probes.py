@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.corpus.synth import Job, synthesise_job
+from selfpowered.corpus.jobs import Job, synthesise_job
 from selfpowered.corpus.tts import Voice, voice_available
 from selfpowered.errors import SelfPoweredError
 from selfpowered.text.metrics import detect_language

@@ -14,6 +14,7 @@ import platform
 from pathlib import Path
 
 from selfpowered.atomic import atomic_file, atomic_write_text
+from selfpowered.evaluate.cascade_report import content_tables, paraling_tables
 from selfpowered.text.echo import ECHO_MAX_WER
 
 
@@ -58,6 +59,11 @@ def headline(row: dict) -> dict:
         "text_chrf_vs_base": get("text", "chrf_vs_base"),
         "ifrate": get("ifeval", "prompt_strict"),
         "ifeval_delta_vs_text": ((row.get("ifeval") or {}).get("vs_text") or {}).get("strict", {}).get("delta_vs_text"),
+        "loop_rate": get("instruct", "loop_rate"),
+        "content_chrf": get("content", "consistency_chrf"),
+        "content_check": get("content", "task_check"),
+        "content_echo": get("content", "echo_rate"),
+        "paraling_accuracy": get("paraling", "accuracy"),
         "seconds_per_answer": cost.get("seconds_per_answer"),
         "real_time_factor": cost.get("real_time_factor"),
     }
@@ -85,6 +91,11 @@ HEADERS = {
     "text_chrf_vs_base": "text chrF vs base ↑",
     "ifrate": "IFrate ↑",
     "ifeval_delta_vs_text": "IF delta vs text ↑",
+    "loop_rate": "loop rate ↓",
+    "content_chrf": "untrained tasks: chrF ↑",
+    "content_check": "untrained tasks: check ↑",
+    "content_echo": "untrained tasks: echo ↓",
+    "paraling_accuracy": "paraling acc ↑",
     "seconds_per_answer": "s / answer",
     "real_time_factor": "RTF",
 }
@@ -95,7 +106,7 @@ def _summary_table(results: dict) -> list[str]:
     for row in results["systems"].values():
         keys.update(dict.fromkeys(headline(row)))
     header = [HEADERS.get(key) or key.replace("_", " ").replace("wer ", "WER ") for key in keys]
-    one_decimal = {"consistency_chrf", "text_chrf_vs_base"}
+    one_decimal = {"consistency_chrf", "text_chrf_vs_base", "content_chrf"}
     rows = []
     for name, row in results["systems"].items():
         numbers = headline(row)
@@ -462,6 +473,7 @@ def write_report(results: dict, out: str | Path) -> Path:
     if "instruct.png" in plots:
         lines += ["![echo rate and consistency per task](instruct.png)", ""]
     lines += _asr_table(results) + _instruct_tables(results) + _ood_tables(results) + _ifeval_tables(results)
+    lines += content_tables(results) + paraling_tables(results)
     lines += _probe_tables(results) + _bias_table(results)
     if results.get("cards"):
         from selfpowered.cards import summary_line

@@ -153,6 +153,19 @@ def build_suites(settings: EvalConfig, out: Path) -> dict[str, S.Suite]:
     if "ifeval" in settings.suites:
         rows = sample_rows(Path(settings.data), settings.limit, settings.seed)[: settings.ifeval_items]
         suites["ifeval"] = S.ifeval_suite(rows, Path(settings.data).parent, settings.seed)
+    if "content" in settings.suites:
+        if not settings.content_data:
+            raise SelfPoweredError("the content suite needs content_data (a test manifest, e.g. the ood set)")
+        data = Path(settings.content_data)
+        if not data.is_file():
+            raise SelfPoweredError(f"{data}: content_data manifest not found")
+        rows = sample_rows(data, settings.content_limit, settings.seed)
+        library = TaskLibrary.load(settings.content_tasks, settings.seed)
+        content = S.instruct_suite(rows, data.parent, library, None)
+        name = _set_name(settings, settings.content_data)  # its asr suite (same rows) gives the self-echo
+        suites["content"] = S.Suite("content", content.queries, content.meta, "instruct", name)
+    if "paraling" in settings.suites:
+        suites["paraling"] = _paraling_suite(settings, out)
     if "conflict" in settings.suites:
         pairs = [(t.name, template) for t in seen.tasks if t.name in SPECIFIC_CHECKS for template in t.templates]
         if not pairs:
@@ -172,6 +185,38 @@ def build_suites(settings: EvalConfig, out: Path) -> dict[str, S.Suite]:
         items = synthesise_probes(sqa_items(settings.sqa_items, settings.seed), folder, settings.probe_voice)
         suites["sqa"] = S.probe_suite("sqa", items, folder, _probe_durations(folder, items))
     return suites
+
+
+def _set_name(settings: EvalConfig, path: str) -> str:
+    """The name a manifest has among the evaluation's sets (in-domain, an ood set) or its stem."""
+    same = [name for name, other in settings.ood_sets.items() if Path(other).resolve() == Path(path).resolve()]
+    if Path(settings.data).resolve() == Path(path).resolve():
+        return IN_DOMAIN
+    return same[0] if same else Path(path).stem
+
+
+def _paraling_suite(settings: EvalConfig, out: Path) -> S.Suite:
+    """The labelled test pairs (held-out voices) and the effected real recordings (evaluate.sound)."""
+    from selfpowered.config import LimitsConfig
+    from selfpowered.corpus.manifest import read_manifest
+    from selfpowered.evaluate.sound import effected_real_rows, paraling_suite
+
+    if not settings.paraling_data and not settings.paraling_real:
+        raise SelfPoweredError("the paraling suite needs paraling_data (corpus synth --size paraling) or paraling_real")
+    sets = {}
+    limits = LimitsConfig(check_audio=False)
+    if settings.paraling_data:
+        data = Path(settings.paraling_data)
+        if not data.is_file():
+            raise SelfPoweredError(f"{data}: paraling_data manifest not found (corpus synth OUT --size paraling)")
+        sets["held-out voices"] = (read_manifest(data, limits).rows, data.parent)
+    if settings.paraling_real:
+        real = Path(settings.paraling_real)
+        if not real.is_file():
+            raise SelfPoweredError(f"{real}: paraling_real manifest not found")
+        rows = effected_real_rows(read_manifest(real, limits).rows, real.parent, out / "probes" / "paraling-real")
+        sets["real, effects applied"] = (rows, out)
+    return paraling_suite(sets, TaskLibrary.load(settings.paraling_tasks, settings.seed))
 
 
 def build_systems(settings: EvalConfig, out: Path) -> tuple[list, Listening]:
@@ -240,7 +285,7 @@ def evaluate(settings: EvalConfig) -> dict:
         row: dict = {"kind": system.kind, "cost": {}}
         answered: dict[str, list[str]] = {}
         for name, suite in suites.items():
-            if suite.kind == "instruct" and "instruct" not in settings.suites and system.kind != "lsm":
+            if name == "instruct" and "instruct" not in settings.suites and system.kind != "lsm":
                 continue  # built only for the bias analysis
             if suite.kind == "asr" and system.kind == "text":
                 continue  # given the transcript: nothing to transcribe
@@ -350,6 +395,10 @@ def _score(suites: dict[str, S.Suite], name: str, answers: list[str], references
         return S.score_sqa(suite, answers)
     if suite.kind == "ifeval":
         return S.score_ifeval(suite, answers)
+    if suite.kind == "paraling":
+        from selfpowered.evaluate.sound import score_paraling
+
+        return score_paraling(suite, answers)
     raise ValueError(name)
 
 

@@ -19,6 +19,7 @@ from selfpowered.evaluate.probes import SPOKEN_COMMANDS, ProbeItem
 from selfpowered.evaluate.systems import Query
 from selfpowered.text.echo import is_echo
 from selfpowered.text.ifeval import IFItem, check, make_item
+from selfpowered.text.loops import is_loop
 from selfpowered.text.metrics import (
     accuracy,
     bleu_tokenizer,
@@ -186,6 +187,7 @@ def score_instruct(
             "self_echo_rate": _round(sum(own) / len(own)) if own else None,
             "consistency_chrf": _round(corpus_chrf(refs, mine), 2),
             "task_check": _round(sum(checked) / len(checked)) if checked else None,
+            "loop_rate": _round(sum(is_loop(a) for a in mine) / len(mine)),
         }
         languages = {target_language(q.instruction) for q in queries} - {None, "en"}
         if len(languages) == 1:
@@ -205,7 +207,30 @@ def score_instruct(
         "self_echo_rate": _mean_of(per_task, no_copy, "self_echo_rate"),
         "consistency_chrf": _round(sum(v["consistency_chrf"] for v in per_task.values()) / len(per_task), 2),
         "task_check": _round(sum(per_task[t]["task_check"] for t in checked) / len(checked)) if checked else None,
+        "loop_rate": _round(sum(is_loop(a) for a in answers) / len(answers)),
         "checks": {task: CHECKS[task][0] for task in per_task if task in CHECKS},
+        "intervals": _instruct_intervals(suite, answers, references),
+    }
+
+
+def _instruct_intervals(suite: Suite, answers: Sequence[str], references: Sequence[str]) -> dict:
+    """95% bootstrap intervals over the items (all tasks pooled) of the echo rate (tasks that must
+    not copy), the task check and consistency, for comparing systems on the same items."""
+    no_copy = [i for i, m in enumerate(suite.meta) if not m["copy_allowed"]]
+    echo = [float(is_echo(answers[i], suite.queries[i].transcript)) for i in no_copy]
+    checks = [
+        task_check(m["task"], answers[i], suite.queries[i].transcript, suite.queries[i].instruction)
+        for i, m in enumerate(suite.meta)
+    ]
+    checked = [float(c) for c in checks if c is not None]
+    pairs = list(zip(references, answers))
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    return {
+        "echo_rate_95ci": bootstrap_interval(echo, mean) if echo else None,
+        "task_check_95ci": bootstrap_interval(checked, mean) if checked else None,
+        "consistency_chrf_95ci": bootstrap_interval(
+            pairs, lambda s: corpus_chrf([r for r, _ in s], [a for _, a in s]), draws=200
+        ),
     }
 
 

@@ -51,31 +51,19 @@ class Listening:
 
     def __init__(self, llm: str, asr_model: str, device: str = "cpu", hearing_cache: str | Path | None = None):
         from selfpowered.model.generation import HFGenerator
+        from selfpowered.model.hearing import HearingPool
 
-        self.device, self.hearing_cache = device, Path(hearing_cache) if hearing_cache else None
-        self.hearings: dict[tuple[str, str], object] = {}
-        self.hearing = self.hearing_for(asr_model)  # the cascade's
+        self.pool = HearingPool(device, hearing_cache)
+        self.hearing = self.pool.get(asr_model)  # the cascade's
         self.generator = HFGenerator(llm, device=device)  # loads the base LLM and its prompt builder
         self.served = ServedModel.cascade(
             "cascade", self.hearing, self.generator.model, self.generator.tokenizer, self.generator.prompt
         )
         self.charged = 0.0
 
-    def hearing_for(self, whisper: str | Path, compute_type: str = "int8"):
-        """The one `WhisperHearing` of this Whisper and compute type (made on first use): an LSM
-        built on the cascade's Whisper hears what the cascade heard, once."""
-        from selfpowered.assets import resolve_model
-        from selfpowered.model.hearing import WhisperHearing
-
-        key = (str(resolve_model(whisper, kind="encoder").resolve()), compute_type)
-        if key not in self.hearings:
-            folder = self.hearing_cache / f"{Path(key[0]).name}-{compute_type}" if self.hearing_cache else None
-            self.hearings[key] = WhisperHearing(whisper, compute_type, self.device, cache_dir=folder)
-        return self.hearings[key]
-
     @property
     def decoded_seconds(self) -> float:
-        return sum(hearing.decoded_seconds for hearing in self.hearings.values())
+        return self.pool.decoded_seconds
 
     def charge(self, audio: list[str], hearing=None) -> None:
         """Add the Whisper time of these clips (heard now or before) to the running charge."""
@@ -149,7 +137,7 @@ class LSMSystem:
         config = self.config
         whisper = config.encoder_name_or_path
         whisper = str(Path(self.checkpoint) / whisper) if whisper.startswith("./") else whisper
-        return self.listening.hearing_for(whisper, config.hearing_compute_type)
+        return self.listening.pool.for_model(config, whisper)
 
     @property
     def served(self) -> ServedModel:

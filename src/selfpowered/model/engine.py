@@ -71,6 +71,7 @@ class Request:
     text: str = ""
     finish_reason: str | None = None
     error: str | None = None
+    status: int = 500  # of an error: 400 when the request itself is at fault (too long a prompt)
     cancelled: bool = False
     transcript: str | None = None  # what Whisper heard in the audio (cascade, transcript-reading LSM)
     _emitted: int = 0
@@ -96,6 +97,30 @@ class ServedModel:
         self.lsm, self.hearing = lsm, hearing
         self.stop_ids = prompt.stop_token_ids()
         self.lock = threading.Lock()  # eval and the server may share one: one batch at a time
+        self.max_prompt_tokens: int | None = None  # a server's bound on one prefill (None: the context)
+
+    @property
+    def context_window(self) -> int:
+        """The LLM's context: prompt and answer together (max_position_embeddings)."""
+        config = getattr(self.llm, "config", None)
+        return int(getattr(config, "max_position_embeddings", 0) or 2048)
+
+    def prompt_problem(self, prompt_tokens: int, max_tokens: int) -> str | None:
+        """Why a prompt of this length with this answer budget cannot run (None: it can), in the
+        words vLLM's OpenAI server uses: both numbers, and the limit."""
+        context = self.context_window
+        if prompt_tokens + max_tokens > context:
+            return (
+                f"This model's maximum context length is {context} tokens. However, you requested "
+                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages and audio, {max_tokens} in the "
+                "completion). Please reduce the length of the messages, the audio or the completion."
+            )
+        if self.max_prompt_tokens is not None and prompt_tokens > self.max_prompt_tokens:
+            return (
+                f"The prompt has {prompt_tokens} tokens (text and speech); this server accepts at most "
+                f"{self.max_prompt_tokens} per request (--set max_prompt_tokens=...)."
+            )
+        return None
 
     @classmethod
     def from_lsm(cls, name: str, lsm, merge_lora: bool = True, hearing=None) -> ServedModel:
@@ -220,6 +245,16 @@ class DecodeBatch:
         device = embeds.device
         mask = inputs["attention_mask"].to(device)
         positions = inputs["position_ids"].to(device)
+        fitting = self._fitting(requests, mask.sum(dim=1).tolist())
+        if not fitting:
+            return
+        if len(fitting) < len(requests):  # rows over the limits leave before any model work
+            index = torch.tensor(fitting, device=device)
+            requests = [requests[i] for i in fitting]
+            embeds, mask, positions = embeds[index], mask[index], positions[index]
+            inputs = {
+                key: value[index.to(value.device)] for key, value in inputs.items() if key in ("input_ids", "segments")
+            }
         cache = DynamicCache()
         with _quiet():
             logits = self.served.llm(
@@ -250,6 +285,20 @@ class DecodeBatch:
             cache.batch_select_indices(index)
         last = torch.tensor(first, device=device)[index]
         self._merge([requests[i] for i in keep], cache, mask[index], positions[index, -1] + 1, last)
+
+    def _fitting(self, requests: Sequence[Request], lengths: Sequence[int]) -> list[int]:
+        """Indices of the requests whose prompt fits `max_prompt_tokens` and, with their answer's
+        `max_tokens`, the LLM's context; the others end here with a client error (400)."""
+        served, keep = self.served, []
+        for index, (request, length) in enumerate(zip(requests, lengths)):
+            problem = served.prompt_problem(int(length), request.max_tokens)
+            if problem is None:
+                keep.append(index)
+                continue
+            request.prompt_tokens = int(length)
+            request.error, request.status, request.finish_reason = problem, 400, "error"
+            request.emit("done", request)
+        return keep
 
     def _merge(self, rows, cache, mask, positions, last) -> None:
         if not self.rows:
@@ -419,14 +468,22 @@ class Engine:
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="selfpowered-engine", daemon=True)
         self.steps = 0
+        self.last_progress = time.monotonic()  # the last admit or step that finished (liveness)
 
     def start(self) -> Engine:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop decoding: every request still waiting or decoding ends as cancelled (its client gets
+        what it has), and the thread is joined for at most `timeout` seconds."""
         self._stop.set()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=timeout)
+
+    def stuck(self, after_seconds: float) -> bool:
+        """Work is waiting or decoding, and nothing finished for `after_seconds`: not live."""
+        busy = self.active or self.queue_depth
+        return bool(busy) and time.monotonic() - self.last_progress > after_seconds
 
     @property
     def queue_depth(self) -> int:
@@ -457,12 +514,29 @@ class Engine:
             for name, batch in self.batches.items():
                 try:
                     self._turn(name, batch)
-                except Exception as exc:  # a bug must not kill the server: fail the rows, go on
+                except Exception:  # a bug must not kill the server: fail the rows, go on
                     logger.exception("engine step failed for %s", name)
                     for request in batch.rows + self.waiting[name]:
-                        request.error, request.finish_reason = f"internal error: {exc}", "error"
+                        request.error, request.finish_reason = "internal error (logged on the server)", "error"
                         request.emit("done", request)
                     self.batches[name], self.waiting[name] = DecodeBatch(batch.served), []
+        self._drain()
+
+    def _drain(self) -> None:
+        """On stop: end every request left, so no client waits on a thread that is gone."""
+        left = [
+            *(r for batch in self.batches.values() for r in batch.rows),
+            *(r for w in self.waiting.values() for r in w),
+        ]
+        while True:
+            try:
+                left.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        for request in left:
+            if request.finish_reason is None:
+                request.finish_reason, request.error = "cancelled", "the server is shutting down"
+                request.emit("done", request)
 
     def _turn(self, name: str, batch: DecodeBatch) -> None:
         waiting = [r for r in self.waiting[name] if not r.cancelled]
@@ -475,10 +549,12 @@ class Engine:
             with batch.served.lock:
                 batch.admit(waiting[:room])
             waiting = waiting[room:]
+            self.last_progress = time.monotonic()
         self.waiting[name] = waiting
         if len(batch):
             started = time.perf_counter()
             with batch.served.lock:
                 batch.step()
             self.steps += 1
+            self.last_progress = time.monotonic()
             logger.debug("step %d: %d rows in %.3f s", self.steps, len(batch), time.perf_counter() - started)

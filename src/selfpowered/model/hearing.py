@@ -10,9 +10,11 @@ another process hears nothing twice.
 
 The decoder is CTranslate2 (faster-whisper's engine) on a copy of the Whisper folder converted
 once (`assets.ctranslate2_folder`): several times PyTorch's speed on a CPU, int8 by default
-(`compute_type`). Whisper runs as it was trained: each 30 s chunk padded to its window by
+(`compute_type`). Whisper runs as it was trained: each chunk of up to 30 s padded with silence by
 Whisper's own feature extractor, the encoder run once, the decoder greedy and without
-timestamps, suppressing what Whisper's generation config suppresses. The encoder output is kept
+timestamps, suppressing what Whisper's generation config suppresses. The window ends `window`
+seconds after the speech (10 by default; None: the whole 30 s), which heard as well for a third
+of the cost (`DEFAULT_WINDOW`). The encoder output is kept
 over the clip's real frames (`Heard.states`, the last layer): an acoustic speech path reads the
 same pass the words came from. Decoding stops at `decoded_token_bound` tokens per chunk (8 a
 second of audio by default, twice a fast speaker's rate), so a looping decode costs a bounded
@@ -30,6 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +44,10 @@ from selfpowered.model.whisper_decoder import DecoderPrompt, decoded_token_bound
 logger = logging.getLogger(__name__)
 HOP = 160  # Whisper's mel hop at 16 kHz
 HEARING_VERSION = 1  # bump when what `hear` returns for the same audio changes
+# Seconds of Whisper's silent padding after the speech. The encoder's cost grows with its window
+# and was 80% of a clip's hearing over the whole 30 s; with 10 s after the speech Whisper heard the
+# demo dev split at WER 0.098 vs 0.100, 3.1x as fast (bench/hearing_window.py, chosen on dev).
+DEFAULT_WINDOW = 10.0
 
 
 def audio_digest(samples: np.ndarray) -> str:
@@ -72,6 +79,15 @@ class HearingCache:
         self.store = FeatureCache(folder, fingerprint, hidden_size)
         self.lock = threading.Lock()
 
+    def __getstate__(self) -> dict:  # data-loader workers get a copy: the lock stays behind
+        return {"store": self.store}
+
+    def __setstate__(self, state: dict) -> None:
+        self.store, self.lock = state["store"], threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.store
+
     def get(self, key: str) -> Heard | None:
         with self.lock:
             if key not in self.store:
@@ -101,7 +117,10 @@ class WhisperHearing:
         threads: int = 0,
         cache_dir: str | os.PathLike | None = None,
         memory_mb: float = 256.0,
+        window: float | None = DEFAULT_WINDOW,
     ) -> None:
+        """`window`: seconds of Whisper's silent padding after the speech (None: the full 30 s
+        window Whisper was trained with; each chunk's encoder cost grows with its window)."""
         import ctranslate2
         from tokenizers import Tokenizer
         from transformers import WhisperConfig, WhisperFeatureExtractor
@@ -110,7 +129,7 @@ class WhisperHearing:
 
         self.path = resolve_model(model, kind="encoder")
         self.name = str(model)
-        self.compute_type, self.tokens_per_second = compute_type, tokens_per_second
+        self.compute_type, self.tokens_per_second, self.window = compute_type, tokens_per_second, window
         config = WhisperConfig.from_pretrained(str(self.path))
         self.hidden_size = int(config.d_model)
         self.prompt = DecoderPrompt.from_folder(config, self.path)
@@ -146,6 +165,7 @@ class WhisperHearing:
             "compute_type": self.compute_type,
             "tokens_per_second": self.tokens_per_second,
             "prompt": list(self.prompt.prompt),
+            **({"window": self.window} if self.window is not None else {}),
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -176,6 +196,23 @@ class WhisperHearing:
     def hear(self, audio: Sequence[AudioInput], batch_size: int = 8) -> list[Heard]:
         """What Whisper hears in each clip (a path or 16 kHz samples), in order; each distinct
         clip is decoded at most once, here or before."""
+        return [heard for _, heard in self.hear_keyed(audio, batch_size)]
+
+    def hear_files(self, paths: Sequence[str | os.PathLike], batch_size: int = 8, chunk: int = 64) -> list[str]:
+        """Hear every file (a training set: decoding only what the disk cache lacks, `chunk` files
+        in memory at a time, with a progress bar); returns each file's key in the cache."""
+        from tqdm import tqdm
+
+        keys: list[str] = []
+        with tqdm(total=len(paths), desc="hearing (Whisper, once per clip)", unit=" clip") as bar:
+            for start in range(0, len(paths), chunk):
+                part = paths[start : start + chunk]
+                keys += [key for key, _ in self.hear_keyed(part, batch_size)]
+                bar.update(len(part))
+        return keys
+
+    def hear_keyed(self, audio: Sequence[AudioInput], batch_size: int = 8) -> list[tuple[str, Heard]]:
+        """`hear`, each result with its cache key (`audio_digest` of the samples)."""
         samples = [as_samples(item) for item in audio]
         keys = [audio_digest(s) for s in samples]
         found: dict[str, Heard] = {}
@@ -194,7 +231,7 @@ class WhisperHearing:
                 if self.disk is not None:
                     self.disk.put(key, heard)
             self.decoded += len(todo)
-        return [found[key] for key in keys]
+        return [(key, found[key]) for key in keys]
 
     def transcribe(self, audio: Sequence[AudioInput], batch_size: int = 8) -> list[str]:
         """The transcripts alone (plain ASR: corpus checks, the conversion check, the cascade)."""
@@ -206,14 +243,21 @@ class WhisperHearing:
             for chunk in chunk_samples(samples):
                 chunks.append(chunk)
                 owners.append(index)
-        pieces: list[tuple[list[int], np.ndarray]] = []
+        # chunks are decoded with others of the same window only, so each hears the same in any batch
+        groups: dict[int, list[int]] = {}
+        for index, chunk in enumerate(chunks):
+            groups.setdefault(self.window_frames(chunk.size), []).append(index)
+        pieces: list[tuple[list[int], np.ndarray] | None] = [None] * len(chunks)
         costs = [0.0] * len(clips)
-        for start in range(0, len(chunks), batch_size):
-            began = time.perf_counter()
-            pieces.extend(self._decode_chunks(chunks[start : start + batch_size]))
-            share = (time.perf_counter() - began) / len(chunks[start : start + batch_size])
-            for owner in owners[start : start + batch_size]:
-                costs[owner] += share
+        for width, members in groups.items():
+            for start in range(0, len(members), batch_size):
+                batch = members[start : start + batch_size]
+                began = time.perf_counter()
+                for index, piece in zip(batch, self._decode_chunks([chunks[i] for i in batch], width)):
+                    pieces[index] = piece
+                share = (time.perf_counter() - began) / len(batch)
+                for index in batch:
+                    costs[owners[index]] += share
         texts: list[list[str]] = [[] for _ in clips]
         tokens: list[list[int]] = [[] for _ in clips]
         states: list[list[np.ndarray]] = [[] for _ in clips]
@@ -232,12 +276,25 @@ class WhisperHearing:
             for text, ids, parts, samples, cost in zip(texts, tokens, states, clips, costs)
         ]
 
-    def _decode_chunks(self, chunks: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+    def window_frames(self, samples: int) -> int:
+        """Mel frames a chunk of `samples` is encoded with: Whisper's whole 30 s window, or (with
+        `window`) its speech and `window` seconds of padding, rounded up to a whole second so that
+        chunks of similar length share a batch."""
+        full = round(30.0 * SAMPLE_RATE / HOP)
+        if self.window is None:
+            return full
+        wanted = -(-samples // HOP) + round(self.window * SAMPLE_RATE / HOP)
+        return min(full, -(-wanted // 100) * 100)
+
+    def _decode_chunks(self, chunks: Sequence[np.ndarray], width: int) -> list[tuple[list[int], np.ndarray]]:
         import ctranslate2
 
         features = self.features(list(chunks), sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
-        encoded = self.model.encode(ctranslate2.StorageView.from_array(features.astype(np.float32)), to_cpu=True)
         frames = [-(-chunk.size // HOP) for chunk in chunks]  # real mel frames (ceil)
+        features = features[..., :width]
+        encoded = self.model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)), to_cpu=True
+        )
         bounds = [decoded_token_bound((n + 1) // 2, self.tokens_per_second) for n in frames]
         room = self.max_target - len(self.prompt.prompt)
         bounds = [min(bound, room) for bound in bounds]
@@ -262,3 +319,41 @@ class WhisperHearing:
         if self.tokenizer is None:
             return " ".join(str(i) for i in ids)
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+
+class HearingPool:
+    """One `WhisperHearing` per (Whisper folder, compute type, window), made on first use: what a
+    server or an evaluation shares between every model that hears, so that an LSM built on the
+    cascade's Whisper hears what the cascade heard, once. With `cache_root` each keeps its disk
+    cache in a subfolder of it."""
+
+    def __init__(self, device: str = "cpu", cache_root: str | os.PathLike | None = None, memory_mb: float = 256.0):
+        self.device, self.memory_mb = device, memory_mb
+        self.cache_root = Path(cache_root) if cache_root is not None else None
+        self.hearings: dict[tuple[str, str, float | None], WhisperHearing] = {}
+
+    def get(
+        self, whisper: str | os.PathLike, compute_type: str = "int8", window: float | None = DEFAULT_WINDOW
+    ) -> WhisperHearing:
+        from selfpowered.assets import resolve_model
+
+        folder = resolve_model(whisper, kind="encoder").resolve()
+        key = (str(folder), compute_type, window)
+        if key not in self.hearings:
+            cache = None
+            if self.cache_root is not None:
+                cache = (
+                    self.cache_root / f"{folder.name}-{compute_type}-{'whole' if window is None else f'{window:g}s'}"
+                )
+            self.hearings[key] = WhisperHearing(
+                whisper, compute_type, self.device, cache_dir=cache, memory_mb=self.memory_mb, window=window
+            )
+        return self.hearings[key]
+
+    def for_model(self, config, whisper_folder: str | os.PathLike) -> WhisperHearing:
+        """The hearing of an LSM config (its Whisper, `hearing_compute_type`, `hearing_window`)."""
+        return self.get(whisper_folder, config.hearing_compute_type, config.hearing_window)
+
+    @property
+    def decoded_seconds(self) -> float:
+        return sum(hearing.decoded_seconds for hearing in self.hearings.values())

@@ -188,15 +188,20 @@ class SpeechLM(PreTrainedModel):
         self.hearing = hearing
         return self
 
+    def new_hearing(self, **options: Any) -> WhisperHearing:
+        """A `WhisperHearing` with this model's Whisper and hearing settings (`options`: cache_dir...)."""
+        if self.whisper_folder is None:
+            raise ModelNotFoundError(
+                "this LSM reads Whisper's transcript but knows no Whisper folder to hear with (a model built "
+                "from configs): give it one with use_hearing(WhisperHearing(...))"
+            )
+        config = self.config
+        return WhisperHearing(self.whisper_folder, config.hearing_compute_type, window=config.hearing_window, **options)
+
     def hear(self, audio: Sequence[AudioInput | None]) -> list[Heard | None]:
         """What Whisper hears in each clip (None stays None: a text-mode row)."""
         if self.hearing is None:
-            if self.whisper_folder is None:
-                raise ModelNotFoundError(
-                    "this LSM reads Whisper's transcript but knows no Whisper folder to hear with (a model built "
-                    "from configs): give it one with use_hearing(WhisperHearing(...))"
-                )
-            self.hearing = WhisperHearing(self.whisper_folder, compute_type=self.config.hearing_compute_type)
+            self.hearing = self.new_hearing()
         present = [i for i, item in enumerate(audio) if item is not None]
         heard: list[Heard | None] = [None] * len(audio)
         for index, result in zip(present, self.hearing.hear([audio[i] for i in present]) if present else []):

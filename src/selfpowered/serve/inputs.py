@@ -18,8 +18,11 @@ import numpy as np
 
 from selfpowered.audio import SAMPLE_RATE, resample, to_mono
 from selfpowered.model.prompting import Conversation
+from selfpowered.serve.limits import error_body, public_message
 
 AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
+MAX_PARTS = 64  # content parts in one message
+MAX_MESSAGES = 256
 JOIN_SILENCE_S = 0.3  # between several audio parts of one message, spoken as one utterance
 
 
@@ -31,36 +34,54 @@ class RequestError(Exception):
         self.message, self.param, self.status, self.code = message, param, status, code
 
     def body(self) -> dict[str, Any]:
-        kind = "invalid_request_error" if self.status < 500 else "server_error"
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+        return error_body(public_message(self.message), self.status, self.param, self.code)
 
 
 def decode_audio(data: bytes, param: str, max_seconds: float, declared: str | None = None) -> np.ndarray:
-    """Encoded audio bytes -> 16 kHz mono float32, or a RequestError naming `param`."""
+    """Encoded audio bytes -> 16 kHz mono float32, or a RequestError naming `param`. The length is
+    read from the container's header first and checked before anything is decoded, and decoding
+    stops at the limit whatever the header says (a 2-hour FLAC of a few hundred kB costs nothing)."""
     import soundfile as sf
 
-    if declared is not None and declared.lower() not in AUDIO_FORMATS:
+    if declared is not None and (not isinstance(declared, str) or declared.lower() not in AUDIO_FORMATS):
         raise RequestError(f"unsupported audio format {declared!r}; use one of {', '.join(AUDIO_FORMATS)}", param)
     if not data:
         raise RequestError("the audio is empty (0 bytes)", param)
+    what = declared or "wav/mp3/flac/ogg"
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise RequestError(f"the audio does not decode as {declared or 'wav/mp3/flac/ogg'} ({exc})", param) from exc
+        info = sf.info(io.BytesIO(data))
+        rate, frames = int(info.samplerate), int(info.frames)
+        if rate <= 0:
+            raise ValueError("no sample rate")
+        if info.channels > 8:
+            raise RequestError(f"the audio has {info.channels} channels; at most 8 are accepted", param)
+        if 0 < frames < 2**62 and frames / rate > max_seconds:
+            raise _too_long(frames / rate, max_seconds, param)
+        limit = int(max_seconds * rate) + 1
+        samples, rate = sf.read(io.BytesIO(data), frames=limit + 1, dtype="float32", always_2d=False)
+    except RequestError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as exc:
+        raise RequestError(f"the audio does not decode as {what} ({public_message(exc)})", param) from exc
     samples = to_mono(np.asarray(samples))
     if samples.size == 0:
         raise RequestError("the audio has no samples", param)
     seconds = samples.size / rate
-    if seconds > max_seconds:
-        raise RequestError(
-            f"the audio is {seconds:.1f} s long; this server accepts at most {max_seconds:g} s (--max-audio-seconds)",
-            param,
-        )
+    if samples.size > limit:  # the header understated the length: decoding stopped at the limit
+        raise _too_long(seconds, max_seconds, param, at_least=True)
     if not np.isfinite(samples).all():
         raise RequestError("the audio holds NaN or infinite samples", param)
     if seconds < 0.05:
         raise RequestError(f"the audio is {seconds * 1000:.0f} ms long: too short to hear anything", param)
     return resample(samples, rate, SAMPLE_RATE)
+
+
+def _too_long(seconds: float, max_seconds: float, param: str, at_least: bool = False) -> RequestError:
+    more = "over " if at_least else ""
+    return RequestError(
+        f"the audio is {more}{seconds:.1f} s long; this server accepts at most {max_seconds:g} s (--max-audio-seconds)",
+        param,
+    )
 
 
 def _base64(text: Any, param: str) -> bytes:
@@ -69,11 +90,13 @@ def _base64(text: Any, param: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise RequestError(f"not valid base64 ({exc})", param) from exc
+        raise RequestError(f"not valid base64 ({public_message(exc)})", param) from exc
 
 
 def _data_uri(url: Any, param: str) -> tuple[bytes, str | None]:
-    match = re.fullmatch(r"data:audio/([\w.+-]+)(?:;[^,]*)?;base64,(.*)", url or "", flags=re.DOTALL)
+    if not isinstance(url, str):
+        raise RequestError("expected a data: URI string (data:audio/wav;base64,...)", param)
+    match = re.fullmatch(r"data:audio/([\w.+-]+)(?:;[^,]*)?;base64,(.*)", url, flags=re.DOTALL)
     if not match:
         raise RequestError("only data: URIs of base64 audio are accepted (data:audio/wav;base64,...)", param)
     subtype = {"x-wav": "wav", "wave": "wav", "mpeg": "mp3", "x-flac": "flac"}.get(match.group(1), match.group(1))
@@ -95,6 +118,8 @@ def parse_messages(messages: Any, max_seconds: float) -> ChatInput:
     one utterance, and the context before it (system message, earlier text turns)."""
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a non-empty list", "messages")
+    if len(messages) > MAX_MESSAGES:
+        raise RequestError(f"{len(messages)} messages; at most {MAX_MESSAGES} are accepted", "messages")
     system: str | None = None
     turns: list[dict[str, str]] = []
     for index, message in enumerate(messages):
@@ -102,8 +127,9 @@ def parse_messages(messages: Any, max_seconds: float) -> ChatInput:
         if not isinstance(message, dict) or "role" not in message:
             raise RequestError("each message needs a role and content", param)
         role, last = message["role"], index == len(messages) - 1
-        if role not in ("system", "developer", "user", "assistant"):
-            raise RequestError(f"role {role!r} is not supported (system, user, assistant)", f"{param}.role")
+        if not isinstance(role, str) or role not in ("system", "developer", "user", "assistant"):
+            shown = role if isinstance(role, str) else type(role).__name__
+            raise RequestError(f"role {shown!r} is not supported (system, user, assistant)", f"{param}.role")
         if last and role != "user":
             raise RequestError("the last message must be the user's", f"{param}.role")
         text, clips = _content(message.get("content"), f"{param}.content", max_seconds, allow_audio=last)
@@ -130,22 +156,36 @@ def _content(content: Any, param: str, max_seconds: float, allow_audio: bool) ->
         return content, []
     if not isinstance(content, list):
         raise RequestError("content must be a string or a list of parts", param)
+    if len(content) > MAX_PARTS:
+        raise RequestError(f"content has {len(content)} parts; at most {MAX_PARTS} are accepted", param)
     texts, clips = [], []
     for index, part in enumerate(content):
         where = f"{param}[{index}]"
-        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(part, dict):
+            raise RequestError("each content part must be an object with a `type`", where)
+        kind = part.get("type")
         if kind == "text":
-            texts.append(str(part.get("text", "")))
+            text = part.get("text", "")
+            if not isinstance(text, str):
+                raise RequestError("a text part's `text` must be a string", f"{where}.text")
+            texts.append(text)
             continue
         if kind not in ("input_audio", "audio_url"):
-            raise RequestError(f"part type {kind!r} is not supported (text, input_audio, audio_url)", f"{where}.type")
+            shown = kind if isinstance(kind, str) else type(kind).__name__
+            raise RequestError(f"part type {shown!r} is not supported (text, input_audio, audio_url)", f"{where}.type")
         if not allow_audio:
             raise RequestError("audio is accepted in the last user message only", where)
+        body = part.get(kind)
+        if not isinstance(body, dict):
+            raise RequestError(f"`{kind}` must be an object", f"{where}.{kind}")
         if kind == "input_audio":
-            body = part.get("input_audio") or {}
             data, declared = _base64(body.get("data"), f"{where}.input_audio.data"), body.get("format")
+            if declared is not None and not isinstance(declared, str):
+                raise RequestError(
+                    "input_audio.format must be a string (wav, mp3, flac, ogg)", f"{where}.input_audio.format"
+                )
             clips.append(decode_audio(data, f"{where}.input_audio", max_seconds, declared or "wav"))
         else:
-            data, declared = _data_uri((part.get("audio_url") or {}).get("url"), f"{where}.audio_url.url")
+            data, declared = _data_uri(body.get("url"), f"{where}.audio_url.url")
             clips.append(decode_audio(data, f"{where}.audio_url", max_seconds, declared))
     return " ".join(t for t in texts if t), clips

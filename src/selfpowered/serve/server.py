@@ -45,16 +45,10 @@ def load_models(config: ServeConfig) -> dict[str, ServedModel]:
     from selfpowered.assets import resolve_model
     from selfpowered.model import SpeechLM
     from selfpowered.model.checkpoint import BUNDLED_LLM
-    from selfpowered.model.hearing import WhisperHearing
+    from selfpowered.model.hearing import HearingPool
     from selfpowered.model.prompting import PromptBuilder
 
-    hearings: dict[tuple[str, str], WhisperHearing] = {}
-
-    def hearing_for(whisper, compute_type: str = "int8") -> WhisperHearing:
-        key = (str(resolve_model(whisper, kind="encoder").resolve()), compute_type)
-        if key not in hearings:
-            hearings[key] = WhisperHearing(whisper, compute_type, config.device, memory_mb=config.hearing_memory_mb)
-        return hearings[key]
+    pool = HearingPool(config.device, memory_mb=config.hearing_memory_mb)
 
     served: dict[str, ServedModel] = {}
     base_llm = tokenizer = None
@@ -67,13 +61,15 @@ def load_models(config: ServeConfig) -> dict[str, ServedModel]:
         tokenizer = tokenizer or lsm.tokenizer  # training never changes it: the base LLM's own
         hearing = None
         if lsm.config.speech_tokens == "transcript":
-            hearing = hearing_for(lsm.whisper_folder, lsm.config.hearing_compute_type)
+            hearing = pool.for_model(lsm.config, lsm.whisper_folder)
         served[name] = ServedModel.from_lsm(name, lsm, merge_lora=config.merge_lora, hearing=hearing)
         logger.info("loaded %s from %s", name, path)
     if config.cascade and base_llm:
         llm = AutoModelForCausalLM.from_pretrained(str(resolve_model(base_llm, kind="llm"))).to(config.device)
         prompt = PromptBuilder(tokenizer)
-        served["cascade"] = ServedModel.cascade("cascade", hearing_for(config.asr_model), llm, tokenizer, prompt)
+        served["cascade"] = ServedModel.cascade("cascade", pool.get(config.asr_model), llm, tokenizer, prompt)
+    for model in served.values():
+        model.max_prompt_tokens = config.max_prompt_tokens
     return served
 
 
@@ -87,6 +83,8 @@ def serve(config: ServeConfig) -> None:
     app = create_app(engine, config)
     logger.info("serving %s on http://%s:%d/v1", ", ".join(engine.models), config.host, config.port)
     try:
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+        # SIGTERM / Ctrl-C: stop taking connections, give running requests a few seconds, then go;
+        # the engine ends whatever is left as cancelled
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         engine.stop()

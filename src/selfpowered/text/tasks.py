@@ -11,6 +11,8 @@ A preset is YAML (shipped: `paper`, `demo`; or a path to your own):
       asr: {weight: 1, answer: transcript, templates: [...]}           # no LLM call: the transcript
       lower: {weight: 1, verify: {"change_case:english_lowercase": {}}, templates: [...]}
                     # verifiable: the LLM's answer is kept only if IFEval's checker passes it
+      gender: {weight: 1, attribute: gender, templates: [...]}
+                    # about how the clip sounds: the LLM is told the clip's labels (text/paraling.py)
 
 The draw hashes (seed, sample id), so a rerun, a resumed run or any shard count gives every
 sample the same task and template, independent of file order.
@@ -27,11 +29,12 @@ import yaml
 
 from selfpowered.errors import ConfigError
 
-PRESETS = ("paper", "demo", "paper-heldout", "demo-heldout", "demo-ifeval")
+PRESETS = ("paper", "demo", "paper-heldout", "demo-heldout", "demo-ifeval", "paraling", "paraling-heldout", "content")
 ASR_TASK = "asr"
 # The transcription instruction when none is given: a plain ASR manifest used as training data,
 # and the server's /v1/audio/transcriptions (the paper preset's first asr template).
 DEFAULT_ASR_INSTRUCTION = "Provide the English transcription according to the speech"
+SOUND_ATTRIBUTES = ("gender", "pace", "background", "room", "speakers", "describe")  # text/paraling.py
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class Task:
     final_punctuation: bool = True  # must a complete answer end in punctuation? (not titles)
     # verifiable constraints (IFEval instruction id, its checker's kwargs as JSON) the answer must pass
     verify: tuple[tuple[str, str], ...] = ()
+    # a question about how the clip sounds (text/paraling.py): the attribute it asks about (gender, pace,
+    # background, room, speakers) or "describe"; None: a task about what was said
+    attribute: str | None = None
 
     @property
     def constraints(self) -> list[tuple[str, dict]]:
@@ -100,7 +106,9 @@ class TaskLibrary:
         import json
         from dataclasses import asdict
 
-        content = json.dumps({"seed": self.seed, "tasks": [asdict(t) for t in self.tasks]}, sort_keys=True)
+        # a field at its default of None is left out, so libraries written before it keep their digest
+        tasks = [{k: v for k, v in asdict(t).items() if not (k == "attribute" and v is None)} for t in self.tasks]
+        content = json.dumps({"seed": self.seed, "tasks": tasks}, sort_keys=True)
         return hashlib.sha256(content.encode()).hexdigest()
 
     def task(self, name: str) -> Task:
@@ -167,7 +175,10 @@ class TaskLibrary:
             copy_allowed = bool(spec.get("copy_allowed", answer != "llm"))
             final = bool(spec.get("final_punctuation", True))
             verify = _verify_spec(spec.get("verify", {}), f"{source}: task {name!r}")
-            tasks.append(Task(name, tuple(templates), weight, answer, copy_allowed, final, verify))
+            attribute = spec.get("attribute")
+            if attribute is not None and attribute not in SOUND_ATTRIBUTES:
+                raise ConfigError(f"{source}: task {name!r}: attribute must be one of {', '.join(SOUND_ATTRIBUTES)}")
+            tasks.append(Task(name, tuple(templates), weight, answer, copy_allowed, final, verify, attribute))
         return cls(str(data.get("name", source)), tasks, seed)
 
 

@@ -88,10 +88,15 @@ def read_samples(path: str | Path, max_duration: float = 30.0) -> list[TrainSamp
 
 
 class SpeechInstructionDataset(Dataset):
-    """Items carry the cached encoder states when a feature cache is given, else the audio path."""
+    """Items carry what Whisper heard (`heard`: a `HearingCache` and each sample's key in it, for an
+    LSM that reads the transcript), or the cached encoder states when a feature cache is given,
+    else the audio path."""
 
-    def __init__(self, samples: list[TrainSample], cache=None) -> None:
+    def __init__(self, samples: list[TrainSample], cache=None, heard: tuple | None = None) -> None:
         self.samples, self.cache = samples, cache
+        self.heard_cache, self.heard_keys = heard if heard is not None else (None, None)
+        if self.heard_keys is not None and len(self.heard_keys) != len(samples):
+            raise ValueError(f"{len(samples)} samples but {len(self.heard_keys)} hearing keys")
         if cache is not None:
             from selfpowered.model.feature_cache import audio_key
 
@@ -112,7 +117,9 @@ class SpeechInstructionDataset(Dataset):
             "response": sample.response,
             "transcript": sample.transcript,
         }
-        if self.cache is not None:
+        if self.heard_cache is not None:
+            item["heard"] = self.heard_cache.get(self.heard_keys[index])
+        elif self.cache is not None:
             from selfpowered.model.feature_cache import audio_key
 
             item["states"] = self.cache.get(audio_key(sample.audio))
@@ -142,8 +149,11 @@ class Collator:
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         from selfpowered.text.tasks import text_prompt
 
-        speech = {"encoder_states": [item["states"] for item in items]} if "states" in items[0] else {}
-        if not speech:
+        if "heard" in items[0]:
+            speech = {"heard": [item["heard"] for item in items]}
+        elif "states" in items[0]:
+            speech = {"encoder_states": [item["states"] for item in items]}
+        else:
             speech = {"audio": [item["audio"] for item in items]}
         responses = [item["response"] for item in items]
         batch = self.processor([item["instruction"] for item in items], response=responses, **speech)

@@ -100,8 +100,27 @@ def build_features(config) -> dict:
     manifests or sample files name into the cache; needs only the encoder, not the LLM."""
     from selfpowered.assets import resolve_model
 
+    audio = [audio for item in config.inputs for audio in audio_paths_of(item)]
+    if config.hearing:  # what a transcript-reading LSM reads: Whisper's transcript and states, once per clip
+        from selfpowered.model.hearing import WhisperHearing
+
+        started = time.perf_counter()
+        hearing = WhisperHearing(
+            config.encoder,
+            config.hearing_compute_type,
+            config.device,
+            cache_dir=config.cache,
+            window=config.hearing_window,
+        )
+        before = len(hearing.disk.store)
+        keys = hearing.hear_files(audio, config.batch_size)
+        return {
+            "cached_before": before,
+            "heard": hearing.decoded,
+            "total": len(set(keys)),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
     path = resolve_model(config.encoder, kind="encoder")
     # the decoder's states are cached, decoded as the LSM would (its token budget is in the fingerprint)
     encoder = SpeechEncoder.from_pretrained(path, decoder_token_rate(config)).to(config.device)
-    audio = [audio for item in config.inputs for audio in audio_paths_of(item)]
     return build_feature_cache(encoder, LogMelExtractor.from_pretrained(path), audio, config.cache, config.batch_size)

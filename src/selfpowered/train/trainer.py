@@ -208,6 +208,21 @@ def _checkpointing_argument(enabled: bool) -> dict[str, bool]:
     return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": True}
 
 
+def _hear_training_audio(model, config, samples, args) -> tuple:
+    """A transcript-reading LSM: Whisper hears every training clip once into the hearing cache
+    (`data.feature_cache`, required: the transcripts and states are read from it by the data
+    loader); returns the cache and each sample's key."""
+
+    if not config.data.feature_cache:
+        raise SelfPoweredError(
+            "speech_tokens: transcript reads what Whisper heard in each clip from a cache: set data.feature_cache"
+        )
+    hearing = model.new_hearing(cache_dir=config.data.feature_cache)
+    with args.main_process_first(desc="hearing cache"):  # one process decodes; the others then read it
+        keys = hearing.hear_files([s.audio for s in samples], config.data.cache_batch_size)
+    return hearing.disk, keys
+
+
 def train(config, resume: bool = False) -> dict[str, Any]:
     """Run one training job from a validated `TrainConfig`; returns a summary."""
     from selfpowered.config import dump_config
@@ -265,8 +280,10 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
     )
-    cache = None
-    if config.data.feature_cache:
+    cache = heard = None
+    if model.config.speech_tokens == "transcript":
+        heard = _hear_training_audio(model, config, samples, args)
+    elif config.data.feature_cache:
         # One process encodes; the others wait, then find every file cached (two writers would
         # interleave their appends to the same cache file).
         with args.main_process_first(desc="feature cache"):
@@ -278,7 +295,7 @@ def train(config, resume: bool = False) -> dict[str, Any]:
                 config.data.cache_batch_size,
             )
         cache = open_cache(config.data.feature_cache, model.encoder, model.mel)
-    dataset = SpeechInstructionDataset(samples, cache)
+    dataset = SpeechInstructionDataset(samples, cache, heard)
     sampler = TokenBudgetBatchSampler(
         dataset.token_lengths(speech_tokens_per_second(model.config)),
         config.optim.token_budget,

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Issue 33's experiments: an LSM that reads Whisper's words as the cascade does (the LLM frozen) and
+# hears how the speech sounds through an utterance Q-Former's slots. Every stage is a public command.
+#   bash bench/sound.sh STAGE [ARM...]
+# Stages (run in this order; each reuses what earlier ones made under demo-output/):
+#   paraling-data     templated and self-powered answers about how the paraling train clips sound
+#   init              the fresh LSM (bench/sound/init.yaml)
+#   train ARM...      bench/sound/train-ARM.yaml -> demo-output/sound/ARM
+#   eval-dev ARM...   dev sets only (recipe choices): paraling dev pairs, content on diverse dev
+# Results: bench/results/sound/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SP=.venv/bin/selfpowered
+OUT=demo-output/sound
+RESULTS=bench/results/sound
+mkdir -p "$OUT" "$RESULTS"
+stage=${1:?stage}
+shift || true
+
+case "$stage" in
+  paraling-data)
+    $SP augment demo-output/paraling/train.jsonl demo-output/aug/paraling.templated.jsonl --tasks paraling \
+      --recipe templated
+    $SP augment demo-output/paraling/train.jsonl demo-output/aug/paraling.sp.jsonl --tasks paraling \
+      --set verify_attempts=3
+    cp demo-output/aug/paraling.sp.stats.json demo-output/aug/paraling.sp.card.json "$RESULTS/"
+    ;;
+  init)
+    $SP init "$OUT/init" --config bench/sound/init.yaml
+    ;;
+  train)
+    for arm in "$@"; do
+      $SP train "bench/sound/train-$arm.yaml" --resume 2>&1 | tee "$RESULTS/$arm.log"
+      cp "$OUT/$arm/train_summary.json" "$RESULTS/$arm.train_summary.json"
+    done
+    ;;
+  eval-dev)
+    models=()
+    for arm in "$@"; do models+=(-m "$arm=$OUT/$arm/final"); done
+    $SP eval -c configs/eval-demo.yaml --data demo-output/diverse/dev.jsonl --output "$OUT/eval-dev" "${models[@]}" \
+      --set "suites=[asr,content,paraling]" --set ood_sets={} --set limit=120 \
+      --set content_data=demo-output/diverse/dev.jsonl --set content_limit=120 \
+      --set paraling_data=demo-output/paraling/dev.jsonl --set paraling_real=null
+    cp "$OUT/eval-dev/report.md" "$RESULTS/eval-dev.md"
+    cp "$OUT/eval-dev/report.json" "$RESULTS/eval-dev.json"
+    ;;
+  *)
+    echo "unknown stage $stage" >&2
+    exit 2
+    ;;
+esac
