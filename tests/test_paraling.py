@@ -146,3 +146,20 @@ def test_augment_keeps_only_answers_that_name_the_true_label(tiny_llm, tmp_path)
         if sample["task"] != "describe":
             assert paraling.check(sample["task"], sample["response"], truth)
     assert stats["this_run"]["processed"] == 12
+
+
+@pytest.mark.parametrize("voice", ["espeak-ng:en-us+f4", "festival:kal_diphone"])
+def test_a_paced_design_reaches_its_words_per_minute_whatever_the_engines_range(voice):
+    """espeak-ng cannot speak slower than ~115 a minute, festival's diphone voices ignore their
+    rate: the design stretches the rest, so the label (the measured pace) is what was asked."""
+    from selfpowered.corpus.designs import render_design
+    from selfpowered.corpus.tts import voice_available
+
+    if not voice_available(Voice.parse(voice)):
+        pytest.skip(f"{voice} is not installed")
+    text = "The museum opens at nine on weekdays and closes early on Sundays."
+    for target in (95, 250):
+        job = Job("p", "test", text, Voice.parse(voice), 1.0, "p.flac", design={"target_wpm": target})
+        samples = render_design(job)
+        reached = measure(job, samples)["words_per_minute"]
+        assert abs(reached / target - 1) < 0.15, (voice, target, reached)

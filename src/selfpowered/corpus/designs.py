@@ -47,7 +47,7 @@ def render_design(job) -> np.ndarray:
     if design.get("target_wpm"):  # beyond an engine's own range (espeak-ng's slowest, festival's diphones):
         reached = acoustics.words_per_minute(job.text, samples.size / SAMPLE_RATE)  # stretch the rest
         if abs(reached / float(design["target_wpm"]) - 1) > PACE_TOLERANCE:
-            stretch = reached / float(design["target_wpm"])
+            stretch = float(design["target_wpm"]) / reached  # librosa: a rate above 1 is faster
             samples = acoustics.time_stretch(samples, stretch)
     if design.get("pitch"):
         samples = _pitch(samples, float(design["pitch"]))

@@ -44,30 +44,31 @@ class BodyLimit:
 
         async def counted_receive():
             nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > self.max_bytes:  # the app sees the client leave; we answer 413 for it
                     refused = True
-                    raise _TooLarge
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked_send(message):
             nonlocal started
+            if refused:  # whatever the app makes of the cut body, the client gets the 413
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
         except Exception:
-            if refused and not started:  # the app's own reader failed on the cut body
-                await self._refuse(send)
-            else:
+            if not refused:
                 raise
+        if refused and not started:
+            await self._refuse(send)
 
     async def _refuse(self, send) -> None:
         body = json.dumps(error_body(f"the request body is over {self.megabytes:g} MB", 413)).encode()
@@ -75,10 +76,6 @@ class BodyLimit:
                    (b"connection", b"close")]  # fmt: skip
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def json_depth(raw: bytes | str) -> int:
