@@ -147,3 +147,20 @@ def test_open_recipe_configs_are_the_measured_recipe():
         "demo-output/aug/train.sp-ifeval-1500.jsonl",
         "demo-output/aug/train-diverse.sp-ifeval-1500.jsonl",
     ]
+
+
+def test_a_config_inherits_its_base_and_overrides_it_key_by_key(tmp_path):
+    from selfpowered.config import TrainConfig
+    from selfpowered.config.loading import load_config
+
+    (tmp_path / "base.yaml").write_text(
+        "model: {connector: stack_mlp, lora_r: 4}\noptim: {lr_llm: 1.0e-4, max_steps: 10}\noutput: base-out\n"
+        "data: {train: [a.jsonl]}\n"
+    )
+    (tmp_path / "stage.yaml").write_text("base: base.yaml\noutput: stage-out\noptim: {max_steps: 20}\n")
+    config = load_config(TrainConfig, tmp_path / "stage.yaml")
+    assert config.output == "stage-out" and config.optim.max_steps == 20 and config.optim.lr_llm == 1e-4
+    assert config.model.connector == "stack_mlp" and config.model.lora_r == 4 and config.data.train == ["a.jsonl"]
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="circle"):
+        load_config(TrainConfig, tmp_path / "loop.yaml")

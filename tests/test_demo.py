@@ -7,6 +7,7 @@ stands in for the subprocess so the orchestration is checked in milliseconds.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,7 @@ def repo(tmp_path, monkeypatch):
         (tmp_path / "checkpoints" / "demo" / arm / "config.json").write_text("{}")
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "eval-demo.yaml").write_text("limit: 4\n")
+    shutil.copytree(CONFIGS / "recipes", tmp_path / "configs" / "recipes")  # the recipes are the real ones
     return tmp_path
 
 

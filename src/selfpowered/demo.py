@@ -6,15 +6,14 @@ by the next run (eval always runs: it reuses its own cached answers and recomput
 whose checkpoint changed); `--fresh` removes the markers and the stages' outputs and runs everything
 again.
 
-Two modes:
-- default: the two demo checkpoints shipped in `checkpoints/demo/` (made by the open recipe's
-  commands below) are evaluated on the demo test split and the out-of-domain sets.
-- `--retrain`: the whole pipeline: corpora -> augment (self-powered and vanilla) -> [init | align]
-  -> train both arms -> evaluate. `recipe: open` (default) is the shipped checkpoints' recipe (a
-  second, diverse corpus; the LLM reads its own embeddings of the text Whisper's decoder wrote,
-  `speech_tokens: whisper_text`; LoRA tuned 200 steps per arm), written under demo-output/open/;
-  `recipe: grammar` is the paper's setting on one hand-written grammar (encoder frames, an aligned
-  connector), the earlier shipped checkpoints, which hear only their grammar.
+The stages are data: a recipe, `configs/recipes/NAME.yaml` (or any file of that shape), lists them
+as the commands a user would type.
+- default: the `shipped` recipe: the two checkpoints in `checkpoints/demo/` (made by the open
+  recipe) are evaluated on the demo test split, the out-of-domain sets and the paralinguistic
+  test pairs.
+- `--retrain`: the whole pipeline of `--recipe open` (default: the shipped checkpoints' recipe) or
+  `grammar` (the paper's setting on one hand-written grammar, the earlier shipped checkpoints,
+  which hear only their grammar), or a recipe file.
 
 The run ends with the verdict: the issue's targets next to the measured numbers, pass or fail.
 """
@@ -33,10 +32,11 @@ from pathlib import Path
 
 from selfpowered.atomic import atomic_write_text
 from selfpowered.config import DemoConfig
+from selfpowered.config.evaluation import Recipe
 from selfpowered.corpus.importers import POCKETSPHINX_DATA
 from selfpowered.errors import SelfPoweredError
 
-OUTPUT = Path("demo-output")  # the demo configs (configs/demo*.yaml, align-demo.yaml) write here
+RECIPES = Path("configs/recipes")  # NAME.yaml per recipe, read from the repository root
 
 
 @dataclass
@@ -53,120 +53,35 @@ class Stage:
         return "selfpowered " + shlex.join(self.args)
 
 
-def _test_sets() -> list[Stage]:
-    """The out-of-domain test sets: another text source spoken by unseen voices, real speech, and
-    the paralinguistic test pairs (held-out voices, labels true by construction)."""
-    ood, real, paraling = OUTPUT / "ood", OUTPUT / "real", OUTPUT / "paraling"
+def load_recipe(name_or_path: str) -> Recipe:
+    """A recipe by name (configs/recipes/NAME.yaml) or a YAML file of that shape."""
+    from selfpowered.config.loading import load_config
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPES / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml"))) or "none found"
+            raise SelfPoweredError(
+                f"no recipe {name_or_path!r} in {RECIPES}/ (known: {known}); run from the repository root, or give "
+                "a recipe file"
+            )
+    return load_config(Recipe, path)
+
+
+def recipe_stages(recipe: Recipe, checkpoints: Path) -> list[Stage]:
+    """The recipe's stages with `{checkpoints}` and `{pocketsphinx}` filled in."""
+    values = {"{checkpoints}": str(checkpoints), "{pocketsphinx}": str(POCKETSPHINX_DATA)}
+
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace(key, value)
+        return text
+
     return [
-        Stage("ood", ["corpus", "synth", str(ood), "--size", "ood", "--check-wer", "250"], [ood]),
-        Stage("real", ["corpus", "import", "pocketsphinx", str(POCKETSPHINX_DATA), str(real / "real.jsonl")], [real]),
-        Stage("paraling-test", ["corpus", "synth", str(paraling), "--size", "paraling", "--split", "test"], [paraling]),
+        Stage(stage.name, shlex.split(fill(stage.run)), [Path(fill(o)) for o in stage.outputs], stage.always_run)
+        for stage in recipe.stages
     ]
-
-
-def _stages(retrain: bool, checkpoints: Path, eval_config: str, recipe: str = "grammar") -> list[Stage]:
-    corpus, aug = OUTPUT / "corpus", OUTPUT / "aug"
-    if retrain and recipe == "open":
-        return _open_stages(eval_config)
-    evaluate = ["eval", "--config", eval_config, "--data", str(corpus / "test.jsonl"), "--output", str(OUTPUT / "eval")]
-    if not retrain:
-        return [
-            Stage("corpus-test", ["corpus", "synth", str(corpus), "--size", "demo", "--split", "test"], [corpus]),
-            *_test_sets(),
-            Stage(
-                "eval",
-                evaluate
-                + ["-m", f"vanilla={checkpoints / 'vanilla'}", "-m", f"selfpowered={checkpoints / 'selfpowered'}"],
-                [OUTPUT / "eval"],
-                always_run=True,
-            ),
-        ]
-    # The shipped checkpoints' recipe: the grammar corpus only. The out-of-domain candidate recipe
-    # (grammar + diverse text and voices) is measured by bench/ood_recipe.sh until it is shipped.
-    train, sp, vanilla = str(corpus / "train.jsonl"), aug / "train.sp.jsonl", aug / "train.vanilla.jsonl"
-    return [
-        Stage("corpus", ["corpus", "synth", str(corpus), "--size", "demo", "--check-wer", "200"], [corpus]),
-        *_test_sets(),
-        Stage("augment-selfpowered", ["augment", train, str(sp), "--tasks", "demo"], [sp]),
-        Stage("augment-vanilla", ["augment", train, str(vanilla), "--recipe", "vanilla"], [vanilla]),
-        Stage("align", ["align", "configs/align-demo.yaml", "--resume"], [OUTPUT / "align"]),
-        Stage("train-vanilla", ["train", "configs/demo-vanilla.yaml", "--resume"], [OUTPUT / "train" / "vanilla"]),
-        Stage("train-selfpowered", ["train", "configs/demo.yaml", "--resume"], [OUTPUT / "train" / "selfpowered"]),
-        Stage(
-            "eval",
-            evaluate
-            + [
-                "-m",
-                f"vanilla={OUTPUT / 'train' / 'vanilla' / 'final'}",
-                "-m",
-                f"selfpowered={OUTPUT / 'train' / 'selfpowered' / 'final'}",
-            ],
-            [OUTPUT / "eval"],
-            always_run=True,
-        ),
-    ]
-
-
-OPEN = OUTPUT / "open"  # the open recipe's checkpoints, eval and verdict (its configs: configs/open-*.yaml)
-
-
-def _open_stages(eval_config: str) -> list[Stage]:
-    """The open-vocabulary recipe (issue 13), stage for stage as bench/ood_recipe.sh measured it
-    (bridge-init, ifeval-data of both corpora, then tune-decoder: ARMS="BV", and ARMS=BSif2 with the
-    constrained samples).
-    The corpus and the test sets are the grammar recipe's own stages where they coincide, so one
-    recipe's finished stages are reused by the other."""
-    corpus, diverse, aug = OUTPUT / "corpus", OUTPUT / "diverse", OUTPUT / "aug"
-    ood, real = OUTPUT / "ood", OUTPUT / "real"
-    trains = [str(corpus / "train.jsonl"), str(diverse / "train.jsonl")]
-    stages = [
-        Stage("corpus", ["corpus", "synth", str(corpus), "--size", "demo", "--check-wer", "200"], [corpus]),
-        Stage("diverse", ["corpus", "synth", str(diverse), "--size", "diverse", "--check-wer", "200"], [diverse]),
-        # the OOV rate of `ood` is measured against both training texts
-        Stage(
-            "ood-open",
-            ["corpus", "synth", str(ood), "--size", "ood", "--check-wer", "250"]
-            + ["--set", f"vocabulary_against=[{','.join(trains)}]"],
-            [ood],
-        ),
-        Stage("real", ["corpus", "import", "pocketsphinx", str(POCKETSPHINX_DATA), str(real / "real.jsonl")], [real]),
-    ]
-    rows = "limit=1500"  # the first 1,500 rows of each corpus: what the measured recipe had (CPU time)
-    # Constrained samples (issue 16): IFEval-style instructions over the same rows, an answer kept only
-    # when IFEval's checker passes (up to 4 tries of the same LLM); they keep the self-powered arm's
-    # instruction following near its text mode (bench: BSif2). The demo tasks weigh 0 there, so that
-    # each row draws a constrained task.
-    only_constrained = "task_weights={continuation: 0, sentiment: 0, title: 0, question: 0, asr: 0}"
-    for name, train in (("", trains[0]), ("-diverse", trains[1])):
-        sp, vanilla = aug / f"train{name}.sp-1500.jsonl", aug / f"train{name}.vanilla-1500.jsonl"
-        constrained = aug / f"train{name}.sp-ifeval-1500.jsonl"
-        stages += [
-            Stage(
-                f"augment-selfpowered{name}-1500", ["augment", train, str(sp), "--tasks", "demo", "--set", rows], [sp]
-            ),
-            Stage(
-                f"augment-vanilla{name}-1500",
-                ["augment", train, str(vanilla), "--recipe", "vanilla", "--set", rows],
-                [vanilla],
-            ),
-            Stage(
-                f"augment-constrained{name}-1500",
-                ["augment", train, str(constrained), "--tasks", "demo-ifeval", "--set", rows]
-                + ["--set", only_constrained, "--set", "verify_attempts=4"],
-                [constrained],
-            ),
-        ]
-    # nothing to align: the whisper_text bridge is built from the two tokenizers
-    stages.append(
-        Stage("open-init", ["init", str(OPEN / "init"), "--config", "configs/open-init.yaml"], [OPEN / "init"])
-    )
-    for arm in ("vanilla", "selfpowered"):
-        stages.append(Stage(f"open-train-{arm}", ["train", f"configs/open-{arm}.yaml", "--resume"], [OPEN / arm]))
-    sets = f"ood_sets={{diverse-dev: {diverse / 'dev.jsonl'}, ood: {ood / 'test.jsonl'}, real: {real / 'real.jsonl'}}}"
-    evaluate = ["eval", "--config", eval_config, "--data", str(corpus / "test.jsonl"), "--output", str(OPEN / "eval")]
-    models = ["-m", f"vanilla={OPEN / 'vanilla' / 'final'}", "-m", f"selfpowered={OPEN / 'selfpowered' / 'final'}"]
-    stages.append(Stage("open-eval", [*evaluate, *models, "--set", sets], [OPEN / "eval"], always_run=True))
-    return stages
 
 
 def _remove(path: Path) -> None:
@@ -199,10 +114,11 @@ def run_demo(
         )
     if not Path(eval_config).is_file():
         raise SelfPoweredError(f"{eval_config}: evaluation config not found (run from the repository root)")
+    recipe = load_recipe(config.recipe if retrain else "shipped")
     runner = runner or _subprocess
-    markers = OUTPUT / ".stages"
-    stages = _stages(retrain, shipped, eval_config, config.recipe)
-    root = OPEN if retrain and config.recipe == "open" else OUTPUT  # where its eval, summary and verdict go
+    markers = Path("demo-output") / ".stages"
+    stages = recipe_stages(recipe, shipped)
+    root = Path(recipe.root)  # where its eval, summary and verdict go
     if fresh:
         for stage in stages:
             for path in stage.outputs:
@@ -226,7 +142,7 @@ def run_demo(
         timings[stage.name] = {**record, "reused": False}
     verdict = demo_verdict(json.loads((root / "eval" / "report.json").read_text()))
     summary = {
-        "mode": f"retrain, recipe {config.recipe}" if retrain else "shipped checkpoints",
+        "mode": f"retrain, recipe {recipe.name}" if retrain else "shipped checkpoints",
         "stages": timings,
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
         "verdict": verdict,

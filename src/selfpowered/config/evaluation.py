@@ -95,15 +95,32 @@ class DemoConfig(StrictModel):
 
     retrain: bool = Field(
         False,
-        description="run every stage (corpus, augment, align, train) instead of evaluating the shipped checkpoints",
+        description="run the recipe's every stage (corpus, augment, train...) instead of evaluating the shipped "
+        "checkpoints (the `shipped` recipe)",
     )
     fresh: bool = Field(False, description="remove finished stages' outputs and run them again")
-    recipe: Literal["open", "grammar"] = Field(
+    recipe: str = Field(
         "open",
-        description="with retrain: open (the shipped checkpoints' recipe: grammar + diverse corpora; the LLM "
-        "reads its own embeddings of the text Whisper's decoder wrote, speech_tokens: whisper_text) or grammar "
-        "(the paper's setting on one hand-written grammar, encoder frames through a connector: the earlier "
-        "shipped checkpoints, which hear only their grammar)",
+        description="with retrain: a recipe of configs/recipes/ by name (open: the shipped checkpoints' recipe; "
+        "grammar: the paper's setting on one hand-written grammar) or a recipe YAML file",
     )
     checkpoints: str = Field("checkpoints/demo", description="shipped checkpoints (vanilla/, selfpowered/)")
     eval_config: str = Field("configs/eval-demo.yaml", description="EvalConfig YAML of the eval stage")
+
+
+class RecipeStage(StrictModel):
+    """One stage of a recipe: a public `selfpowered` command and what it writes."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    run: str = Field(..., min_length=1, description="the command after `selfpowered` ({checkpoints}, {pocketsphinx})")
+    outputs: list[str] = Field(default_factory=list, description="what --fresh removes before running it again")
+    always_run: bool = Field(False, description="run even when finished before (eval: its answers are cached)")
+
+
+class Recipe(StrictModel):
+    """A recipe (configs/recipes/NAME.yaml): the stages `selfpowered demo` runs, in order."""
+
+    name: str
+    description: str = ""
+    root: str = Field("demo-output", description="where the eval report (ROOT/eval), summary and verdict go")
+    stages: list[RecipeStage] = Field(..., min_length=1)

@@ -45,6 +45,36 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return parsed
 
 
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a mapping. `base: OTHER.yaml` (relative to the file) inherits another file:
+    its keys first, this file's over them, mappings merged key by key (so a recipe writes its
+    `model:` block once and each stage states only what differs)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `base:` goes round in a circle ({' -> '.join(str(p) for p in (*seen, path))})")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+    data = loaded or {}
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be the path of another config file")
+    return _merged(read_yaml(path.parent / base, (*seen, path.resolve())), data)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(
     cls: type[ConfigT],
     path: str | Path | None = None,
@@ -56,16 +86,7 @@ def load_config(
     data: dict[str, Any] = {}
     source = str(path) if path else "command line"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
-        data = loaded or {}
+        data = read_yaml(Path(path))
     for key, value in (flags or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
