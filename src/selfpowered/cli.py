@@ -291,7 +291,7 @@ def demo_command(
     retrain: bool = typer.Option(None, "--retrain", help="run the whole pipeline, not the shipped checkpoints"),
     fresh: bool = typer.Option(None, "--fresh", help="rerun finished stages from scratch"),
     recipe: str | None = typer.Option(
-        None, help="with --retrain: open (the shipped checkpoints', default) | grammar (the paper's setting) | a recipe YAML"
+        None, help="with --retrain: open (the shipped checkpoints', default) | grammar (the paper's) | a recipe YAML"
     ),
     config: Path = CONFIG,
     overrides: list[str] = SET,
