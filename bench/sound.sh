@@ -4,7 +4,7 @@
 #   bash bench/sound.sh STAGE [ARM...]
 # Stages (run in this order; each reuses what earlier ones made under demo-output/):
 #   paraling-data     templated and self-powered answers about how the paraling train clips sound
-#   init              the fresh LSM (bench/sound/init.yaml)
+#   init [NAME]       a fresh LSM from bench/sound/NAME.yaml (default init: LLM frozen; init-lora: LoRA r 8)
 #   train ARM...      bench/sound/train-ARM.yaml -> demo-output/sound/ARM
 #   eval-dev ARM...   dev sets only (recipe choices): paraling dev pairs, content on diverse dev
 # Results: bench/results/sound/.
@@ -26,7 +26,8 @@ case "$stage" in
     cp demo-output/aug/paraling.sp.stats.json demo-output/aug/paraling.sp.card.json "$RESULTS/"
     ;;
   init)
-    $SP init "$OUT/init" --config bench/sound/init.yaml
+    name=${1:-init}
+    $SP init "$OUT/$name" --config "bench/sound/$name.yaml"
     ;;
   train)
     for arm in "$@"; do

@@ -130,12 +130,17 @@ class AugmentConfig(StrictModel):
     device: str = "cpu"
     max_new_tokens: int = Field(225, ge=1)
     max_prompt_tokens: int = Field(150, ge=1)
-    max_batch: int = Field(32, ge=1, description="hf: rows decoded together (continuous batching)")
+    max_batch: int = Field(
+        128,
+        ge=1,
+        description="hf: rows decoded together (continuous batching); on 2 CPU cores 128 rows made 139 tokens/s, "
+        "32 rows 91 (bench/RESULTS.md); each row holds its KV cache (~46 kB a token for SmolLM2-135M)",
+    )
     repetition_penalty: float = Field(1.0, gt=0)
     seed: int = 0
     shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's share of the manifest")
     limit: int | None = Field(None, ge=1, description="only the first N rows of the shard")
-    chunk_size: int = Field(64, ge=1, description="requests handed to the engine at a time (what a kill can lose)")
+    chunk_size: int = Field(256, ge=1, description="requests handed to the engine at a time (what a kill can lose)")
     filters: FilterConfig = Field(default_factory=FilterConfig)
     # rejection sampling for tasks with `verify:` constraints: a greedy answer that fails its
     # checker is asked again, sampled, until one passes or the attempts run out

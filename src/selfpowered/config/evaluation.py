@@ -64,7 +64,9 @@ class EvalConfig(StrictModel):
     paraling_tasks: str = Field("paraling-heldout", description="the paraling suite's questions (options in them)")
     seed: int = 0
     device: str = "cpu"
-    chunk_size: int = Field(32, ge=1, description="queries per progress step (and per timing)")
+    chunk_size: int = Field(
+        256, ge=1, description="queries handed to a system at a time (per progress step and timing): its batches fill"
+    )
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
     @field_validator("generation")

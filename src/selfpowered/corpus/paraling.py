@@ -46,7 +46,7 @@ VOICES = {
 ATTRIBUTES = ("gender", "pace", "background", "room", "speakers")  # what the eval asks, two values each
 SIZES = {"train": 3000, "dev": 20, "test": 40}  # train: utterances; dev / test: sentences per attribute
 WPM = {"slow": (85, 115), "normal": (145, 175), "fast": (220, 280)}  # the design's target words per minute
-NEUTRAL = {"loudness_dbfs": -23.0}
+NEUTRAL = {"loudness_dbfs": -23.0, "target_wpm": 160}  # every other attribute of a test pair: a normal pace
 
 
 def _voices(split: str) -> dict[str, list[Voice]]:

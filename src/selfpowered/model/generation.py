@@ -26,7 +26,7 @@ class HFGenerator:
         self,
         model: str = DEFAULT_LLM,
         max_new_tokens: int = 225,
-        max_batch: int = 32,
+        max_batch: int = 128,
         prompt_format: str = "chat_template",
         device: str = "cpu",
         repetition_penalty: float = 1.0,

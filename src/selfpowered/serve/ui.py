@@ -25,6 +25,8 @@ from selfpowered.config import ServeConfig
 from selfpowered.model.engine import Engine, QueueFull, Request
 from selfpowered.serve.inputs import RequestError, decode_audio
 from selfpowered.text.echo import is_echo
+from selfpowered.text.loops import is_loop
+from selfpowered.text.paraling import describe
 from selfpowered.text.tasks import text_prompt
 
 STATIC = resources.files("selfpowered.serve").joinpath("static")
@@ -46,7 +48,7 @@ def examples() -> dict[str, dict]:
     bundled = json.loads(STATIC.joinpath("examples/examples.json").read_text())
     found = {
         item["id"]: {"label": item["label"], "path": Path(str(STATIC.joinpath("examples", item["file"]))),
-                     "transcript": item["transcript"]}
+                     "transcript": item["transcript"], "labels": item.get("labels")}
         for item in bundled
     }  # fmt: skip
     for ident, label, relative, transcript in REAL_EXAMPLES:
@@ -66,7 +68,7 @@ async def _answer(engine: Engine, model: str, instruction: str, audio, max_token
         raise RequestError(f"the server is busy ({exc}); retry shortly", None, 429) from exc
     await done.wait()
     if request.error:
-        raise RequestError(request.error, None, 500)
+        raise RequestError(request.error, None, request.status)
     return request, time.perf_counter() - started
 
 
@@ -108,17 +110,23 @@ def add_ui(app: FastAPI, engine: Engine, settings: ServeConfig) -> None:
 
     @app.post("/ui/compare")
     async def compare(http: HTTPRequest) -> dict:
-        form = await http.form()
+        try:
+            form = await http.form(max_files=1, max_fields=8)
+        except Exception as exc:  # not a form, or a broken one
+            raise RequestError("expected a form with an instruction and a file or an example", "file") from exc
         instruction = str(form.get("instruction") or "").strip()
+        if len(instruction) > 2000:
+            raise RequestError(f"the instruction has {len(instruction)} characters; at most 2000", "instruction")
         if not instruction:
             raise RequestError("type an instruction (or pick one of the examples)", "instruction")
         ident, upload = str(form.get("example") or ""), form.get("file")
-        reference = None
+        reference = labels = None
         if ident:
             found = examples().get(ident)
             if found is None:
-                raise RequestError(f"no example {ident!r}", "example", 404)
+                raise RequestError(f"no example {ident[:80]!r}", "example", 404)
             data, suffix, reference = found["path"].read_bytes(), found["path"].suffix[1:], found["transcript"]
+            labels = found.get("labels")
         elif upload is not None and hasattr(upload, "read"):
             data = await upload.read()
             name = upload.filename or ""
@@ -126,7 +134,9 @@ def add_ui(app: FastAPI, engine: Engine, settings: ServeConfig) -> None:
         else:
             raise RequestError("record, upload or pick a clip first", "file")
         audio = await asyncio.to_thread(decode_audio, data, "file", settings.max_audio_seconds, suffix)
-        return await _compare(engine, instruction, audio, reference, settings.max_tokens)
+        result = await _compare(engine, instruction, audio, reference, settings.max_tokens)
+        result["sounds"] = describe(labels) if labels else None
+        return result
 
 
 async def _compare(engine: Engine, instruction: str, audio, reference: str | None, max_tokens: int) -> dict:
@@ -143,11 +153,12 @@ async def _compare(engine: Engine, instruction: str, audio, reference: str | Non
         bias = await asyncio.to_thread(_saliency, engine, name, audio, instruction, request.text)
         echo = is_echo(request.text, transcript) if transcript else None
         rows.append({"system": name, "kind": "lsm", "answer": request.text, "seconds": round(seconds, 2),
-                     "echo": echo, "saliency": bias})  # fmt: skip
+                     "echo": echo, "loop": is_loop(request.text), "saliency": bias})  # fmt: skip
     if cascade:
         request, seconds = finished[-1]
         rows.append({"system": cascade, "kind": "cascade", "answer": request.text, "seconds": round(seconds, 2),
-                     "echo": is_echo(request.text, transcript) if transcript else None})  # fmt: skip
+                     "echo": is_echo(request.text, transcript) if transcript else None,
+                     "loop": is_loop(request.text)})  # fmt: skip
     target = None
     if cascade and transcript:
         request, seconds = await _answer(engine, cascade, text_prompt(instruction, transcript), None, max_tokens)

@@ -29,7 +29,11 @@ import yaml
 
 from selfpowered.errors import ConfigError
 
-PRESETS = ("paper", "demo", "paper-heldout", "demo-heldout", "demo-ifeval", "paraling", "paraling-heldout", "content")
+
+def presets() -> tuple[str, ...]:
+    """The shipped instruction libraries: every `text/presets/NAME.yaml` (a new preset is one file)."""
+    folder = resources.files("selfpowered.text.presets")
+    return tuple(sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".yaml")))
 ASR_TASK = "asr"
 # The transcription instruction when none is given: a plain ASR manifest used as training data,
 # and the server's /v1/audio/transcriptions (the paper preset's first asr template).
@@ -136,13 +140,13 @@ class TaskLibrary:
         variants: dict[str, str] | None = None,
     ) -> TaskLibrary:
         """A shipped preset by name or a YAML file; `weights` / `variants` override per task."""
-        if preset in PRESETS:
+        if preset in presets():
             text = resources.files("selfpowered.text.presets").joinpath(f"{preset}.yaml").read_text()
             source = f"preset {preset!r}"
         else:
             path = Path(preset)
             if not path.is_file():
-                raise ConfigError(f"task library {preset!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+                raise ConfigError(f"task library {preset!r} is neither a preset ({', '.join(presets())}) nor a file")
             text, source = path.read_text(), str(path)
         return cls.from_dict(yaml.safe_load(text), source, seed, weights or {}, variants or {})
 
