@@ -117,3 +117,16 @@ def test_small_corpus_end_to_end_and_resume(tmp_path):
     again = synth.synthesise_corpus(plan, out, workers=1, progress=False)
     assert (again["made"], again["reused"]) == (1, len(plan.jobs) - 1)
     assert not list(out.rglob(".*.flac"))  # no temporary files left
+
+
+def test_max_utterances_keeps_the_first_lines_of_the_whole_corpus(tmp_path, monkeypatch):
+    """A recipe that trains on the first N rows makes only those: the same ids, texts and voices."""
+    from selfpowered.config import SynthConfig
+
+    made: list = []
+    monkeypatch.setattr(synth, "synthesise_corpus", lambda plan, out, workers=None: made.append(plan.jobs) or {})
+    synth.synthesise(SynthConfig(output=str(tmp_path), size="small", seed=1))
+    synth.synthesise(SynthConfig(output=str(tmp_path), size="small", seed=1, max_utterances={"train": 5}))
+    whole, limited = made
+    assert [j for j in limited if j.split == "train"] == [j for j in whole if j.split == "train"][:5]
+    assert [j for j in limited if j.split != "train"] == [j for j in whole if j.split != "train"]

@@ -97,6 +97,11 @@ class SynthConfig(StrictModel):
     vocabulary_against: list[str] = Field(
         default_factory=list, description="training manifests: report each split's out-of-vocabulary rate against them"
     )
+    max_utterances: dict[Literal["train", "dev", "test"], int] = Field(
+        default_factory=dict,
+        description="make only the first N planned utterances of a split (e.g. {train: 1500}): the same files and "
+        "manifest lines as the whole corpus's first N, for a recipe that trains on no more",
+    )
 
 
 class FilterConfig(StrictModel):

@@ -262,6 +262,14 @@ def synthesise(config: SynthConfig) -> dict:
         plan = plan_paraling(config.output, config.seed, config.splits)
     else:
         plan = plan_sourced_corpus(config.size, config.output, config.seed, config.splits)
+    if config.max_utterances:  # the first N of a split, in plan order: the whole corpus's first N lines
+        seen: Counter = Counter()
+        kept = []
+        for job in plan.jobs:
+            seen[job.split] += 1
+            if seen[job.split] <= config.max_utterances.get(job.split, seen[job.split]):
+                kept.append(job)
+        plan.jobs = kept
     stats = synthesise_corpus(plan, config.output, config.workers)
     if config.vocabulary_against:
         stats["vocabulary"] = vocabulary_stats(config.output, plan.splits, config.vocabulary_against)
