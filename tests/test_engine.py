@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from selfpowered.model.engine import DecodeBatch, Request, ServedModel, generate_all
+from selfpowered.model.engine import DecodeBatch, Request, generate_all
+from selfpowered.model.served import ServedModel
 from tests.helpers import tone
 from tests.test_modeling import _randomise_lora
 from tests.tiny import tiny_lsm

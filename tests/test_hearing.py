@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from selfpowered.model.engine import Request, ServedModel, generate_all
+from selfpowered.model.engine import Request, generate_all
 from selfpowered.model.hearing import WhisperHearing, audio_digest
+from selfpowered.model.served import ServedModel
 from selfpowered.model.whisper_decoder import decoded_token_bound
 from selfpowered.text.tasks import text_prompt
 from tests.helpers import tone

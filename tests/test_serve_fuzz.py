@@ -21,12 +21,22 @@ EXAMPLES = int(os.environ.get("SELFPOWERED_FUZZ_EXAMPLES", "40"))
 COUNTS = {"requests": 0, "server_errors": 0}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _report_counts():
+    """With SELFPOWERED_FUZZ_REPORT=FILE (bench/serve_fuzz.sh), how many requests were sent."""
+    yield
+    if os.environ.get("SELFPOWERED_FUZZ_REPORT"):
+        with open(os.environ["SELFPOWERED_FUZZ_REPORT"], "w") as handle:
+            json.dump({**COUNTS, "examples_per_test": EXAMPLES}, handle)
+
+
 def _app():
     import torch
 
     from selfpowered.config import ServeConfig
-    from selfpowered.model.engine import Engine, ServedModel
+    from selfpowered.model.served import ServedModel
     from selfpowered.serve.api import create_app
+    from selfpowered.serve.engine import Engine
     from tests.tiny import tiny_lsm
 
     torch.manual_seed(0)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from selfpowered.model.engine import Request, ServedModel, generate_all
+from selfpowered.model.engine import Request, generate_all
+from selfpowered.model.served import ServedModel
 from selfpowered.text.tasks import text_prompt
 
 

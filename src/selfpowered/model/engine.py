@@ -1,4 +1,4 @@
-"""The inference engine behind `selfpowered serve` and `eval`: continuous batching over a KV cache.
+"""The decoding engine behind `serve`, `eval` and augmentation: continuous batching over a KV cache.
 
 A `DecodeBatch` holds the rows being decoded for one model. New requests join at any step
 (continuous batching): their prompts - chat template, speech embeddings in their slots - are
@@ -9,8 +9,9 @@ a long answer never holds short ones back. Left padding, masks and explicit posi
 row's greedy answer the same alone or in any batch (tests pin it).
 
 The LoRA adapter is merged into the LLM's weights at load: one matrix product per projection, as
-a plain LLM costs. `Engine` runs `DecodeBatch`es on one background thread and hands tokens to the
-request handlers as they come (streaming).
+a plain LLM costs (`model/served.py`). `decode_stream` runs a `DecodeBatch` to the end on the
+calling thread (eval, augmentation); the server's `serve/engine.Engine` runs one per model on a
+background thread and hands tokens to the request handlers as they come (streaming).
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import queue
-import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +28,9 @@ import numpy as np
 import torch
 
 from selfpowered.errors import SelfPoweredError
-from selfpowered.model.prompting import SEGMENT_PAD, SEGMENT_SPEECH, Conversation, PromptBuilder, plan_layout
+from selfpowered.model.prompting import SEGMENT_PAD, SEGMENT_SPEECH, Conversation
+from selfpowered.model.served import ServedModel
 from selfpowered.text.decoding import repeated_ngram_bans
-from selfpowered.text.tasks import text_prompt
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count()
@@ -81,112 +79,6 @@ class Request:
     def emit(self, kind: str, payload: Any) -> None:
         if self.on_event is not None:
             self.on_event(kind, payload)
-
-
-class ServedModel:
-    """What the engine needs of a model: make a prompt batch, embed it, an LLM, stop tokens.
-
-    `kind` "lsm": a SpeechLM (audio through its speech path, or text mode); "cascade": Whisper
-    hears the clip, then the LLM answers `text_prompt(instruction, transcript)` in text mode (a
-    request without audio is answered as its instruction alone: the text baseline). A
-    transcript-reading LSM and the cascade hear through a `WhisperHearing`; give them the same one
-    and each clip is decoded once for both."""
-
-    def __init__(self, name: str, kind: str, llm, tokenizer, prompt: PromptBuilder, lsm=None, hearing=None) -> None:
-        self.name, self.kind, self.llm, self.tokenizer, self.prompt = name, kind, llm, tokenizer, prompt
-        self.lsm, self.hearing = lsm, hearing
-        self.stop_ids = prompt.stop_token_ids()
-        self.lock = threading.Lock()  # eval and the server may share one: one batch at a time
-        self.max_prompt_tokens: int | None = None  # a server's bound on one prefill (None: the context)
-
-    @property
-    def context_window(self) -> int:
-        """The LLM's context: prompt and answer together (max_position_embeddings)."""
-        config = getattr(self.llm, "config", None)
-        return int(getattr(config, "max_position_embeddings", 0) or 2048)
-
-    def prompt_problem(self, prompt_tokens: int, max_tokens: int) -> str | None:
-        """Why a prompt of this length with this answer budget cannot run (None: it can), in the
-        words vLLM's OpenAI server uses: both numbers, and the limit."""
-        context = self.context_window
-        if prompt_tokens + max_tokens > context:
-            return (
-                f"This model's maximum context length is {context} tokens. However, you requested "
-                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages and audio, {max_tokens} in the "
-                "completion). Please reduce the length of the messages, the audio or the completion."
-            )
-        if self.max_prompt_tokens is not None and prompt_tokens > self.max_prompt_tokens:
-            return (
-                f"The prompt has {prompt_tokens} tokens (text and speech); this server accepts at most "
-                f"{self.max_prompt_tokens} per request (--set max_prompt_tokens=...)."
-            )
-        return None
-
-    @classmethod
-    def from_lsm(cls, name: str, lsm, merge_lora: bool = True, hearing=None) -> ServedModel:
-        lsm.eval()
-        if merge_lora and lsm.is_lora:
-            lsm.llm.merge_adapter()  # LoRA folded into the weights (reversible: see adapter_off)
-        if hearing is not None and lsm.config.speech_tokens == "transcript":
-            lsm.use_hearing(hearing)
-        return cls(name, "lsm", lsm.llm, lsm.tokenizer, lsm.prompt, lsm=lsm, hearing=lsm.hearing)
-
-    @classmethod
-    def cascade(cls, name: str, hearing, llm, tokenizer, prompt: PromptBuilder) -> ServedModel:
-        return cls(name, "cascade", llm.eval(), tokenizer, prompt, hearing=hearing)
-
-    @contextlib.contextmanager
-    def adapter_off(self) -> Iterator[None]:
-        """Answer as the base LLM: unmerge and switch off the LoRA adapter, restore it after."""
-        llm = self.llm
-        if not hasattr(llm, "peft_config"):
-            yield
-            return
-        merged = any(getattr(module, "merged", False) for module in llm.modules())
-        if merged:
-            llm.unmerge_adapter()
-        try:
-            with llm.disable_adapter():
-                yield
-        finally:
-            if merged:
-                llm.merge_adapter()
-
-    @property
-    def device(self) -> torch.device:
-        return self.llm.get_input_embeddings().weight.device
-
-    def prepare(self, requests: Sequence[Request]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """A left-padded prompt batch for `requests` and its input embeddings."""
-        contexts = [r.context for r in requests]
-        audio = [r.audio for r in requests]
-        if self.kind == "lsm":
-            lsm = self.lsm
-            if lsm.config.speech_tokens == "transcript":
-                heard = lsm.hear(audio)
-                for request, result in zip(requests, heard):
-                    request.transcript = None if result is None else result.text
-                inputs = lsm.processor(
-                    [r.instruction for r in requests], heard=heard, padding_side="left", contexts=contexts
-                )
-            else:
-                speech = audio if any(a is not None for a in audio) else None
-                inputs = lsm.processor(
-                    [r.instruction for r in requests], audio=speech, padding_side="left", contexts=contexts
-                )
-            return inputs, lsm.embed_inputs(inputs)
-        present = [r.audio for r in requests if r.audio is not None]
-        heard = iter(self.hearing.hear(present) if present else [])
-        prompts = []
-        for request in requests:
-            if request.audio is not None:
-                request.transcript = next(heard).text
-                prompts.append(text_prompt(request.instruction, request.transcript))
-            else:
-                prompts.append(request.instruction)
-        pieces = [self.prompt.pieces(p, with_speech=False, context=c) for p, c in zip(prompts, contexts)]
-        inputs = vars(plan_layout(pieces, [0] * len(pieces), padding_side="left"))
-        return inputs, self.llm.get_input_embeddings()(inputs["input_ids"].to(self.device))
 
 
 def _sample(logits: torch.Tensor, request: Request) -> int:
@@ -450,111 +342,3 @@ def generate_all(served: ServedModel, requests: Sequence[Request], max_batch: in
     for _ in decode_stream(served, requests, max_batch):
         pass
     return list(requests)
-
-
-class QueueFull(SelfPoweredError):
-    """More requests are waiting than the server accepts; the client should retry later."""
-
-
-class Engine:
-    """Decodes on one background thread; `submit` from any thread. Requests for several models
-    are served in turn, each model's rows batched together."""
-
-    def __init__(self, models: dict[str, ServedModel], max_batch: int = 16, max_queue: int = 256) -> None:
-        self.models, self.max_batch, self.max_queue = models, max_batch, max_queue
-        self.inbox: queue.Queue[Request] = queue.Queue()
-        self.batches = {name: DecodeBatch(served) for name, served in models.items()}
-        self.waiting: dict[str, list[Request]] = {name: [] for name in models}
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="selfpowered-engine", daemon=True)
-        self.steps = 0
-        self.last_progress = time.monotonic()  # the last admit or step that finished (liveness)
-
-    def start(self) -> Engine:
-        self.thread.start()
-        return self
-
-    def stop(self, timeout: float = 3.0) -> None:
-        """Stop decoding: every request still waiting or decoding ends as cancelled (its client gets
-        what it has), and the thread is joined for at most `timeout` seconds."""
-        self._stop.set()
-        self.thread.join(timeout=timeout)
-
-    def stuck(self, after_seconds: float) -> bool:
-        """Work is waiting or decoding, and nothing finished for `after_seconds`: not live."""
-        busy = self.active or self.queue_depth
-        return bool(busy) and time.monotonic() - self.last_progress > after_seconds
-
-    @property
-    def queue_depth(self) -> int:
-        return self.inbox.qsize() + sum(len(w) for w in self.waiting.values())
-
-    @property
-    def active(self) -> int:
-        return sum(len(batch) for batch in self.batches.values())
-
-    def submit(self, request: Request) -> None:
-        if request.model not in self.models:
-            raise SelfPoweredError(f"model {request.model!r} is not served")
-        if self.queue_depth >= self.max_queue:
-            raise QueueFull(f"{self.queue_depth} requests are waiting (the limit is {self.max_queue})")
-        self.inbox.put(request)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            idle = not self.active and not any(self.waiting.values())
-            try:
-                first = self.inbox.get(timeout=0.05) if idle else self.inbox.get_nowait()
-                self.waiting[first.model].append(first)
-                while True:
-                    request = self.inbox.get_nowait()
-                    self.waiting[request.model].append(request)
-            except queue.Empty:
-                pass
-            for name, batch in self.batches.items():
-                try:
-                    self._turn(name, batch)
-                except Exception:  # a bug must not kill the server: fail the rows, go on
-                    logger.exception("engine step failed for %s", name)
-                    for request in batch.rows + self.waiting[name]:
-                        request.error, request.finish_reason = "internal error (logged on the server)", "error"
-                        request.emit("done", request)
-                    self.batches[name], self.waiting[name] = DecodeBatch(batch.served), []
-        self._drain()
-
-    def _drain(self) -> None:
-        """On stop: end every request left, so no client waits on a thread that is gone."""
-        left = [
-            *(r for batch in self.batches.values() for r in batch.rows),
-            *(r for w in self.waiting.values() for r in w),
-        ]
-        while True:
-            try:
-                left.append(self.inbox.get_nowait())
-            except queue.Empty:
-                break
-        for request in left:
-            if request.finish_reason is None:
-                request.finish_reason, request.error = "cancelled", "the server is shutting down"
-                request.emit("done", request)
-
-    def _turn(self, name: str, batch: DecodeBatch) -> None:
-        waiting = [r for r in self.waiting[name] if not r.cancelled]
-        for request in self.waiting[name]:
-            if request.cancelled:
-                request.finish_reason = "cancelled"
-                request.emit("done", request)
-        room = self.max_batch - len(batch)
-        if waiting and room > 0:
-            with batch.served.lock:
-                batch.admit(waiting[:room])
-            waiting = waiting[room:]
-            self.last_progress = time.monotonic()
-        self.waiting[name] = waiting
-        if len(batch):
-            started = time.perf_counter()
-            with batch.served.lock:
-                batch.step()
-            self.steps += 1
-            self.last_progress = time.monotonic()
-            logger.debug("step %d: %d rows in %.3f s", self.steps, len(batch), time.perf_counter() - started)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from selfpowered.assets import DEFAULT_LLM
-from selfpowered.model.engine import Request, ServedModel, decode_stream
+from selfpowered.model.engine import Request, decode_stream
+from selfpowered.model.served import ServedModel
 from selfpowered.text.engines import GenerationRequest, GenerationResult, TextGenerator
 
 

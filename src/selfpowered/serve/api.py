@@ -28,7 +28,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.exceptions import HTTPException
 
 from selfpowered.config import ServeConfig
-from selfpowered.model.engine import Engine, QueueFull, Request
+from selfpowered.model.engine import Request
+from selfpowered.serve.engine import Engine, QueueFull
 from selfpowered.serve.inputs import RequestError, decode_audio, parse_messages
 from selfpowered.serve.limits import BadJSON, BodyLimit, error_body, parse_json
 from selfpowered.serve.openapi import CHAT_BODY, TRANSCRIPTION_BODY

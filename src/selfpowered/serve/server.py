@@ -7,7 +7,8 @@ from pathlib import Path
 
 from selfpowered.config import ServeConfig
 from selfpowered.errors import SelfPoweredError
-from selfpowered.model.engine import Engine, ServedModel
+from selfpowered.model.served import ServedModel
+from selfpowered.serve.engine import Engine
 
 logger = logging.getLogger(__name__)
 SHIPPED = (("vanilla", "checkpoints/demo/vanilla"), ("selfpowered", "checkpoints/demo/selfpowered"))

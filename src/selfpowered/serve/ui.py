@@ -22,7 +22,8 @@ from fastapi import Request as HTTPRequest
 from fastapi.responses import FileResponse, HTMLResponse
 
 from selfpowered.config import ServeConfig
-from selfpowered.model.engine import Engine, QueueFull, Request
+from selfpowered.model.engine import Request
+from selfpowered.serve.engine import Engine, QueueFull
 from selfpowered.serve.inputs import RequestError, decode_audio
 from selfpowered.text.echo import is_echo
 from selfpowered.text.loops import is_loop

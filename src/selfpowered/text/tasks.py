@@ -34,6 +34,8 @@ def presets() -> tuple[str, ...]:
     """The shipped instruction libraries: every `text/presets/NAME.yaml` (a new preset is one file)."""
     folder = resources.files("selfpowered.text.presets")
     return tuple(sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".yaml")))
+
+
 ASR_TASK = "asr"
 # The transcription instruction when none is given: a plain ASR manifest used as training data,
 # and the server's /v1/audio/transcriptions (the paper preset's first asr template).
