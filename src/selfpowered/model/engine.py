@@ -307,16 +307,21 @@ class DecodeBatch:
 def decode_stream(served: ServedModel, requests: Sequence[Request], max_batch: int = 16) -> Iterator[Request]:
     """Answer every request on this thread with continuous batching, yielding each as it finishes
     (not in order): rows join as others finish, up to `max_batch` at a time. What `eval` and
-    augmentation use; the server's `Engine` runs the same `DecodeBatch` on its own thread."""
+    augmentation use; the server's `Engine` runs the same `DecodeBatch` on its own thread.
+
+    New rows join in groups, once a quarter of the batch is free (or it is empty): each join
+    rewrites the running KV cache, which with 128 rows of 200 tokens is a gigabyte of copying, so
+    one row at a time made a throughput run 20x slower (measured)."""
     pending = list(requests)
     batch = DecodeBatch(served)
     finished: list[Request] = []
     for request in pending:
         request.on_event = _collect_into(finished, request.on_event)
+    group = max(1, max_batch // 4)
     with served.lock:
         while pending or len(batch):
             room = max_batch - len(batch)
-            if pending and room > 0:
+            if pending and room >= min(group, len(pending)) or (pending and not len(batch)):
                 batch.admit(pending[:room])
                 pending = pending[room:]
             if len(batch):
