@@ -204,7 +204,7 @@ def test_self_echo_compares_with_the_systems_own_transcription():
 
 
 def test_ifeval_scores_with_the_ifeval_checkers_and_the_text_mode_delta():
-    from selfpowered.evaluate.suites import ifeval_deltas, ifeval_suite, score_ifeval
+    from selfpowered.evaluate.ifeval_suite import ifeval_deltas, ifeval_suite, score_ifeval
 
     suite = ifeval_suite(_rows(6), Path("."), seed=0)
     assert len({q.instruction for q in suite.queries}) == 6 and all(q.key.endswith("#ifeval") for q in suite.queries)
@@ -224,7 +224,7 @@ def test_ifeval_scores_with_the_ifeval_checkers_and_the_text_mode_delta():
 
 
 def test_ifeval_gap_between_two_systems_is_their_delta_difference_paired_on_the_items():
-    from selfpowered.evaluate.suites import ifeval_deltas, ifeval_gaps
+    from selfpowered.evaluate.ifeval_suite import ifeval_deltas, ifeval_gaps
 
     followed = {
         "text": [1, 1, 1, 1, 0, 0, 1, 1],  # IFrate 0.75

@@ -4,24 +4,15 @@
 
 from __future__ import annotations
 
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+from selfpowered.evaluate.tables import fmt, table
 
 
 def _with_interval(value, interval, digits: int = 3) -> str:
     if value is None:
         return "-"
     if not interval or None in interval:
-        return _fmt(value, digits)
-    return f"{_fmt(value, digits)} ({_fmt(interval[0], digits)}-{_fmt(interval[1], digits)})"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} ({fmt(interval[0], digits)}-{fmt(interval[1], digits)})"
 
 
 def content_tables(results: dict) -> list[str]:
@@ -48,22 +39,22 @@ def content_tables(results: dict) -> list[str]:
                 _with_interval(block.get("consistency_chrf"), intervals.get("consistency_chrf_95ci"), 1),
                 _with_interval(block.get("task_check"), intervals.get("task_check_95ci")),
                 _with_interval(block.get("echo_rate"), intervals.get("echo_rate_95ci")),
-                _fmt(block.get("self_echo_rate")),
-                _fmt(block.get("loop_rate")),
+                fmt(block.get("self_echo_rate")),
+                fmt(block.get("loop_rate")),
             ]
         )
-    lines += _table(["system", "consistency chrF", "task check", "echo rate", "self-echo", "loop rate"], rows)
+    lines += table(["system", "consistency chrF", "task check", "echo rate", "self-echo", "loop rate"], rows)
     tasks = sorted({task for block in systems.values() for task in block.get("per_task", {})})
     rows = []
     for task in tasks:
         cells = []
         for block in systems.values():
             per = block.get("per_task", {}).get(task, {})
-            bleu = f" / BLEU {_fmt(per.get('bleu'), 1)}" if per.get("bleu") is not None else ""
-            cells.append(f"{_fmt(per.get('consistency_chrf'), 1)} / {_fmt(per.get('task_check'), 2)}{bleu}")
+            bleu = f" / BLEU {fmt(per.get('bleu'), 1)}" if per.get("bleu") is not None else ""
+            cells.append(f"{fmt(per.get('consistency_chrf'), 1)} / {fmt(per.get('task_check'), 2)}{bleu}")
         rows.append([task, *cells])
     lines += ["", "Per task (consistency chrF / task check):", ""]
-    return lines + _table(["task", *systems], rows) + [""]
+    return lines + table(["task", *systems], rows) + [""]
 
 
 def paraling_tables(results: dict) -> list[str]:
@@ -89,14 +80,14 @@ def paraling_tables(results: dict) -> list[str]:
                 [name, *(_with_interval(per.get(a, {}).get("accuracy"), per.get(a, {}).get("accuracy_95ci"), 2)
                          for a in attributes)]
             )  # fmt: skip
-        lines += [f"### {data}", ""] + _table(["system", *attributes], rows) + [""]
+        lines += [f"### {data}", ""] + table(["system", *attributes], rows) + [""]
     rows = []
     for name, block in systems.items():
         for data, found in block.get("describe", {}).items():
-            rows.append([name, data, str(found["n"]), _fmt(found["two_right_none_wrong"]),
-                         _fmt(found["attributes_named"], 2)])  # fmt: skip
+            rows.append([name, data, str(found["n"]), fmt(found["two_right_none_wrong"]),
+                         fmt(found["attributes_named"], 2)])  # fmt: skip
     if rows:
         lines += ['Open descriptions ("describe who is speaking and how the recording sounds"):', ""]
         header = ["system", "set", "n", "two attributes right, none wrong", "attributes named"]
-        lines += _table(header, rows) + [""]
+        lines += table(header, rows) + [""]
     return lines

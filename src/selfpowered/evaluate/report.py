@@ -13,28 +13,11 @@ import os
 import platform
 from pathlib import Path
 
-from selfpowered.atomic import atomic_file, atomic_write_text
+from selfpowered.atomic import atomic_write_text
 from selfpowered.evaluate.cascade_report import content_tables, paraling_tables
+from selfpowered.evaluate.report_figures import examples, plots
+from selfpowered.evaluate.tables import fmt, table
 from selfpowered.text.echo import ECHO_MAX_WER
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _cell(text: str, limit: int = 160) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A markdown table: one header row, the separator, one line per row of ready-made cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _machine() -> str:
@@ -110,8 +93,8 @@ def _summary_table(results: dict) -> list[str]:
     rows = []
     for name, row in results["systems"].items():
         numbers = headline(row)
-        rows.append([f"{name} ({row['kind']})", *(_fmt(numbers.get(k), 1 if k in one_decimal else 3) for k in keys)])
-    return _table(["system", *header], rows)
+        rows.append([f"{name} ({row['kind']})", *(fmt(numbers.get(k), 1 if k in one_decimal else 3) for k in keys)])
+    return table(["system", *header], rows)
 
 
 def _ood_tables(results: dict) -> list[str]:
@@ -136,16 +119,16 @@ def _ood_tables(results: dict) -> list[str]:
             cells = (a.get("wer"), _miss_rate(a), a.get("cer"))
             counts = (str(a[key]) if key in a else "-" for key in ("substitutions", "deletions", "insertions"))
             rates = (i.get("echo_rate"), i.get("self_echo_rate"), i.get("task_check"))
-            chrf = _fmt(i.get("consistency_chrf"), 1)
-            rows.append([name, *(_fmt(v) for v in cells), *counts, *(_fmt(v) for v in rates), chrf])
+            chrf = fmt(i.get("consistency_chrf"), 1)
+            rows.append([name, *(fmt(v) for v in cells), *counts, *(fmt(v) for v in rates), chrf])
         n = results["suites"][asr]["n"]
         lines += [f"### `{data}` ({n} utterances)", ""]
         header = ["system", "WER", "miss", "CER", "S", "D", "I", "echo", "self-echo", "task check", "consistency chrF"]
-        lines += _table(header, rows)
+        lines += table(header, rows)
         with_asr = {name: row[asr] for name, row in results["systems"].items() if asr in row}
         speakers = sorted({s for r in with_asr.values() for s in r.get("wer_per_speaker", {})})
-        rows = [[s, *(_fmt(r.get("wer_per_speaker", {}).get(s)) for r in with_asr.values())] for s in speakers]
-        lines += ["", "WER per speaker:", ""] + _table(["speaker", *with_asr], rows) + [""]
+        rows = [[s, *(fmt(r.get("wer_per_speaker", {}).get(s)) for r in with_asr.values())] for s in speakers]
+        lines += ["", "WER per speaker:", ""] + table(["speaker", *with_asr], rows) + [""]
     return lines
 
 
@@ -159,7 +142,7 @@ def _miss_rate(asr: dict) -> float | None:
 
 
 def _triple(block: dict) -> str:
-    return f"{_fmt(block['echo_rate'], 2)} / {_fmt(block['consistency_chrf'], 1)} / {_fmt(block['task_check'], 2)}"
+    return f"{fmt(block['echo_rate'], 2)} / {fmt(block['consistency_chrf'], 1)} / {fmt(block['task_check'], 2)}"
 
 
 def _instruct_tables(results: dict) -> list[str]:
@@ -183,17 +166,17 @@ def _instruct_tables(results: dict) -> list[str]:
         [f"*{wording} wording*", str(block["n"]), *(_triple(r["per_wording"][wording]) for r in systems.values())]
         for wording, block in first["per_wording"].items()
     ]
-    lines += [""] + _table(["task", "n", *(f"{s} echo / chrF / check" for s in systems)], rows)
+    lines += [""] + table(["task", "n", *(f"{s} echo / chrF / check" for s in systems)], rows)
     bleu = [(task, b) for task, b in first["per_task"].items() if "bleu" in b]
     for task, block in bleu:
         lines.append(
             f"\nBLEU ({task}, sacreBLEU tokenizer `{block['bleu_tokenizer']}`, vs the text-mode answer): "
-            + ", ".join(f"{s} {_fmt(r['per_task'][task].get('bleu'), 1)}" for s, r in systems.items())
+            + ", ".join(f"{s} {fmt(r['per_task'][task].get('bleu'), 1)}" for s, r in systems.items())
         )
     return lines + [""]
 
 
-def _asr_table(results: dict) -> list[str]:
+def _asrtable(results: dict) -> list[str]:
     systems = {n: r["asr"] for n, r in results["systems"].items() if "asr" in r}
     if not systems:
         return []
@@ -208,18 +191,18 @@ def _asr_table(results: dict) -> list[str]:
     rows = [
         [
             name,
-            _fmt(r["wer"]),
-            _fmt(_miss_rate(r)),
-            _fmt(r["cer"]),
+            fmt(r["wer"]),
+            fmt(_miss_rate(r)),
+            fmt(r["cer"]),
             *(str(r[key]) for key in counts),
-            _fmt(r["wer_mean_over_templates"]),
+            fmt(r["wer_mean_over_templates"]),
         ]
         for name, r in systems.items()
     ]
-    lines += _table(["system", "WER", "miss", "CER", "S", "D", "I", "ref words", "mean over templates"], rows)
+    lines += table(["system", "WER", "miss", "CER", "S", "D", "I", "ref words", "mean over templates"], rows)
     templates = list(next(iter(systems.values()))["wer_per_template"])
-    rows = [[t, *(_fmt(r["wer_per_template"].get(t)) for r in systems.values())] for t in templates]
-    return lines + [""] + _table(["template", *systems], rows) + [""]
+    rows = [[t, *(fmt(r["wer_per_template"].get(t)) for r in systems.values())] for t in templates]
+    return lines + [""] + table(["template", *systems], rows) + [""]
 
 
 def _ifeval_tables(results: dict) -> list[str]:
@@ -241,16 +224,16 @@ def _ifeval_tables(results: dict) -> list[str]:
     for name, r in scores.items():
         versus = (r.get("vs_text") or {}).get("strict") or {}
         interval = versus.get("delta_95ci") or (None, None)
-        cells = [_fmt(r["prompt_strict"]), _fmt(r["prompt_loose"]), _fmt(r["inst_strict"]), _fmt(r["inst_loose"])]
+        cells = [fmt(r["prompt_strict"]), fmt(r["prompt_loose"]), fmt(r["inst_strict"]), fmt(r["inst_loose"])]
         ci = versus.get("ifrate_95ci") or (None, None)
-        rows.append([name, *cells, f"{_fmt(ci[0])} - {_fmt(ci[1])}", _fmt(versus.get("delta_vs_text")),
-                     f"{_fmt(interval[0])} - {_fmt(interval[1])}"])  # fmt: skip
+        rows.append([name, *cells, f"{fmt(ci[0])} - {fmt(ci[1])}", fmt(versus.get("delta_vs_text")),
+                     f"{fmt(interval[0])} - {fmt(interval[1])}"])  # fmt: skip
     header = ["system", "IFrate strict", "IFrate loose", "inst strict", "inst loose", "IFrate 95% CI"]
-    lines += _table([*header, "delta vs text (strict)", "delta 95% CI"], rows)
+    lines += table([*header, "delta vs text (strict)", "delta 95% CI"], rows)
     constraints = sorted({c for r in scores.values() for c in r["per_constraint"]})
     rows = [
         [c, str(first["per_constraint"].get(c, {}).get("n", "-")),
-         *(_fmt(r["per_constraint"].get(c, {}).get("strict")) for r in scores.values())]
+         *(fmt(r["per_constraint"].get(c, {}).get("strict")) for r in scores.values())]
         for c in constraints
     ]  # fmt: skip
     gaps = (results.get("ifeval_gaps") or {}).get("strict") or []
@@ -262,17 +245,17 @@ def _ifeval_tables(results: dict) -> list[str]:
             '"delta at least N points above" target is about):',
             "",
         ]
-        lines += _table(
+        lines += table(
             ["system", "over", "gap", "gap 95% CI"],
             [
-                [g["system"], g["over"], _fmt(g["gap"]), f"{_fmt(g['gap_95ci'][0])} - {_fmt(g['gap_95ci'][1])}"]
+                [g["system"], g["over"], fmt(g["gap"]), f"{fmt(g['gap_95ci'][0])} - {fmt(g['gap_95ci'][1])}"]
                 for g in gaps
             ],
         )
     return (
         lines
         + ["", "Instruction-level strict accuracy per constraint type:", ""]
-        + _table(["constraint", "n", *scores], rows)
+        + table(["constraint", "n", *scores], rows)
         + [""]
     )
 
@@ -291,8 +274,8 @@ def _probe_tables(results: dict) -> list[str]:
             "",
         ]
         verdicts = ("follows_text", "follows_speech", "echo", "neither")
-        rows = [[name, *(_fmt(r[key]) for key in verdicts)] for name, r in conflict.items()]
-        lines += _table(["system", *(v.replace("_", " ") for v in verdicts)], rows) + [""]
+        rows = [[name, *(fmt(r[key]) for key in verdicts)] for name, r in conflict.items()]
+        lines += table(["system", *(v.replace("_", " ") for v in verdicts)], rows) + [""]
     sqa = {n: r["sqa"] for n, r in results["systems"].items() if "sqa" in r}
     if sqa:
         lines += [
@@ -301,8 +284,8 @@ def _probe_tables(results: dict) -> list[str]:
             "A two-fact text context in the instruction, a spoken yes/no question (half yes). Chance = 0.5.",
             "",
         ]
-        rows = [[n, _fmt(r["accuracy"]), _fmt(r["unparsed"]), _fmt(r["yes_rate"])] for n, r in sqa.items()]
-        lines += _table(["system", "accuracy", "unparsed", "says yes"], rows) + [""]
+        rows = [[n, fmt(r["accuracy"]), fmt(r["unparsed"]), fmt(r["yes_rate"])] for n, r in sqa.items()]
+        lines += table(["system", "accuracy", "unparsed", "says yes"], rows) + [""]
     text = {n: r["text"] for n, r in results["systems"].items() if "text" in r}
     if text:
         lines += [
@@ -312,12 +295,12 @@ def _probe_tables(results: dict) -> list[str]:
             "base LLM (adapter off), same decoding.",
             "",
         ]
-        rows = [[n, _fmt(r["exact_match"]), _fmt(r["chrf_vs_base"], 1)] for n, r in text.items()]
-        lines += _table(["system", "exact match", "chrF vs base"], rows) + [""]
+        rows = [[n, fmt(r["exact_match"]), fmt(r["chrf_vs_base"], 1)] for n, r in text.items()]
+        lines += table(["system", "exact match", "chrF vs base"], rows) + [""]
     return lines
 
 
-def _bias_table(results: dict) -> list[str]:
+def _biastable(results: dict) -> list[str]:
     bias = {n: r["bias"] for n, r in results["systems"].items() if "bias" in r}
     if not bias:
         return []
@@ -335,101 +318,13 @@ def _bias_table(results: dict) -> list[str]:
         [
             name,
             str(b["samples"]),
-            *(_fmt(b[kind][g]["mean"]) for kind in ("attention", "saliency") for g in groups),
-            _fmt(b["saliency"]["speech_to_instruction"], 2),
+            *(fmt(b[kind][g]["mean"]) for kind in ("attention", "saliency") for g in groups),
+            fmt(b["saliency"]["speech_to_instruction"], 2),
         ]
         for name, b in bias.items()
     ]
-    lines += _table([*header, "saliency speech / instruction"], rows)
+    lines += table([*header, "saliency speech / instruction"], rows)
     return lines + ["", "![attention and saliency per layer](bias.png)", ""]
-
-
-def _examples(results: dict, count: int = 8) -> list[str]:
-    lines: list[str] = []
-    instruct = results["examples"].get("instruct")
-    if instruct and "instruct" in results["suites"]:
-        suite = results["suites"]["instruct"]
-        systems = [s for s in instruct if s != "reference"]
-        lines += ["## Example answers (instruct suite, first of each task)", ""]
-        shown: dict[str, int] = {}
-        for i, meta in enumerate(suite["meta"]):
-            if shown.get(meta["task"], 0) >= max(1, count // max(1, len({m["task"] for m in suite["meta"]}))):
-                continue
-            shown[meta["task"]] = shown.get(meta["task"], 0) + 1
-            query = suite["queries"][i]
-            lines += [
-                f"**{meta['task']}** ({meta['wording']} wording) - instruction: *{_cell(query['instruction'])}*  ",
-                f'speech says: "{_cell(query["transcript"])}"',
-                "",
-            ]
-            rows = []
-            if "reference" in instruct:
-                rows.append(["reference (LLM on the transcript)", _cell(instruct["reference"][i])])
-            rows += [[s, _cell(instruct[s][i])] for s in systems if s != "text"]
-            lines += _table(["system", "answer"], rows) + [""]
-    conflict = results["examples"].get("conflict")
-    if conflict and "conflict" in results["suites"]:
-        suite = results["suites"]["conflict"]
-        lines += ["## Example answers (conflict probe)", ""]
-        for i in range(min(4, suite["n"])):
-            query = suite["queries"][i]
-            lines += [
-                f'speech says: "{_cell(query["transcript"])}" - text instruction: *{_cell(query["instruction"])}*',
-                "",
-            ]
-            verdicts = {s: results["systems"][s]["conflict"]["verdicts"][i] for s in conflict}
-            rows = [[s, verdicts[s], _cell(answers[i])] for s, answers in conflict.items()]
-            lines += _table(["system", "verdict", "answer"], rows) + [""]
-    return lines
-
-
-def _plots(results: dict, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    made = []
-    systems = {n: r["instruct"] for n, r in results["systems"].items() if "instruct" in r}
-    if systems:
-        tasks = list(next(iter(systems.values()))["per_task"])
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-        width = 0.8 / len(systems)
-        for k, (name, r) in enumerate(systems.items()):
-            x = np.arange(len(tasks)) + k * width
-            axes[0].bar(x, [r["per_task"][t]["echo_rate"] for t in tasks], width, label=name)
-            axes[1].bar(x, [r["per_task"][t]["consistency_chrf"] for t in tasks], width, label=name)
-        for ax, title, limit in ((axes[0], "echo rate (lower is better)", 1.0), (axes[1], "consistency chrF", 100)):
-            ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks)
-            ax.set_title(title)
-            ax.set_ylim(0, limit)
-        axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        with atomic_file(out / "instruct.png", suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        made.append("instruct.png")
-    bias = {n: r["bias"] for n, r in results["systems"].items() if "bias" in r}
-    if bias:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
-        for ax, kind in zip(axes, ("attention", "saliency")):
-            for name, b in bias.items():
-                for group, style in (("speech", "-"), ("instruction", "--")):
-                    mean = np.asarray(b[kind][group]["mean_per_layer"])
-                    std = np.asarray(b[kind][group]["std_per_layer"])
-                    layers = np.arange(len(mean))
-                    (line,) = ax.plot(layers, mean, style, label=f"{name}: {group}")
-                    ax.fill_between(layers, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-            ax.set_title(f"{kind} share of answer positions")
-            ax.set_xlabel("layer")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        with atomic_file(out / "bias.png", suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        made.append("bias.png")
-    return made
 
 
 def write_report(results: dict, out: str | Path) -> Path:
@@ -438,7 +333,7 @@ def write_report(results: dict, out: str | Path) -> Path:
     results["machine"] = _machine()
     results["date"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     atomic_write_text(out / "report.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    plots = _plots(results, out)
+    made = plots(results, out)
     settings = results["settings"]
     lines = [
         "# selfpowered evaluation report",
@@ -470,17 +365,17 @@ def write_report(results: dict, out: str | Path) -> Path:
         "(`bench/serve.py` measures latency on an idle machine).",
         "",
     ]
-    if "instruct.png" in plots:
+    if "instruct.png" in made:
         lines += ["![echo rate and consistency per task](instruct.png)", ""]
-    lines += _asr_table(results) + _instruct_tables(results) + _ood_tables(results) + _ifeval_tables(results)
+    lines += _asrtable(results) + _instruct_tables(results) + _ood_tables(results) + _ifeval_tables(results)
     lines += content_tables(results) + paraling_tables(results)
-    lines += _probe_tables(results) + _bias_table(results)
+    lines += _probe_tables(results) + _biastable(results)
     if results.get("cards"):
         from selfpowered.cards import summary_line
 
         lines += ["## What each checkpoint was trained on (data cards)", ""]
         lines += [f"- **{name}**: {summary_line(card)}" for name, card in results["cards"].items()] + [""]
-    lines += _examples(results)
+    lines += examples(results)
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from selfpowered.corpus.manifest import ManifestRow
-from selfpowered.evaluate.suites import Suite, bootstrap_interval
+from selfpowered.evaluate.intervals import bootstrap_interval
+from selfpowered.evaluate.suites import Suite
 from selfpowered.evaluate.systems import Query
 from selfpowered.text.paraling import EVAL_VALUES, attributes_described, parse, value_of
 from selfpowered.text.tasks import TaskLibrary
