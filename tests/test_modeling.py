@@ -237,3 +237,24 @@ def test_weights_that_do_not_fit_are_a_checkpoint_error(tmp_path):
     bigger = tiny_lsm(qformer_hidden_size=64)  # another connector shape, same config file otherwise
     with pytest.raises(CheckpointError, match="do not fit"):
         bigger.load_trained_weights(tmp_path / "ckpt")
+
+
+def test_a_checkpoint_loads_through_transformers_auto_classes(tmp_path):
+    """AutoModel / AutoProcessor read a SpeechLM checkpoint folder as they read their own models:
+    the processor is saved with the model and makes the very same batch."""
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    from selfpowered.model.processor import PROCESSOR_FILE, SpeechProcessor
+
+    model = tiny_lsm().eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / PROCESSOR_FILE).is_file()
+    assert type(AutoConfig.from_pretrained(tmp_path / "ckpt")).__name__ == "LSMConfig"
+    loaded = AutoModel.from_pretrained(tmp_path / "ckpt")
+    processor = AutoProcessor.from_pretrained(tmp_path / "ckpt")
+    assert isinstance(loaded, SpeechLM) and isinstance(processor, SpeechProcessor)
+    clip = tone(1.2)
+    ours, theirs = model.processor(["transcribe"], audio=[clip]), processor(["transcribe"], audio=[clip])
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**ours).logits, loaded(**theirs).logits)

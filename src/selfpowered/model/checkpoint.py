@@ -84,8 +84,7 @@ def save_checkpoint(model: Any, folder: str | Path, bundle_base: bool | None = N
         save_file(trained_state(model), str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
         if is_lora(model.llm):
             model.llm.save_pretrained(str(staging / ADAPTER_DIR))
-        model.tokenizer.save_pretrained(str(staging))
-        model.mel.feature_extractor.save_pretrained(str(staging))
+        model.processor.save_pretrained(staging)  # tokenizer, feature extractor, processor_config.json
 
 
 def _save_base(model: Any, folder: Path) -> None:

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, WhisperConfig
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    PreTrainedModel,
+    WhisperConfig,
+)
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
@@ -450,3 +458,9 @@ def _fit_pieces(speech: list[torch.Tensor], slots: list[int]) -> list[torch.Tens
             )
         fitted.append(embeds[:room])
     return fitted
+
+
+# `AutoModel.from_pretrained(checkpoint)` / `AutoProcessor.from_pretrained(checkpoint)` load a SpeechLM
+# checkpoint folder as transformers' own models load theirs (the config is registered beside LSMConfig)
+AutoModel.register(LSMConfig, SpeechLM, exist_ok=True)
+AutoProcessor.register(LSMConfig, SpeechProcessor, exist_ok=True)

@@ -12,7 +12,9 @@ processor pattern).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -24,6 +26,7 @@ from selfpowered.model.hearing import Heard
 from selfpowered.model.prompting import TRANSCRIPT_JOINER, Conversation, PromptBuilder, plan_layout
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
+PROCESSOR_FILE = "processor_config.json"
 
 
 def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,3 +115,40 @@ class SpeechProcessor:
 
     def batch_decode(self, token_ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+
+    # -- saved with the model (transformers' processor contract: save_pretrained / from_pretrained) --
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Tokenizer, feature extractor, and `processor_config.json` naming this class; its prompt
+        settings are the model's own (config.json), so a checkpoint folder is a processor folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(folder))
+        self.mel.feature_extractor.save_pretrained(str(folder))
+        marker = {"processor_class": type(self).__name__, "prompt_joiner": self.prompt.joiner}
+        (folder / PROCESSOR_FILE).write_text(json.dumps(marker, indent=1) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **_: object) -> SpeechProcessor:
+        """The processor of a checkpoint folder (`AutoProcessor.from_pretrained` calls this): its
+        config, and its tokenizer and feature extractor - or, for a checkpoint stripped to its
+        trained weights, those of the base models it names."""
+        from transformers import AutoTokenizer, WhisperFeatureExtractor
+
+        from selfpowered.assets import resolve_model
+
+        folder = Path(folder)
+        config = LSMConfig.from_pretrained(str(folder))
+
+        def base(reference: str | None, kind: str) -> Path:
+            if reference and reference.startswith("./"):
+                return folder / reference
+            return resolve_model(reference, kind=kind)
+
+        tokenizer_source = (
+            folder if (folder / "tokenizer_config.json").is_file() else base(config.llm_name_or_path, "llm")
+        )
+        extractor_source = (
+            folder if (folder / "preprocessor_config.json").is_file() else base(config.encoder_name_or_path, "encoder")
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
+        return cls(config, tokenizer, WhisperFeatureExtractor.from_pretrained(str(extractor_source)))
