@@ -12,14 +12,12 @@ generation, evaluation and serving alike.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import (
@@ -42,9 +40,11 @@ from selfpowered.model.configuration import LSMConfig
 from selfpowered.model.connector import build_connector
 from selfpowered.model.ctc import CTCHead, ctc_vocabulary
 from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate, featurize
-from selfpowered.model.hearing import Heard, WhisperHearing
+from selfpowered.model.generating import Generation
+from selfpowered.model.hearing import WhisperHearing
+from selfpowered.model.hearing_mixin import Hearing
 from selfpowered.model.processor import SpeechProcessor
-from selfpowered.model.prompting import SEGMENT_SPEECH, Conversation, embed_layout, fill_speech_slots, speech_slots
+from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout, fill_speech_slots, speech_slots
 from selfpowered.model.token_bridge import TokenBridge
 
 # What `optim.lr_connector` trains (and 0 freezes): the connector, and the whisper_text bridge's
@@ -52,7 +52,7 @@ from selfpowered.model.token_bridge import TokenBridge
 CONNECTOR_PARTS = ("connector", "token_bridge")
 
 
-class SpeechLM(PreTrainedModel):
+class SpeechLM(Hearing, Generation, PreTrainedModel):
     """A large speech-text model. Build with `SpeechLM.build(...)`, load with `from_pretrained`."""
 
     config_class = LSMConfig
@@ -190,47 +190,6 @@ class SpeechLM(PreTrainedModel):
     def llm_device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
 
-    def use_hearing(self, hearing: WhisperHearing) -> SpeechLM:
-        """Hear through `hearing` (a server or an evaluation shares one per Whisper model, so each
-        clip is decoded once for every model that listens to it)."""
-        self.hearing = hearing
-        return self
-
-    def new_hearing(self, **options: Any) -> WhisperHearing:
-        """A `WhisperHearing` with this model's Whisper and hearing settings (`options`: cache_dir...)."""
-        if self.whisper_folder is None:
-            raise ModelNotFoundError(
-                "this LSM reads Whisper's transcript but knows no Whisper folder to hear with (a model built "
-                "from configs): give it one with use_hearing(WhisperHearing(...))"
-            )
-        config = self.config
-        return WhisperHearing(self.whisper_folder, config.hearing_compute_type, window=config.hearing_window, **options)
-
-    def hear(self, audio: Sequence[AudioInput | None]) -> list[Heard | None]:
-        """What Whisper hears in each clip (None stays None: a text-mode row)."""
-        if self.hearing is None:
-            self.hearing = self.new_hearing()
-        present = [i for i, item in enumerate(audio) if item is not None]
-        heard: list[Heard | None] = [None] * len(audio)
-        for index, result in zip(present, self.hearing.hear([audio[i] for i in present]) if present else []):
-            heard[index] = result
-        return heard
-
-    def prepare(
-        self,
-        instructions: Sequence[str],
-        audio: Sequence[AudioInput | None] | None = None,
-        response: Sequence[str] | None = None,
-        padding_side: str = "right",
-        contexts: Sequence[Conversation | None] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Instructions + audio (paths or 16 kHz arrays; None = text mode) -> a processor batch.
-        An LSM that reads Whisper's transcript hears the audio first; the others take it as is."""
-        options = dict(response=response, padding_side=padding_side, contexts=contexts)
-        if audio is not None and self.config.speech_tokens == "transcript":
-            return self.processor(instructions, heard=self.hear(audio), **options)
-        return self.processor(instructions, audio=audio, **options)
-
     def encode(self, mel: torch.Tensor, mel_frames: torch.Tensor, mel_chunks: torch.Tensor):
         """Encoder states (batch, frames, d_enc) and lengths; no graph when the encoder is frozen."""
         with torch.set_grad_enabled(self.config.train_encoder and torch.is_grad_enabled()):
@@ -328,79 +287,6 @@ class SpeechLM(PreTrainedModel):
             labels=None if labels is None else labels.to(device),
             **llm_kwargs,
         )
-
-    # ---------------------------------------------------------------------------------------------
-    # generation
-    # ---------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(
-        self,
-        audio: AudioInput | Sequence[AudioInput] | None = None,
-        instruction: str | Sequence[str] | None = None,
-        text: str | Sequence[str] | None = None,
-        max_new_tokens: int = 128,
-        batch_size: int = 8,
-        repetition_penalty: float = 1.0,
-        use_adapter: bool = True,
-        **generate_kwargs: Any,
-    ) -> str | list[str]:
-        """Greedy answers. Speech mode: `audio` + `instruction` (one instruction for all, or one
-        each). Text mode: `text` alone runs the LLM on the same template with no speech; with
-        `use_adapter=False` the LoRA adapter is switched off, giving the base LLM's own answer.
-        A single input returns a single string; a list returns a list."""
-        single = isinstance(text, str) if text is not None else isinstance(audio, (str, os.PathLike, np.ndarray))
-        if text is not None:
-            if audio is not None:
-                raise ValueError("give either text (text mode) or audio (speech mode), not both")
-            prompts = [text] if isinstance(text, str) else list(text)
-            clips: list[AudioInput] | None = None
-        else:
-            if audio is None or instruction is None:
-                raise ValueError("speech mode needs both audio and instruction")
-            clips = [audio] if single else list(audio)
-            prompts = [instruction] * len(clips) if isinstance(instruction, str) else list(instruction)
-            if len(prompts) != len(clips):
-                raise ValueError(f"{len(clips)} audio inputs but {len(prompts)} instructions")
-        answers: list[str] = []
-        for start in range(0, len(prompts), batch_size):
-            window = slice(start, start + batch_size)
-            inputs = self.prepare(prompts[window], None if clips is None else clips[window], padding_side="left")
-            answers += self.generate_from_inputs(
-                inputs, max_new_tokens, repetition_penalty, use_adapter, **generate_kwargs
-            )
-        return answers[0] if single else answers
-
-    @torch.no_grad()
-    def generate_from_inputs(
-        self,
-        inputs: dict[str, torch.Tensor],
-        max_new_tokens: int = 128,
-        repetition_penalty: float = 1.0,
-        use_adapter: bool = True,
-        **options: Any,
-    ) -> list[str]:
-        """Greedy answers (unless `options` ask for sampling) to a left-padded processor batch."""
-        was_training = self.training
-        self.eval()
-        settings = {
-            "max_new_tokens": max_new_tokens,
-            "do_sample": False,
-            "repetition_penalty": repetition_penalty,
-            "eos_token_id": self.prompt.stop_token_ids(),
-            "pad_token_id": self.tokenizer.pad_token_id,
-            **options,
-        }
-        switch = self.llm.disable_adapter() if (self.is_lora and not use_adapter) else contextlib.nullcontext()
-        try:
-            with switch:
-                embeds = self.embed_inputs(inputs)
-                mask = inputs["attention_mask"].to(embeds.device)
-                with warnings.catch_warnings():  # the answer-only n-gram rule is the one we want
-                    warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds.*")
-                    tokens = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **settings)
-        finally:
-            self.train(was_training)
-        return self.processor.batch_decode(tokens)
 
     # ---------------------------------------------------------------------------------------------
     # checkpoints (model/checkpoint.py does the work)

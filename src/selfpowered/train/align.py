@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,16 @@ def _load_state(path: Path, config) -> dict[str, Any]:
     return state
 
 
+@dataclass
+class _Progress:
+    """Where an align run is, and everything `--resume` must restore to continue bit for bit."""
+
+    step: int = 0
+    epoch: int = 0
+    done_in_epoch: int = 0  # batches of this epoch already trained on
+    log: list = field(default_factory=list)
+
+
 def align(config, resume: bool = False) -> dict[str, Any]:
     """Train the connector with CTC (config: `AlignConfig`); saves a SpeechLM checkpoint.
     `resume`: continue from the output folder's align_state.pt when there is one."""
@@ -108,16 +119,7 @@ def align(config, resume: bool = False) -> dict[str, Any]:
     else:
         model = SpeechLM.build(**config.model.model_dump())
     model.train()
-
-    # every file's features first, then one cache handle for all sets: a handle opened before a
-    # later build would not know that build's entries
-    train_samples = [s for path in config.train for s in read_samples(path, config.max_duration)]
-    dev_samples = {path: read_samples(path, config.max_duration) for path in config.dev}
-    audio = [s.audio for s in train_samples] + [s.audio for samples in dev_samples.values() for s in samples]
-    build_feature_cache(model.encoder, model.mel, audio, config.feature_cache)
-    cache = open_cache(config.feature_cache, model.encoder, model.mel)
-    train_set = SpeechInstructionDataset(train_samples, cache)
-    dev_sets = {path: SpeechInstructionDataset(samples, cache) for path, samples in dev_samples.items()}
+    train_set, dev_sets = _datasets(config, model)
     # an LSM in ctc_posterior mode reads its speech through this head, so it trains its own one
     head = model.ctc_head or CTCHead(model.llm.get_input_embeddings().weight, ctc_vocabulary(model.tokenizer))
     head.requires_grad_(True)
@@ -132,49 +134,71 @@ def align(config, resume: bool = False) -> dict[str, Any]:
         config.max_batch,
         config.seed,
     )
-    log: list[dict[str, float]] = []
-    resumed_at: int | None = None
-    step, epoch, done_in_epoch = 0, 0, 0  # done_in_epoch: batches of this epoch already trained on
     masks = torch.Generator().manual_seed(config.seed)
+    trained = {"connector": model.connector, "head": head, "optimizer": optimizer, "schedule": schedule}
     state_path = output / STATE_FILE
+    progress, resumed_at = _Progress(), None
     if resume and state_path.is_file():
-        state = _load_state(state_path, config)
-        model.connector.load_state_dict(state["connector"])
-        head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        masks.set_state(state["masks"])
-        torch.set_rng_state(state["rng"])  # dropout draws continue where they stopped
-        step, epoch, done_in_epoch, log = state["step"], state["epoch"], state["done_in_epoch"], state["log"]
-        resumed_at = step
-        logger.info("align --resume: continuing at step %d of %d from %s", step, config.steps, state_path)
+        progress = _restore(state_path, config, trained, masks)
+        resumed_at = progress.step
+        logger.info("align --resume: continuing at step %d of %d from %s", progress.step, config.steps, state_path)
     elif resume:
         logger.warning("align --resume: no %s yet; starting from the beginning", state_path)
 
     def save_state() -> None:
-        state = {
-            "settings": _resumable_settings(config),
-            "connector": model.connector.state_dict(),
-            "head": head.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "masks": masks.get_state(),
-            "rng": torch.get_rng_state(),
-            "step": step,
-            "epoch": epoch,
-            "done_in_epoch": done_in_epoch,
-            "log": log,
-        }
+        state = {"settings": _resumable_settings(config), **{k: v.state_dict() for k, v in trained.items()},
+                 "masks": masks.get_state(), "rng": torch.get_rng_state(), "step": progress.step,
+                 "epoch": progress.epoch, "done_in_epoch": progress.done_in_epoch, "log": progress.log}  # fmt: skip
         with atomic_file(state_path) as temporary:
             torch.save(state, temporary)
 
-    bar = tqdm(total=config.steps, initial=step, desc="align (CTC)", unit=" step")
-    while step < config.steps:
-        sampler.set_epoch(epoch)
+    _train_steps(config, model, head, train_set, sampler, optimizer, schedule, parameters, masks, progress, save_state)
+    summary: dict[str, Any] = {
+        "steps": progress.step,
+        "epochs": progress.epoch + (1 if progress.done_in_epoch else 0),  # epochs begun
+        "resumed_at_step": resumed_at,
+        "log": progress.log,
+        **_wer_summary(model, head, train_set, dev_sets),
+    }
+    model.save_pretrained(output / "final")
+    head.save(output / HEAD_FILE)
+    card = checkpoint_card(model, config, config.train, {"stage": "align", "steps": progress.step})
+    write_card(output / "final" / CARD_FILE, card)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_text(output / "align_summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _datasets(config, model) -> tuple[SpeechInstructionDataset, dict[str, SpeechInstructionDataset]]:
+    """Every file's features first, then one cache handle for all sets: a handle opened before a
+    later build would not know that build's entries."""
+    train_samples = [s for path in config.train for s in read_samples(path, config.max_duration)]
+    dev_samples = {path: read_samples(path, config.max_duration) for path in config.dev}
+    audio = [s.audio for s in train_samples] + [s.audio for samples in dev_samples.values() for s in samples]
+    build_feature_cache(model.encoder, model.mel, audio, config.feature_cache)
+    cache = open_cache(config.feature_cache, model.encoder, model.mel)
+    dev_sets = {path: SpeechInstructionDataset(samples, cache) for path, samples in dev_samples.items()}
+    return SpeechInstructionDataset(train_samples, cache), dev_sets
+
+
+def _restore(path: Path, config, trained: dict, masks: torch.Generator) -> _Progress:
+    state = _load_state(path, config)
+    for name, part in trained.items():
+        part.load_state_dict(state[name])
+    masks.set_state(state["masks"])
+    torch.set_rng_state(state["rng"])  # dropout draws continue where they stopped
+    return _Progress(state["step"], state["epoch"], state["done_in_epoch"], state["log"])
+
+
+def _train_steps(config, model, head, train_set, sampler, optimizer, schedule, parameters, masks, progress, save):
+    """CTC steps until `config.steps`, epoch after epoch (a resumed epoch skips what it trained on)."""
+    bar = tqdm(total=config.steps, initial=progress.step, desc="align (CTC)", unit=" step")
+    while progress.step < config.steps:
+        sampler.set_epoch(progress.epoch)
         for number, indices in enumerate(sampler):
-            if number < done_in_epoch:  # trained on before the resume (the epoch's order is seeded)
+            if number < progress.done_in_epoch:  # trained on before the resume (the epoch's order is seeded)
                 continue
-            done_in_epoch = number + 1
+            progress.done_in_epoch = number + 1
             speech, lengths, texts = connect_items(model, [train_set[i] for i in indices], config.masking, masks)
             targets, target_lengths = head.targets(model.tokenizer, texts)
             log_probs = head(speech).transpose(0, 1)  # (time, batch, classes) for ctc_loss
@@ -186,25 +210,23 @@ def align(config, resume: bool = False) -> dict[str, Any]:
             nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
             optimizer.step()
             schedule.step()
-            step += 1
+            progress.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % config.logging_steps == 0:
-                log.append({"step": step, "loss": round(loss.item(), 4)})
-            if step % config.save_steps == 0 or step >= config.steps:
-                save_state()
-            if step >= config.steps:
+            if progress.step % config.logging_steps == 0:
+                progress.log.append({"step": progress.step, "loss": round(loss.item(), 4)})
+            if progress.step % config.save_steps == 0 or progress.step >= config.steps:
+                save()
+            if progress.step >= config.steps:
                 break
         else:  # the epoch ran out: the next one starts at its first batch
-            epoch, done_in_epoch = epoch + 1, 0
+            progress.epoch, progress.done_in_epoch = progress.epoch + 1, 0
     bar.close()
-    summary: dict[str, Any] = {
-        "steps": step,
-        "epochs": epoch + (1 if done_in_epoch else 0),  # epochs begun
-        "resumed_at_step": resumed_at,
-        "log": log,
-        "train_ctc_wer": round(ctc_word_error_rate(model, head, _subset(train_set, 200)), 4),
-    }
+
+
+def _wer_summary(model, head, train_set, dev_sets: dict) -> dict:
+    """CTC WER on 200 training utterances, and on the dev files (overall and per file)."""
+    summary = {"train_ctc_wer": round(ctc_word_error_rate(model, head, _subset(train_set, 200)), 4)}
     if dev_sets:  # overall (every dev utterance) and per file (e.g. in-domain vs other sources)
         merged = SpeechInstructionDataset([s for d in dev_sets.values() for s in d.samples], train_set.cache)
         summary["dev_ctc_wer"] = round(ctc_word_error_rate(model, head, merged), 4)
@@ -212,12 +234,6 @@ def align(config, resume: bool = False) -> dict[str, Any]:
             summary["dev_ctc_wer_per_file"] = {
                 path: round(ctc_word_error_rate(model, head, dataset), 4) for path, dataset in dev_sets.items()
             }
-    model.save_pretrained(output / "final")
-    head.save(output / HEAD_FILE)
-    card = checkpoint_card(model, config, config.train, {"stage": "align", "steps": step})
-    write_card(output / "final" / CARD_FILE, card)
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write_text(output / "align_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

@@ -208,6 +208,36 @@ def _checkpointing_argument(enabled: bool) -> dict[str, bool]:
     return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": True}
 
 
+def _training_arguments(config, output: Path) -> TrainingArguments:
+    """transformers' TrainingArguments for a `TrainConfig` (the batches come from our own sampler)."""
+    use_cpu = not torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(output),
+        max_steps=config.optim.max_steps,
+        num_train_epochs=config.optim.epochs,
+        learning_rate=config.optim.lr_llm,
+        weight_decay=config.optim.weight_decay,
+        warmup_steps=config.optim.warmup_steps,
+        lr_scheduler_type=config.optim.schedule,
+        max_grad_norm=config.optim.max_grad_norm,
+        gradient_accumulation_steps=config.optim.grad_accum,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        **_checkpointing_argument(config.gradient_checkpointing),
+        remove_unused_columns=False,
+        report_to=[],
+        dataloader_num_workers=config.data.num_workers,
+        use_cpu=use_cpu,
+        disable_tqdm=False,
+        ddp_find_unused_parameters=False,
+    )
+
+
 def _hear_training_audio(model, config, samples, args) -> tuple:
     """A transcript-reading LSM: Whisper hears every training clip once into the hearing cache
     (`data.feature_cache`, required: the transcripts and states are read from it by the data
@@ -221,6 +251,16 @@ def _hear_training_audio(model, config, samples, args) -> tuple:
     with args.main_process_first(desc="hearing cache"):  # one process decodes; the others then read it
         keys = hearing.hear_files([s.audio for s in samples], config.data.cache_batch_size)
     return hearing.disk, keys
+
+
+def _save_final(model, config, output: Path, summary: dict) -> None:
+    """The final checkpoint, its data card and the run's summary."""
+    model.save_pretrained(output / "final")
+    card = checkpoint_card(
+        model, config, config.data.train, {"steps": summary["steps"], "train_loss": summary["train_loss"]}
+    )
+    write_card(output / "final" / CARD_FILE, card)
+    atomic_write_text(output / "train_summary.json", json.dumps(summary, indent=1) + "\n")
 
 
 def train(config, resume: bool = False) -> dict[str, Any]:
@@ -254,32 +294,7 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         checkpoint = get_last_checkpoint(str(output))
         if checkpoint is None:
             logger.warning("--resume: no checkpoint in %s yet; starting from the beginning", output)
-    use_cpu = not torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=str(output),
-        max_steps=config.optim.max_steps,
-        num_train_epochs=config.optim.epochs,
-        learning_rate=config.optim.lr_llm,
-        weight_decay=config.optim.weight_decay,
-        warmup_steps=config.optim.warmup_steps,
-        lr_scheduler_type=config.optim.schedule,
-        max_grad_norm=config.optim.max_grad_norm,
-        gradient_accumulation_steps=config.optim.grad_accum,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        data_seed=config.seed,
-        bf16=config.precision == "bf16",
-        fp16=config.precision == "fp16",
-        **_checkpointing_argument(config.gradient_checkpointing),
-        remove_unused_columns=False,
-        report_to=[],
-        dataloader_num_workers=config.data.num_workers,
-        use_cpu=use_cpu,
-        disable_tqdm=False,
-        ddp_find_unused_parameters=False,
-    )
+    args = _training_arguments(config, output)
     cache = heard = None
     if model.config.speech_tokens == "transcript":
         heard = _hear_training_audio(model, config, samples, args)
@@ -325,10 +340,5 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         "log": [entry for entry in trainer.state.log_history if "loss" in entry],
     }
     if trainer.args.should_save:
-        model.save_pretrained(output / "final")
-        card = checkpoint_card(
-            model, config, config.data.train, {"steps": summary["steps"], "train_loss": summary["train_loss"]}
-        )
-        write_card(output / "final" / CARD_FILE, card)
-        atomic_write_text(output / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+        _save_final(model, config, output, summary)
     return summary
