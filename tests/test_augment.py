@@ -361,3 +361,11 @@ def test_the_text_engine_loop_guard_equals_transformers_over_the_answer(tiny_llm
         )[0].tolist()
         reference = reference[: next((k for k, t in enumerate(reference) if t in stops), len(reference))]
         assert results[str(i)] == engine.tokenizer.decode(reference, skip_special_tokens=True).strip()
+
+
+def test_a_truncated_answer_keeps_its_complete_sentences_when_asked():
+    from selfpowered.augment.filters import trim_to_sentences
+
+    assert trim_to_sentences("The speaker is a woman. She talks fast, with a high vol") == "The speaker is a woman."
+    assert trim_to_sentences("Dr. Smith is here! And then the") == "Dr. Smith is here!"
+    assert trim_to_sentences("no sentence ends here") == ""

@@ -33,6 +33,12 @@ LABEL_FAILED = "fails its label check"
 RESAMPLED = (CONSTRAINT_FAILED, LABEL_FAILED)  # the reasons `verify_attempts` asks again for
 
 
+def trim_to_sentences(answer: str) -> str:
+    """An answer cut mid-sentence, up to the end of its last complete sentence ("" if none)."""
+    ends = [match.end() for match in re.finditer(r"[.!?](?=\s|$)", answer)]
+    return answer[: ends[-1]].strip() if ends else ""
+
+
 def reject_reason(
     answer: str,
     transcript: str,

@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from selfpowered.atomic import atomic_write_text
-from selfpowered.augment.filters import RESAMPLED, reject_reason
+from selfpowered.augment.filters import RESAMPLED, reject_reason, trim_to_sentences
 from selfpowered.config import AugmentConfig, LimitsConfig
 from selfpowered.corpus.manifest import ManifestRow, read_manifest
 from selfpowered.errors import SelfPoweredError
@@ -162,10 +162,13 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
                 drop(row, draw, f"prompt too long: {result.prompt_tokens} >= {config.max_prompt_tokens} tokens")
                 continue
             task = draw.task
+            text, finish = result.text, result.finish_reason
+            if finish == "length" and config.filters.trim_truncated and trim_to_sentences(text):
+                text, finish = trim_to_sentences(text), "stop"  # its complete sentences are the answer
             reason = reject_reason(
-                result.text,
+                text,
                 row.text,
-                result.finish_reason,
+                finish,
                 task.copy_allowed,
                 config.filters,
                 task.final_punctuation,
@@ -183,7 +186,7 @@ def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> Non
                 drop(row, draw, reason if attempt == 1 else f"{reason} (after {attempt} attempts)", result.text)
             else:
                 stats["kept_after_resampling"] += attempt > 1
-                keep(row, draw, result.text, attempt)
+                keep(row, draw, text, attempt)
             seconds = time.perf_counter() - generation_started
             bar.set_postfix(tok_s=f"{stats['completion_tokens'] / max(seconds, 1e-9):.1f}")
         pending = retries + pending

@@ -110,6 +110,11 @@ class FilterConfig(StrictModel):
     require_final_punctuation: bool = True
     copy_max_wer: float = Field(ECHO_MAX_WER, ge=0, description="answer this close to the transcript = a copy")
     drop_refusals: bool = True
+    trim_truncated: bool = Field(
+        False,
+        description="an answer cut by max_new_tokens keeps its complete sentences instead of being dropped (for "
+        "verbose answers whose first sentences answer the question, e.g. the paraling library)",
+    )
 
 
 class AugmentConfig(StrictModel):
