@@ -22,15 +22,17 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model.prompting import SEGMENT_PAD, SEGMENT_SPEECH, Conversation
-from selfpowered.model.served import ServedModel
 from selfpowered.text.decoding import repeated_ngram_bans
+
+if TYPE_CHECKING:  # annotations only: ServedModel's module needs nothing of this one at run time
+    from selfpowered.model.served import ServedModel
 
 logger = logging.getLogger(__name__)
 _ids = itertools.count()
