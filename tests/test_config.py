@@ -122,30 +122,31 @@ def test_shipped_training_configs_validate(name):
 
 
 def test_open_recipe_configs_are_the_measured_recipe():
-    """configs/open-*.yaml = bench/ood_recipe.sh's bridge-init -> BV / BSif2: a whisper_text LSM, the
-    first 1,500 rows of both corpora (+ the constrained samples of those rows for the self-powered
-    arm), the connector and the gate held while LoRA tunes 200 steps."""
+    """configs/open-*.yaml = bench/sound.sh's init-lora -> V / S: a transcript LSM with 8 utterance
+    Q-Former slots, both arms from one init and one shared optimiser (open-train.yaml), the
+    self-powered arm = the vanilla arm's ASR pairs + the LLM's own answers (content and sound)."""
     from selfpowered.config import InitConfig, TrainConfig
 
     init = load_config(InitConfig, CONFIGS / "open-init.yaml")
     model = init.model
-    assert (model.speech_states, model.speech_tokens, model.stack_factor, model.tokens_per_stack) == (
-        "decoder",
-        "whisper_text",
-        1,
-        2,
+    assert (model.speech_tokens, model.connector, model.utterance_queries, model.finetune) == (
+        "transcript",
+        "utterance_qformer",
+        8,
+        "lora",
     )
-    for arm in ("vanilla", "selfpowered"):
-        train = load_config(TrainConfig, CONFIGS / f"open-{arm}.yaml")
-        assert train.init_from == init.output and train.optim.lr_connector == 0
-        assert train.optim.max_steps == 200 and "demo-output/aug/train-diverse.vanilla-1500.jsonl" in train.data.train
-        assert train.data.feature_cache.endswith("-decoder") and train.model.speech_tokens == "whisper_text"
-    selfpowered = load_config(TrainConfig, CONFIGS / "open-selfpowered.yaml")
-    assert [p for p in selfpowered.data.train if ".sp-" in p] == [
+    arms = {arm: load_config(TrainConfig, CONFIGS / f"open-{arm}.yaml") for arm in ("vanilla", "selfpowered")}
+    for train in arms.values():
+        assert train.init_from == init.output and train.optim.lr_connector > 0 and train.optim.max_steps == 200
+        assert train.data.feature_cache == "demo-output/hearing/train"
+    assert arms["vanilla"].optim == arms["selfpowered"].optim
+    corpora_asr = [p for p in arms["vanilla"].data.train if "paraling" not in p]
+    assert len(corpora_asr) == 2 and set(corpora_asr) < set(arms["selfpowered"].data.train)
+    assert [p for p in arms["selfpowered"].data.train if ".sp-" in p] == [
         "demo-output/aug/train.sp-1500.jsonl",
         "demo-output/aug/train-diverse.sp-1500.jsonl",
-        "demo-output/aug/train.sp-ifeval-1500.jsonl",
-        "demo-output/aug/train-diverse.sp-ifeval-1500.jsonl",
+        "demo-output/aug/paraling.sp-1000.jsonl",
+        "demo-output/aug/paraling.sp-1000.jsonl",
     ]
 
 

@@ -177,26 +177,32 @@ def test_retrain_runs_every_stage_in_order(repo):
 def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     runner = Recorder()
     summary = run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)  # open: the default
-    assert [c[0] for c in runner.calls] == ["corpus"] * 4 + ["augment"] * 6 + ["init"] + ["train"] * 2 + ["eval"]
+    assert [c[0] for c in runner.calls] == ["corpus"] * 5 + ["augment"] * 6 + ["init"] + ["train"] * 2 + ["eval"]
     assert [c[4] for c in runner.calls[:3]] == ["demo", "diverse", "ood"]
+    assert runner.calls[4][2:5] == ["demo-output/paraling", "--size", "paraling"]
     assert "vocabulary_against=[demo-output/corpus/train.jsonl,demo-output/diverse/train.jsonl]" in runner.calls[2]
-    limited = [c[2] for c in runner.calls if c[0] == "augment" and "limit=1500" in c]
-    assert limited == [
+    # corpora make only the training rows the arms read (and every dev / test row)
+    assert "max_utterances={train: 1500}" in runner.calls[0] and "max_utterances={train: 1000}" in runner.calls[4]
+    augmented = [c[2] for c in runner.calls if c[0] == "augment"]
+    assert augmented == [
         "demo-output/aug/train.sp-1500.jsonl",
         "demo-output/aug/train.vanilla-1500.jsonl",
-        "demo-output/aug/train.sp-ifeval-1500.jsonl",
         "demo-output/aug/train-diverse.sp-1500.jsonl",
         "demo-output/aug/train-diverse.vanilla-1500.jsonl",
-        "demo-output/aug/train-diverse.sp-ifeval-1500.jsonl",
+        "demo-output/aug/paraling.vanilla-1000.jsonl",
+        "demo-output/aug/paraling.sp-1000.jsonl",
     ]
-    constrained = runner.calls[6]
-    assert constrained[1:3] == ["demo-output/corpus/train.jsonl", "demo-output/aug/train.sp-ifeval-1500.jsonl"]
-    assert constrained[3:5] == ["--tasks", "demo-ifeval"] and "verify_attempts=4" in constrained
-    # the self-powered arm trains on what the stages wrote, the constrained samples included
-    train_data = load_config(TrainConfig, CONFIGS / "open-selfpowered.yaml").data.train
-    assert {str(c[2]) for c in runner.calls if c[0] == "augment" and ".vanilla-" not in c[2]} <= set(train_data)
-    assert runner.calls[10] == ["init", "demo-output/open/init", "--config", "configs/open-init.yaml"]
-    assert runner.calls[11:13] == [
+    sound = runner.calls[10]
+    assert sound[:2] == ["augment", "demo-output/paraling/train.jsonl"] and sound[3:5] == ["--tasks", "paraling"]
+    # each arm trains on what the stages wrote: vanilla on every ASR pair, self-powered on every answer
+    # of its LLM plus the ASR pairs of the speech corpora
+    vanilla, selfpowered = (
+        load_config(TrainConfig, CONFIGS / f"open-{arm}.yaml").data.train for arm in ("vanilla", "selfpowered")
+    )
+    assert set(vanilla) == {path for path in augmented if ".vanilla-" in path}
+    assert set(selfpowered) == set(augmented) - {"demo-output/aug/paraling.vanilla-1000.jsonl"}
+    assert runner.calls[11] == ["init", "demo-output/open/init", "--config", "configs/open-init.yaml"]
+    assert runner.calls[12:14] == [
         ["train", "configs/open-vanilla.yaml", "--resume"],
         ["train", "configs/open-selfpowered.yaml", "--resume"],
     ]
@@ -206,7 +212,7 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     assert any(arg.startswith("ood_sets={diverse-dev: demo-output/diverse/dev.jsonl") for arg in evaluate)
     assert summary["mode"] == "retrain, recipe open" and (repo / "demo-output" / "open" / "verdict.md").is_file()
     # each init / train / eval command is a valid config: the real YAML file plus its --set overrides
-    for args in runner.calls[10:]:
+    for args in runner.calls[11:]:
         cls = {"init": InitConfig, "train": TrainConfig, "eval": EvalConfig}[args[0]]
         path = args[args.index("--config") + 1] if "--config" in args else args[1]
         sets = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
@@ -215,14 +221,15 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
         if args[0] == "eval":
             assert set(loaded.ood_sets) == {"diverse-dev", "ood", "real"}
         if args[0] == "init":
-            assert loaded.output == args[1] and loaded.model.speech_tokens == "whisper_text"
+            assert loaded.output == args[1] and loaded.model.speech_tokens == "transcript"
         if args[0] == "train":
             assert loaded.init_from == "demo-output/open/init"
     assert not (repo / "demo-output" / "verdict.md").exists()  # the grammar recipe's verdict is not overwritten
-    # the grammar recipe reuses the stages they share (the corpus, the test sets)
+    # the grammar recipe reuses the stages whose command is the same (the real set), and reruns those whose
+    # command differs (its corpus is the whole grammar corpus, the open recipe's only its first 1,500 rows)
     grammar = Recorder()
     stages = run_demo(DemoConfig(retrain=True, recipe="grammar"), runner=grammar, echo=lambda _: None)["stages"]
-    assert stages["corpus"]["reused"] and stages["real"]["reused"] and not stages["augment-vanilla"]["reused"]
+    assert stages["real"]["reused"] and not stages["corpus"]["reused"] and not stages["augment-vanilla"]["reused"]
 
 
 def test_grammar_recipe_without_retrain_is_refused(repo):
