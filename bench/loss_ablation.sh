@@ -74,7 +74,7 @@ case "${1:?stage: data|data-ifeval|align|arms|eval|table}" in
     for arm in $ARMS; do models+=(-m "$arm=$EXP/$arm/final"); done
     $SP eval -c configs/eval-demo.yaml "${models[@]}" --suites asr,instruct,conflict,ifeval \
       --data $OUT/corpus/test.jsonl --output $EXP/eval --set "baselines=[text]" \
-      --set limit=${LIMIT:-100} --set ifeval_items=${IFEVAL_ITEMS:-60} --set ood_limit=${OOD_LIMIT:-100} \
+      --set limit=${LIMIT:-100} --set ifeval.items=${IFEVAL_ITEMS:-60} --set ood_limit=${OOD_LIMIT:-100} \
       --set "ood_sets={ood: $OUT/ood/test.jsonl, real: $OUT/real/real.jsonl}"
     cp "$EXP/eval/report.json" "$RES/eval.json"
     cp "$EXP/eval/report.md" "$RES/eval.md"

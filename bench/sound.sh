@@ -40,8 +40,8 @@ case "$stage" in
     for arm in "$@"; do models+=(-m "$arm=$OUT/$arm/final"); done
     $SP eval -c configs/eval-demo.yaml --data demo-output/diverse/dev.jsonl --output "$OUT/eval-dev" "${models[@]}" \
       --set "suites=[asr,content,paraling]" --set ood_sets={} --set limit=120 \
-      --set content_data=demo-output/diverse/dev.jsonl --set content_limit=120 \
-      --set paraling_data=demo-output/paraling/dev.jsonl --set paraling_real=null
+      --set content.data=demo-output/diverse/dev.jsonl --set content.limit=120 \
+      --set paraling.data=demo-output/paraling/dev.jsonl --set paraling.real=null
     cp "$OUT/eval-dev/report.md" "$RESULTS/eval-dev.md"
     cp "$OUT/eval-dev/report.json" "$RESULTS/eval-dev.json"
     ;;

@@ -14,19 +14,12 @@ from selfpowered.config import EvalConfig
 from selfpowered.corpus.manifest import ManifestRow
 from selfpowered.evaluate.checks import target_language, task_check
 from selfpowered.evaluate.probes import SPOKEN_COMMANDS, conflict_items, sqa_items
-from selfpowered.evaluate.suites import (
-    Suite,
-    asr_suite,
-    conflict_verdict,
-    instruct_suite,
-    score_asr,
-    score_conflict,
-    score_instruct,
-    score_sqa,
-    score_text,
-    self_echoes,
-)
-from selfpowered.evaluate.systems import Query
+from selfpowered.evaluate.suites import Query, Suite
+from selfpowered.evaluate.suites.asr import asr_suite, score_asr
+from selfpowered.evaluate.suites.conflict import conflict_verdict, score_conflict
+from selfpowered.evaluate.suites.instruct import instruct_suite, score_instruct, self_echoes
+from selfpowered.evaluate.suites.sqa import score_sqa
+from selfpowered.evaluate.suites.text import score_text
 from selfpowered.model.prompting import SEGMENT_INSTRUCTION
 from selfpowered.text.echo import is_echo
 from selfpowered.text.tasks import TaskLibrary
@@ -204,7 +197,7 @@ def test_self_echo_compares_with_the_systems_own_transcription():
 
 
 def test_ifeval_scores_with_the_ifeval_checkers_and_the_text_mode_delta():
-    from selfpowered.evaluate.ifeval_suite import ifeval_deltas, ifeval_suite, score_ifeval
+    from selfpowered.evaluate.suites.ifeval import ifeval_deltas, ifeval_suite, score_ifeval
 
     suite = ifeval_suite(_rows(6), Path("."), seed=0)
     assert len({q.instruction for q in suite.queries}) == 6 and all(q.key.endswith("#ifeval") for q in suite.queries)
@@ -224,7 +217,7 @@ def test_ifeval_scores_with_the_ifeval_checkers_and_the_text_mode_delta():
 
 
 def test_ifeval_gap_between_two_systems_is_their_delta_difference_paired_on_the_items():
-    from selfpowered.evaluate.ifeval_suite import ifeval_deltas, ifeval_gaps
+    from selfpowered.evaluate.suites.ifeval import ifeval_deltas, ifeval_gaps
 
     followed = {
         "text": [1, 1, 1, 1, 0, 0, 1, 1],  # IFrate 0.75
@@ -345,12 +338,12 @@ def test_eval_runs_end_to_end_and_resumes_from_its_cache(tiny_eval_setup):
         limit=6,
         llm=str(root / "llm"),
         probe_voice="piper:joe",
-        sqa_items=2,
-        bias_samples=2,
+        sqa={"items": 2},
+        bias={"samples": 2},
         generation={"max_new_tokens": 4, "batch_size": 4},
         ood_sets={"other": str(root / "corpus" / "test.jsonl")},
         ood_limit=4,
-        ifeval_items=3,
+        ifeval={"items": 3},
     )
     results = evaluate(settings)
     tiny = results["systems"]["tiny"]

@@ -91,6 +91,10 @@ def assets_prepare(
 def config_show(stage: str = typer.Argument(..., help="init | chat | import | synth | augment | train | ...")) -> None:
     """Print a stage's config as YAML: every key with its default and description."""
     typer.echo(cfg.describe_config(stage))
+    if stage == "eval":  # the suites' own sections come from their registry
+        from selfpowered.evaluate.suites import describe_suites
+
+        typer.echo(describe_suites())
 
 
 @_command(app)
@@ -252,7 +256,7 @@ def align_command(
 def eval_command(
     models: list[str] = typer.Option(None, "--models", "-m", help="PATH or NAME=PATH; repeat or comma-join"),
     data: str | None = typer.Option(None, help="held-out ASR manifest, e.g. demo-output/corpus/test.jsonl"),
-    suites: str | None = typer.Option(None, help="comma list of asr,instruct,conflict,sqa,text,bias (default all)"),
+    suites: str | None = typer.Option(None, help="comma list of suites (`selfpowered config show eval` lists them)"),
     output: str | None = typer.Option(None, help="report folder (default eval-output)"),
     config: Path = CONFIG,
     overrides: list[str] = SET,

@@ -19,7 +19,7 @@ from selfpowered.config.data import (
     SynthConfig,
     ValidateConfig,
 )
-from selfpowered.config.evaluation import BASELINES, EVAL_SUITES, DemoConfig, EvalConfig
+from selfpowered.config.evaluation import BASELINES, DemoConfig, EvalConfig
 from selfpowered.config.loading import describe_config, dump_config, load_config, parse_overrides
 from selfpowered.config.model import ChatConfig, GenerationSettings, InitConfig, ModelConfig
 from selfpowered.config.serving import ServeConfig
@@ -54,7 +54,6 @@ __all__ = [
     "BASELINES",
     "ChatConfig",
     "DemoConfig",
-    "EVAL_SUITES",
     "EvalConfig",
     "FeaturesConfig",
     "FilterConfig",

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from selfpowered.assets import DEFAULT_ENCODER
 from selfpowered.config.base import StrictModel
 from selfpowered.config.model import GenerationSettings
 
-EVAL_SUITES = ("asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval", "content", "paraling")
-SuiteName = Literal["asr", "instruct", "conflict", "sqa", "text", "bias", "ifeval", "content", "paraling"]
 BASELINES = ("cascade", "text")
 
 
 class EvalConfig(StrictModel):
     """`selfpowered eval`: score LSM checkpoints and the baselines on the same samples."""
 
+    # each suite's settings are a section named after it (`content: {data: ..., limit: 120}`): the
+    # suites register themselves in evaluate/suites/, which validates these sections (resolve_suites)
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     models: list[str] = Field(
         default_factory=list, description="LSM checkpoints, as PATH or NAME=PATH (the name labels the report)"
     )
     baselines: list[Literal["cascade", "text"]] = Field(default_factory=lambda: list(BASELINES))
-    suites: list[SuiteName] = Field(
-        default_factory=lambda: [suite for suite in EVAL_SUITES if suite not in ("content", "paraling")],
-        description="content and paraling need their data (content_data, paraling_data / paraling_real)",
+    suites: list[str] | None = Field(
+        None,
+        description="the suites to run (default: every suite that needs no data of its own); "
+        "each has a section of its settings named after it - `selfpowered config show eval` lists them",
     )
     data: str = Field(..., description="held-out ASR manifest (e.g. demo-output/corpus/test.jsonl)")
     output: str = Field("eval-output", description="report folder (predictions cached here: resumable)")
@@ -40,28 +43,9 @@ class EvalConfig(StrictModel):
         "demo-heldout", description="never-trained paraphrases of the same tasks (paper-heldout for paper)"
     )
     task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
-    asr_tasks: str = Field("paper", description="library whose `asr` templates the asr suite uses")
     llm: str | None = Field(None, description="LLM of the baselines (default: the first model's base LLM)")
     asr_model: str = Field(DEFAULT_ENCODER, description="Whisper of the cascade baseline")
     probe_voice: str = Field("flite:rms", description="TTS voice of the conflict/sqa probes (held out in the demo)")
-    conflict_items: int = Field(48, ge=1)
-    sqa_items: int = Field(60, ge=2)
-    bias_samples: int = Field(24, ge=1, description="instruct samples per model for attention/saliency")
-    ifeval_items: int = Field(80, ge=1, description="utterances of `data` that get verifiable-instruction items")
-    content_data: str | None = Field(
-        None,
-        description="content suite: a test manifest (speech and voices never trained on, e.g. the ood set) whose "
-        "utterances get tasks of `content_tasks`, never trained (translation, keywords, summaries, yes/no)",
-    )
-    content_tasks: str = Field("content", description="task library of the content suite (untrained task types)")
-    content_limit: int = Field(240, ge=1, description="utterances drawn (seeded) from `content_data`")
-    paraling_data: str | None = Field(
-        None, description="paraling suite: the test pairs of `corpus synth --size paraling` (held-out voices)"
-    )
-    paraling_real: str | None = Field(
-        None, description="paraling suite: real recordings the suite applies effects to (pace, noise, room)"
-    )
-    paraling_tasks: str = Field("paraling-heldout", description="the paraling suite's questions (options in them)")
     seed: int = 0
     device: str = "cpu"
     chunk_size: int = Field(

@@ -1,8 +1,9 @@
 """`selfpowered eval`: every system answers every suite's queries; scores, costs, report.
 
-The suites are built by `evaluate.build` (the same queries for every system), the answers cached
-by `evaluate.cache` (a killed evaluation resumes at the suite it was in, and adding a model to a
-finished evaluation runs only that model), the report written by `evaluate.report`.
+The queries are built by the suites registered in `evaluate.suites` (the same for every system),
+the answers cached by `evaluate.cache` (a killed evaluation resumes at the suite it was in, and
+adding a model to a finished evaluation runs only that model), the report written by
+`evaluate.report`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,9 @@ from selfpowered.assets import DEFAULT_LLM
 from selfpowered.config import EvalConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.evaluate import suites as S
-from selfpowered.evaluate.build import build_suites
 from selfpowered.evaluate.cache import PredictionCache, _checkpoint_identity, _predict, parse_model
-from selfpowered.evaluate.ifeval_suite import ifeval_deltas, ifeval_gaps, score_ifeval
-from selfpowered.evaluate.systems import (
-    CascadeSystem,
-    Listening,
-    LSMSystem,
-    Query,
-    TextSystem,
-)
+from selfpowered.evaluate.suites.ifeval import ifeval_deltas, ifeval_gaps
+from selfpowered.evaluate.systems import CascadeSystem, Listening, LSMSystem, Query, TextSystem
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +77,7 @@ def evaluate(settings: EvalConfig) -> dict:
     out = Path(settings.output)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    suites = build_suites(settings, out)
+    suites = S.build_all(settings, out)
     systems, listening = build_systems(settings, out)
     decoding = {"max_new_tokens": settings.generation.max_new_tokens, "greedy": True}
     if settings.generation.no_repeat_ngram_size:  # (absent when off: earlier caches stay valid)
@@ -115,12 +109,12 @@ def _references(run: _Run, suites: dict[str, S.Suite], settings: EvalConfig) -> 
 
 
 def _answer_all(run: _Run, system, suites, references, settings: EvalConfig, results: dict, out: Path) -> dict:
-    """One system's answers to every suite, scored; its text and bias analyses when it is an LSM."""
+    """One system's answers to every suite, scored; the analyses of it when it is an LSM."""
     row: dict = {"kind": system.kind, "cost": {}}
     answered: dict[str, list[str]] = {}
     for name, suite in suites.items():
-        if name == "instruct" and "instruct" not in settings.suites and system.kind != "lsm":
-            continue  # built only for the bias analysis
+        if suite.lsm_only and system.kind != "lsm":
+            continue  # built only for an analysis of the LSMs
         if suite.kind == "asr" and system.kind == "text":
             continue  # given the transcript: nothing to transcribe
         call = system.transcribe if suite.kind == "asr" else system.answer
@@ -131,16 +125,12 @@ def _answer_all(run: _Run, system, suites, references, settings: EvalConfig, res
         answered[name] = answers
         results["examples"].setdefault(name, {})[system.name] = answers
     for name, answers in answered.items():
-        row[name] = _score(suites, name, answers, references.get(name), answered)
-    if "text" in settings.suites and system.kind == "lsm":
-        prompts = [Query(f"text-{i:03d}", "", p, p, 0.0) for i, p in enumerate(S.TEXT_PROMPTS)]
-        mine = run.predict(system, "text", prompts, lambda qs: system.text_answers([q.instruction for q in qs], True))
-        base = run.predict(system, "text", prompts, lambda qs: system.text_answers([q.instruction for q in qs], False),
-                           key_suffix="-base")  # fmt: skip
-        row["text"] = S.score_text(mine[0], base[0])
-        results["examples"].setdefault("text", {})[system.name] = {"adapter": mine[0], "base": base[0]}
-    if "bias" in settings.suites and system.kind == "lsm":
-        row["bias"] = _bias(system, suites["instruct"], results["examples"]["instruct"][system.name], settings, out)
+        row[name] = S.score(suites, name, answers, S.Scoring(suites, references.get(name), answered))
+    if system.kind == "lsm":
+        analysis = S.Analysis(run, system, suites, answered, out, results["examples"])
+        for name, options in S.resolve_suites(settings).items():
+            if (summary := S.SUITES[name].analyse(analysis, options)) is not None:
+                row[name] = summary
     return row
 
 
@@ -175,49 +165,3 @@ def _identity(system, listening: Listening) -> str:
     if system.kind == "cascade":
         return f"cascade:{listening.hearing.fingerprint}:{listening.generator.model_id}"
     return f"text:{listening.generator.model_id}"
-
-
-def _score(suites: dict[str, S.Suite], name: str, answers: list[str], references, answered: dict) -> dict:
-    """Score one suite's answers; an instruct suite also gets the self-echo rate against the same
-    system's transcriptions of the same utterances (its set's asr suite), when it ran."""
-    suite = suites[name]
-    if suite.kind == "asr":
-        return S.score_asr(suite, answers)
-    if suite.kind == "instruct":
-        asr_name = next((n for n, s in suites.items() if s.kind == "asr" and s.data == suite.data), None)
-        transcriptions = None
-        if asr_name in answered:
-            transcriptions = {S.row_id(q): text for q, text in zip(suites[asr_name].queries, answered[asr_name])}
-        return S.score_instruct(suite, answers, references, transcriptions)
-    if suite.kind == "conflict":
-        return S.score_conflict(suite, answers)
-    if suite.kind == "sqa":
-        return S.score_sqa(suite, answers)
-    if suite.kind == "ifeval":
-        return score_ifeval(suite, answers)
-    if suite.kind == "paraling":
-        from selfpowered.evaluate.sound import score_paraling
-
-        return score_paraling(suite, answers)
-    raise ValueError(name)
-
-
-def _bias(system: LSMSystem, suite: S.Suite, answers: list[str], settings: EvalConfig, out: Path) -> dict:
-    """Attention/saliency shares on the first `bias_samples` non-copy instruct queries (cached)."""
-    from selfpowered.model.bias import attention_shares, summarise
-
-    chosen = [i for i, m in enumerate(suite.meta) if not m["copy_allowed"]][: settings.bias_samples]
-    queries = [suite.queries[i] for i in chosen]
-    cache = PredictionCache(out / "predictions")
-    fingerprint = cache.fingerprint(
-        _checkpoint_identity(system.checkpoint), queries, {"answers": [answers[i] for i in chosen]}
-    )
-    hit = cache.load(system.name, "bias", fingerprint)
-    if hit is not None:
-        return hit["summary"]
-    shares = attention_shares(
-        system.model, [q.audio for q in queries], [q.instruction for q in queries], [answers[i] for i in chosen]
-    )
-    summary = summarise(shares)
-    cache.save(system.name, "bias", fingerprint, {"summary": summary})
-    return summary

@@ -16,22 +16,13 @@ disk beside the answers); each answer is still charged the Whisper time its clip
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from selfpowered.evaluate.suites import Query
 from selfpowered.model.engine import Request, generate_all
 from selfpowered.model.served import ServedModel
 from selfpowered.text.tasks import text_prompt
-
-
-@dataclass(frozen=True)
-class Query:
-    key: str
-    audio: str  # absolute path
-    instruction: str
-    transcript: str  # what the audio says (text baseline, references, echo check)
-    duration: float  # seconds of audio (real-time factor)
 
 
 class System(Protocol):

@@ -8,10 +8,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import Field
+
+from selfpowered.config.base import StrictModel
 from selfpowered.corpus.manifest import ManifestRow
+from selfpowered.corpus.quality import sample_rows
 from selfpowered.evaluate.intervals import _round, bootstrap_interval
-from selfpowered.evaluate.suites import Suite
-from selfpowered.evaluate.systems import Query
+from selfpowered.evaluate.suites import Building, Query, Scoring, Suite, SuiteSpec, register_suite
 from selfpowered.text.ifeval import IFItem, check, make_item
 
 
@@ -112,3 +115,22 @@ def ifeval_gaps(scores: dict[str, dict], text: str = "text", mode: str = "strict
                 }
             )
     return out
+
+
+class IFEvalOptions(StrictModel):
+    items: int = Field(80, ge=1, description="utterances of `data` (its seeded draw's first) that get an item")
+
+
+@register_suite
+class IFEval(SuiteSpec):
+    name = "ifeval"
+    summary = "verifiable instructions over the speech, IFEval's checkers: IFrate, vs the LLM in text mode (paired)"
+    Options = IFEvalOptions
+
+    def build(self, building: Building, options: IFEvalOptions) -> dict[str, Suite]:
+        settings = building.settings
+        rows = sample_rows(Path(settings.data), settings.limit, settings.seed)[: options.items]
+        return {"ifeval": ifeval_suite(rows, Path(settings.data).parent, settings.seed)}
+
+    def score(self, suite: Suite, answers: Sequence[str], scoring: Scoring) -> dict:
+        return score_ifeval(suite, answers)

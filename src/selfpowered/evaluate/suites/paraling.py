@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from selfpowered.config.base import StrictModel
 from selfpowered.corpus.manifest import ManifestRow
+from selfpowered.errors import SelfPoweredError
 from selfpowered.evaluate.intervals import bootstrap_interval
-from selfpowered.evaluate.suites import Suite
-from selfpowered.evaluate.systems import Query
+from selfpowered.evaluate.suites import Building, Query, Scoring, Suite, SuiteSpec, register_suite
 from selfpowered.text.paraling import EVAL_VALUES, attributes_described, parse, value_of
 from selfpowered.text.tasks import TaskLibrary
 
@@ -150,3 +152,44 @@ def score_paraling(suite: Suite, answers: Sequence[str]) -> dict:
         "per_set": dict(per_set),
         "describe": descriptions,
     }
+
+
+class ParalingOptions(StrictModel):
+    data: str | None = Field(None, description="the test pairs of `corpus synth --size paraling` (held-out voices)")
+    real: str | None = Field(None, description="real recordings the suite applies effects to (pace, noise, room)")
+    tasks: str = Field("paraling-heldout", description="the questions (options in them), never trained on")
+
+    @model_validator(mode="after")
+    def _some_clips(self) -> ParalingOptions:
+        if not self.data and not self.real:
+            raise ValueError("the paraling suite needs data (corpus synth OUT --size paraling) or real")
+        return self
+
+
+@register_suite
+class Paraling(SuiteSpec):
+    name = "paraling"
+    summary = "closed-option questions about who speaks and how (gender, pace, noise, room, speakers): accuracy + CI"
+    default = False
+    Options = ParalingOptions
+
+    def build(self, building: Building, options: ParalingOptions) -> dict[str, Suite]:
+        from selfpowered.config import LimitsConfig
+        from selfpowered.corpus.manifest import read_manifest
+
+        sets = {}
+        limits = LimitsConfig(check_audio=False)
+        for key, path in (("data", options.data), ("real", options.real)):
+            if path and not Path(path).is_file():
+                raise SelfPoweredError(f"{path}: paraling.{key} manifest not found")
+        if options.data:
+            sets["held-out voices"] = (read_manifest(Path(options.data), limits).rows, Path(options.data).parent)
+        if options.real:
+            real = Path(options.real)
+            folder = building.out / "probes" / "paraling-real"
+            sets["real, effects applied"] = (effected_real_rows(read_manifest(real, limits).rows, real.parent, folder),
+                                             building.out)  # fmt: skip
+        return {"paraling": paraling_suite(sets, TaskLibrary.load(options.tasks, building.settings.seed))}
+
+    def score(self, suite: Suite, answers: Sequence[str], scoring: Scoring) -> dict:
+        return score_paraling(suite, answers)
