@@ -9,7 +9,11 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from selfpowered.cli import app
-from selfpowered.corpus.importers import commonvoice, hf_dataset, import_candidates, librispeech, table
+from selfpowered.corpus.importers import import_candidates
+from selfpowered.corpus.importers.commonvoice import commonvoice
+from selfpowered.corpus.importers.hf import hf_dataset
+from selfpowered.corpus.importers.librispeech import librispeech
+from selfpowered.corpus.importers.table import table
 from selfpowered.corpus.manifest import read_manifest
 from selfpowered.errors import SelfPoweredError
 from tests.helpers import tone
@@ -137,3 +141,30 @@ def test_import_cli(tmp_path):
     assert re.search(r"valid\s+1\n", result.output)
     bad = CliRunner().invoke(app, ["corpus", "import", "kaldi", str(tmp_path), str(tmp_path / "o.jsonl")])
     assert bad.exit_code == 2 and "kind" in bad.output
+    assert "unknown corpus kind 'kaldi'; choose one of commonvoice, hf, librispeech, pocketsphinx, table" in bad.output
+
+
+def test_a_kind_takes_its_settings_from_its_own_section(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(1.0), 16_000)
+    (tmp_path / "t.csv").write_text("key,wav,sentence\nx,a.wav,hello there\n")
+    args = ["corpus", "import", "table", str(tmp_path / "t.csv"), str(tmp_path / "o.jsonl")]
+    columns = ["--set", "table.id_column=key", "--set", "table.audio_column=wav", "--set", "table.text_column=sentence"]
+    result = CliRunner().invoke(app, args + columns)
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["text"]) for r in _rows(tmp_path / "o.jsonl")] == [("x", "hello there")]
+    # the settings of the old flat layout, a typo in a section, another kind's bad section: named errors
+    flat = CliRunner().invoke(app, args + ["--set", "text_column=sentence"])
+    assert flat.exit_code == 2 and "unknown key(s) 'text_column'" in flat.output
+    typo = CliRunner().invoke(app, args + ["--set", "table.text_colum=sentence"])
+    assert typo.exit_code == 2 and "table.text_colum: Extra inputs are not permitted" in typo.output
+    other = CliRunner().invoke(app, args + ["--set", "librispeech.lowercase=maybe"])
+    assert other.exit_code == 2 and "librispeech.lowercase: Input should be a valid boolean" in other.output
+
+
+def test_every_registered_kind_is_listed_with_its_settings():
+    from selfpowered.corpus.importers import describe_importers, load_importers
+
+    assert sorted(load_importers()) == ["commonvoice", "hf", "librispeech", "pocketsphinx", "table"]
+    shown = CliRunner().invoke(app, ["config", "show", "import"])
+    assert shown.exit_code == 0 and describe_importers() in shown.output
+    assert "#     text_column: text" in shown.output and "#   pocketsphinx: " in shown.output

@@ -50,7 +50,7 @@ def test_a_suite_section_is_validated_by_the_suite_and_errors_name_the_key():
     assert resolved["sqa"].items == 7 and resolved["content"].limit == 240  # the suite's own default
     with pytest.raises(ConfigError, match=r"unknown suite\(s\) 'sound'.*known: asr, bias"):
         resolve_suites(_config(suites=["sound"]))
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'sqa_items'"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'sqa_items': neither a setting nor a section"):
         resolve_suites(_config(sqa_items=3))
     with pytest.raises(ConfigError, match=r"sqa\.items: Input should be a valid integer"):
         resolve_suites(_config(suites=["sqa"], sqa={"items": "many"}))

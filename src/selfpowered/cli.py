@@ -95,6 +95,10 @@ def config_show(stage: str = typer.Argument(..., help="init | chat | import | sy
         from selfpowered.evaluate.suites import describe_suites
 
         typer.echo(describe_suites())
+    if stage == "import":  # so do the importers'
+        from selfpowered.corpus.importers import describe_importers
+
+        typer.echo(describe_importers())
 
 
 @_command(app)
@@ -149,13 +153,16 @@ def corpus_validate(
 
 @_command(corpus_app, "import")
 def corpus_import(
-    kind: str = typer.Argument(..., help="librispeech | commonvoice | table | hf | pocketsphinx"),
+    kind: str = typer.Argument(
+        ..., help="librispeech | commonvoice | table | hf | pocketsphinx | ... (`config show import`)"
+    ),
     source: str = typer.Argument(..., help="corpus folder, table file or saved dataset"),
     output: str = typer.Argument(..., help="manifest to write (.jsonl)"),
     config: Path = CONFIG,
     overrides: list[str] = SET,
 ) -> None:
-    """Turn an ASR corpus into a validated manifest (+ OUTPUT.rejects.jsonl)."""
+    """Turn an ASR corpus into a validated manifest (+ OUTPUT.rejects.jsonl); a kind's settings go in
+    its section, e.g. --set table.text_column=sentence."""
     from selfpowered.corpus.importers import import_corpus
 
     settings = _settings(cfg.ImportConfig, config, overrides, {"kind": kind, "source": source, "output": output})

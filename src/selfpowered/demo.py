@@ -33,7 +33,7 @@ from pathlib import Path
 from selfpowered.atomic import atomic_write_text
 from selfpowered.config import DemoConfig
 from selfpowered.config.evaluation import Recipe
-from selfpowered.corpus.importers import POCKETSPHINX_DATA
+from selfpowered.corpus.importers.pocketsphinx import POCKETSPHINX_DATA
 from selfpowered.errors import SelfPoweredError
 
 RECIPES = Path("configs/recipes")  # NAME.yaml per recipe, read from the repository root

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.config.base import StrictModel
@@ -32,44 +32,16 @@ class ValidateConfig(StrictModel):
 
 
 class ImportConfig(StrictModel):
-    """`selfpowered corpus import KIND SRC OUT`: an ASR corpus -> manifest + rejects."""
+    """`selfpowered corpus import KIND SRC OUT`: an ASR corpus -> manifest + rejects. Each kind's
+    settings are a section named after it (`table: {text_column: sentence}`), validated by the
+    importer registered under that name (`corpus/importers/`; `config show import` lists them)."""
 
-    kind: Literal["librispeech", "commonvoice", "table", "hf", "pocketsphinx"]
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field(..., description="the importer (`corpus/importers/`)")
     source: str
     output: str
-    lowercase: bool = Field(True, description="librispeech: lower-case the all-caps transcripts")
-    tsv: str = Field("validated.tsv", description="commonvoice: which tsv")
-    lang: str = "en"
-    split: str | None = Field(None, description="hf: which split of a DatasetDict")
-    id_column: str | None = None
-    audio_column: str | None = None
-    text_column: str | None = None
-    speaker_column: str | None = None
-    duration_column: str | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-
-    def importer_options(self) -> dict[str, Any]:
-        """The keyword arguments the chosen importer takes (unset columns keep its defaults)."""
-        columns = {
-            key: value
-            for key, value in (
-                ("id_column", self.id_column),
-                ("audio_column", self.audio_column),
-                ("text_column", self.text_column),
-                ("speaker_column", self.speaker_column),
-            )
-            if value is not None
-        }
-        if self.kind == "librispeech":
-            return {"lowercase": self.lowercase}
-        if self.kind == "commonvoice":
-            return {"tsv": self.tsv, "lang": self.lang}
-        if self.kind == "table":
-            extra = {"duration_column": self.duration_column} if self.duration_column else {}
-            return {**columns, **extra}
-        if self.kind == "pocketsphinx":
-            return {}
-        return {**columns, "split": self.split}
 
 
 class SynthConfig(StrictModel):

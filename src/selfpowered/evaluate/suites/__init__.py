@@ -25,10 +25,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from selfpowered.config import EvalConfig
 from selfpowered.config.base import StrictModel
+from selfpowered.config.sections import describe_sections, section_settings
 from selfpowered.errors import ConfigError
 
 
@@ -178,45 +177,25 @@ def resolve_suites(settings: EvalConfig) -> dict[str, StrictModel]:
     Unknown suites, sections that name no suite and bad settings are ConfigErrors naming the key."""
     known = load_suites()
     names = settings.suites if settings.suites is not None else default_suites()
-    listing = ", ".join(known)
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ConfigError(f"eval config: suites: unknown suite(s) {', '.join(map(repr, unknown))}; known: {listing}")
-    sections = dict(settings.model_extra or {})
-    strays = [key for key in sections if key not in known]
-    if strays:
         raise ConfigError(
-            f"eval config: unknown key(s) {', '.join(map(repr, strays))}: neither an eval setting nor a suite's "
-            f"section (suites: {listing})"
+            f"eval config: suites: unknown suite(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
         )
-    resolved: dict[str, StrictModel] = {}
-    # a section of a suite that is not run is validated too: a typo there never passes silently
-    for name in list(names) + [key for key in sections if key not in names]:
-        section = sections.get(name) or {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"eval config: {name}: the suite's section must be a mapping of its settings")
-        try:
-            resolved[name] = known[name].Options.model_validate(section)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{name}.{'.'.join(str(p) for p in error['loc']) or '(section)'}: {error['msg']}"
-                for error in exc.errors()
-            )
-            raise ConfigError(f"eval config: {problems}") from exc
-    return {name: resolved[name] for name in names}
+    options = {name: spec.Options for name, spec in known.items()}
+    return section_settings("eval", options, settings.model_extra or {}, names)
 
 
 def describe_suites() -> str:
     """Every registered suite, its summary and its settings (defaults), as `config show eval` and
     docs/evaluation.md list them."""
-    from selfpowered.config.loading import _describe
-
-    lines = ["# suites (name them in `suites:`; each has a section of its settings, e.g. `content: {limit: 120}`):"]
-    for name, spec in load_suites().items():
-        flag = "" if spec.default else " (not run by default)"
-        lines.append(f"#   {name}: {spec.summary}{flag}")
-        lines += [f"#     {line.strip()}" for line in _describe(spec.Options, None, 0)]
-    return "\n".join(lines)
+    return describe_sections(
+        "suites (name them in `suites:`; each has a section of its settings, e.g. `content: {limit: 120}`):",
+        (
+            (name, spec.summary + ("" if spec.default else " (not run by default)"), spec.Options)
+            for name, spec in load_suites().items()
+        ),
+    )
 
 
 def build_all(settings: EvalConfig, out: Path) -> dict[str, Suite]:
