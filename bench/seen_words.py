@@ -1,6 +1,8 @@
 """Which reference words a system recovers, split by whether the word occurs in the training
-transcripts: a connector that learnt a mapping only for the words it was trained on recovers
-seen words and misses unseen ones; a reader that generalises (Whisper) misses both alike.
+transcripts (`eval` measures this for every system with its `asr.vocabulary` setting; this script
+reads the hypotheses of other tools too): a connector that learnt a mapping only for the words it
+was trained on recovers seen words and misses unseen ones; a reader that generalises (Whisper)
+misses both alike.
 
 Reads hypothesis files as `bench/ctc_wer.py --all` and `bench/decoder_states_wer.py --all` write
 them ({manifest: {"examples": [{"ref", "hyp"}, ...]}}). Words are compared after the Whisper
@@ -22,23 +24,7 @@ import argparse
 import json
 from pathlib import Path
 
-import jiwer
-
-from selfpowered.text.metrics import normalize_english
-
-
-def recovered_words(reference: str, hypothesis: str) -> list[tuple[str, bool]]:
-    """Each normalised reference word and whether the alignment matches it."""
-    ref, hyp = normalize_english(reference), normalize_english(hypothesis)
-    words = ref.split()
-    if not words:
-        return []
-    hit = [False] * len(words)
-    for chunk in jiwer.process_words(ref, hyp or "<empty>").alignments[0]:
-        if chunk.type == "equal":
-            for i in range(chunk.ref_start_idx, chunk.ref_end_idx):
-                hit[i] = True
-    return list(zip(words, hit))
+from selfpowered.text.metrics import normalize_english, recovered_words
 
 
 def eval_hypotheses(predictions: Path, sets: dict[str, str]) -> dict[str, dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from selfpowered.config import EvalConfig
-from selfpowered.errors import ConfigError
+from selfpowered.errors import ConfigError, SelfPoweredError
 from selfpowered.evaluate.suites import (
     SUITES,
     Query,
@@ -122,3 +122,23 @@ def test_paraling_descriptions_count_two_attributes_right_and_none_wrong():
     ]
     described = score_paraling(suite, answers)["describe"]["real"]
     assert described["n"] == 3 and described["two_right_none_wrong"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_asr_word_recall_splits_seen_and_unseen_words(tmp_path):
+    from selfpowered.evaluate.suites import SUITES, Scoring
+    from selfpowered.evaluate.suites.asr import AsrOptions, vocabulary_of
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"text": "The cat sat."}\n{"transcript": "on a mat"}\n')
+    vocabulary = vocabulary_of([str(train)])
+    assert vocabulary == {"the", "cat", "sat", "on", "a", "mat"}
+    suite = Suite("asr", [Query("u1#asr", "/a.wav", "Transcribe", "The cat sat on a zebra.", 1.0)], [{"template": 0}])
+    options = {"asr": AsrOptions(vocabulary=[str(train)])}
+    scored = SUITES["asr"].score(suite, ["the bat sat on a zebra"], Scoring({"asr": suite}, options=options))
+    # seen: the cat sat on a -> 4 of 5 recovered (cat -> bat); unseen: zebra, recovered
+    assert scored["word_recall"] == {"seen": {"words": 5, "recall": 0.8}, "unseen": {"words": 1, "recall": 1.0}}
+    assert "word_recall" not in SUITES["asr"].score(suite, ["the cat"], Scoring({"asr": suite}))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    with pytest.raises(SelfPoweredError, match=r"bad.jsonl:1: asr.vocabulary"):
+        vocabulary_of([str(bad)])

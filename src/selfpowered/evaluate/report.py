@@ -129,6 +129,12 @@ def _ood_tables(results: dict) -> list[str]:
         speakers = sorted({s for r in with_asr.values() for s in r.get("wer_per_speaker", {})})
         rows = [[s, *(fmt(r.get("wer_per_speaker", {}).get(s)) for r in with_asr.values())] for s in speakers]
         lines += ["", "WER per speaker:", ""] + table(["speaker", *with_asr], rows) + [""]
+        recall = {name: r["word_recall"] for name, r in with_asr.items() if "word_recall" in r}
+        if recall:
+            rows = [[name, *(f"{fmt(r[k]['recall'])} ({r[k]['words']})" for k in ("seen", "unseen"))]
+                    for name, r in recall.items()]  # fmt: skip
+            lines += ["Word recall: words of the training transcripts (seen) vs the rest (unseen):", ""]
+            lines += table(["system", "seen (words)", "unseen (words)"], rows) + [""]
     return lines
 
 

@@ -124,12 +124,13 @@ def _answer_all(run: _Run, system, suites, references, settings: EvalConfig, res
         row["cost"][name] = cost
         answered[name] = answers
         results["examples"].setdefault(name, {})[system.name] = answers
+    options = S.resolve_suites(settings)
     for name, answers in answered.items():
-        row[name] = S.score(suites, name, answers, S.Scoring(suites, references.get(name), answered))
+        row[name] = S.score(suites, name, answers, S.Scoring(suites, references.get(name), answered, options))
     if system.kind == "lsm":
         analysis = S.Analysis(run, system, suites, answered, out, results["examples"])
-        for name, options in S.resolve_suites(settings).items():
-            if (summary := S.SUITES[name].analyse(analysis, options)) is not None:
+        for name, values in options.items():
+            if (summary := S.SUITES[name].analyse(analysis, values)) is not None:
                 row[name] = summary
     return row
 

@@ -185,3 +185,36 @@ def detect_language(text: str) -> str:
     scores = {code: sum(word in stop for word in words) for code, stop in _STOPWORDS.items()}
     best = max(scores, key=lambda code: scores[code])
     return best if scores[best] > 0 else "und"
+
+
+def recovered_words(reference: str, hypothesis: str) -> list[tuple[str, bool]]:
+    """Each Whisper-normalised reference word and whether the alignment with the hypothesis
+    matches it (a substitution or a deletion does not)."""
+    import jiwer
+
+    ref, hyp = normalize_english(reference), normalize_english(hypothesis)
+    words = ref.split()
+    if not words:
+        return []
+    hit = [False] * len(words)
+    for chunk in jiwer.process_words(ref, hyp or "<empty>").alignments[0]:
+        if chunk.type == "equal":
+            for i in range(chunk.ref_start_idx, chunk.ref_end_idx):
+                hit[i] = True
+    return list(zip(words, hit))
+
+
+def recall_by_vocabulary(references: Sequence[str], hypotheses: Sequence[str], vocabulary: set[str]) -> dict:
+    """Recall of the reference words in `vocabulary` (normalised words of the training transcripts)
+    and of those outside it: a speech path that learnt only the words it was trained on recovers
+    the seen ones and misses the unseen; one that generalises (Whisper) misses both alike."""
+    counts = {"seen": [0, 0], "unseen": [0, 0]}  # [recovered, words]
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        for word, hit in recovered_words(reference, hypothesis):
+            bucket = counts["seen" if word in vocabulary else "unseen"]
+            bucket[0] += hit
+            bucket[1] += 1
+    return {
+        name: {"words": total, "recall": round(found / total, 4) if total else None}
+        for name, (found, total) in counts.items()
+    }

@@ -104,11 +104,13 @@ class Building:
 @dataclass
 class Scoring:
     """What a scorer may read besides the suite and the answers: the references of an instruct
-    suite (the LLM's text-mode answers), and the same system's answers to every suite."""
+    suite (the LLM's text-mode answers), the same system's answers to every suite, and each
+    suite's settings (`resolve_suites`)."""
 
     suites: dict[str, Suite]
     references: list[str] | None = None
     answered: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, StrictModel] = field(default_factory=dict)
 
 
 @dataclass

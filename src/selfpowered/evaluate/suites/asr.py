@@ -3,6 +3,7 @@ taking turns; WER (with its parts), CER, WER per wording and per speaker."""
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from selfpowered.corpus.quality import sample_rows
 from selfpowered.errors import SelfPoweredError
 from selfpowered.evaluate.intervals import _round
 from selfpowered.evaluate.suites import IN_DOMAIN, Building, Query, Scoring, Suite, SuiteSpec, register_suite
-from selfpowered.text.metrics import character_error_rate, word_error_rate
+from selfpowered.text.metrics import character_error_rate, normalize_english, recall_by_vocabulary, word_error_rate
 from selfpowered.text.tasks import ASR_TASK, TaskLibrary
 
 
@@ -53,11 +54,29 @@ def _wer_by(suite: Suite, refs: list[str], hypotheses: Sequence[str], key) -> di
     }
 
 
-def score_asr(suite: Suite, hypotheses: Sequence[str]) -> dict:
+def vocabulary_of(manifests: Sequence[str]) -> set[str]:
+    """The normalised words of every transcript in these manifests or sample files (`text`, or a
+    sample's `transcript`): what the models were trained to hear."""
+    from selfpowered.jsonl import iter_jsonl
+
+    words: set[str] = set()
+    for path in manifests:
+        if not Path(path).is_file():
+            raise SelfPoweredError(f"{path}: asr.vocabulary file not found")
+        for number, record, error in iter_jsonl(Path(path)):
+            if error or not isinstance(record, dict):
+                raise SelfPoweredError(f"{path}:{number}: asr.vocabulary: not a JSON object ({error or record!r})")
+            words.update(normalize_english(str(record.get("transcript") or record.get("text") or "")).split())
+    return words
+
+
+def score_asr(suite: Suite, hypotheses: Sequence[str], vocabulary: set[str] | None = None) -> dict:
     """WER (with substitutions / deletions / insertions and the miss rate) and CER overall, WER per
-    template and the mean over templates (the paper reports one number per prompt)."""
+    template and the mean over templates (the paper reports one number per prompt); with a
+    vocabulary, the recall of seen and of unseen reference words."""
     refs = [q.transcript for q in suite.queries]
     overall = word_error_rate(refs, hypotheses)
+    recall = {"word_recall": recall_by_vocabulary(refs, hypotheses, vocabulary)} if vocabulary else {}
     by_index = _wer_by(suite, refs, hypotheses, lambda i, item: item["template"])
     first = {item["template"]: i for i, item in reversed(list(enumerate(suite.meta)))}
     template_wer = {suite.queries[first[index]].instruction: wer for index, wer in by_index.items()}
@@ -73,11 +92,17 @@ def score_asr(suite: Suite, hypotheses: Sequence[str]) -> dict:
         "wer_per_template": template_wer,
         "wer_mean_over_templates": _round(sum(template_wer.values()) / len(template_wer)),
         "wer_per_speaker": _wer_by(suite, refs, hypotheses, lambda i, item: item.get("speaker", "?")),
+        **recall,
     }
 
 
 class AsrOptions(StrictModel):
     tasks: str = Field("paper", description="task library whose `asr` wordings are asked (paper: the paper's five)")
+    vocabulary: list[str] = Field(
+        default_factory=list,
+        description="training manifests or sample files: their transcripts' words are `seen`; adds the recall of "
+        "seen and of unseen reference words per set",
+    )
 
 
 @register_suite
@@ -96,4 +121,10 @@ class Asr(SuiteSpec):
         return suites
 
     def score(self, suite: Suite, answers: Sequence[str], scoring: Scoring) -> dict:
-        return score_asr(suite, answers)
+        options = scoring.options.get(self.name) or AsrOptions()
+        return score_asr(suite, answers, self._vocabulary(tuple(options.vocabulary)))
+
+    @staticmethod
+    @functools.cache
+    def _vocabulary(paths: tuple[str, ...]) -> set[str] | None:
+        return vocabulary_of(paths) if paths else None
