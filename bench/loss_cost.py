@@ -22,7 +22,7 @@ from report import emit
 
 from selfpowered.config import LossConfig
 from selfpowered.model import SpeechLM
-from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.model.connectors import speech_tokens_per_second
 from selfpowered.model.ctc import HEAD_FILE, CTCHead
 from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache

@@ -57,7 +57,7 @@ align_variant() {  # NAME STEPS TRAIN-LIST [extra --set ...]
 }
 
 DCACHE=$OUT/features/whisper-tiny.en-decoder  # decoder states: another fingerprint, another cache
-DECODER_MODEL=(--set model.speech_states=decoder --set model.stack_factor=1 --set model.tokens_per_stack=2
+DECODER_MODEL=(--set model.speech_states=decoder --set model.connector.stack_factor=1 --set model.connector.tokens_per_stack=2
   --set model.speech_tokens=ctc_posterior)
 
 decoder_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: posterior_arm's recipe over the first ROWS rows
@@ -246,7 +246,7 @@ case "${1:-all}" in
   bridge-init)  # B0: a fresh whisper_text LSM (model/token_bridge.py): Whisper's decoded text in the LLM's own
     # embeddings, the connector's gate at 0; nothing to align
     $SP init $OUT/exp/B0/final --set model.connector=stack_mlp --set model.speech_states=decoder \
-      --set model.stack_factor=1 --set model.tokens_per_stack=2 --set model.speech_tokens=whisper_text
+      --set model.connector.stack_factor=1 --set model.connector.tokens_per_stack=2 --set model.speech_tokens=whisper_text
     ;;
   tune-decoder)  # DV (vanilla) and DS (self-powered) from INIT (the D0 chosen on diverse/dev), connector frozen,
     # STEPS (200) each; ARMS="BV BS" INIT=demo-output/exp/B0/final: the same recipes on the bridge (gate held at 0)

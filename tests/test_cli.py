@@ -95,11 +95,11 @@ def test_assets_list():
 @pytest.mark.assets
 def test_init_builds_an_untrained_checkpoint_on_the_embedded_models(tmp_path, clip):
     config = tmp_path / "model.yaml"
-    config.write_text("model:\n  connector: stack_mlp\n  mlp_hidden_size: 64\n")
+    config.write_text("model:\n  connector: {name: stack_mlp, hidden_size: 64}\n")
     out = tmp_path / "fresh"
     result = runner.invoke(app, ["init", str(out), "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "connector: stack_mlp" in result.output  # the validated config is echoed
+    assert "connector:\n    name: stack_mlp\n    hidden_size: 64" in result.output  # the validated config is echoed
     chat = runner.invoke(app, ["chat", "-m", str(out), "-a", str(clip), "--max-new-tokens", "4", "Transcribe"])
     assert chat.exit_code == 0, chat.output
 

@@ -26,6 +26,10 @@ def test_checkpoint_config_takes_its_fields_and_limits_from_model_config():
 
     lsm = LSMConfig()
     for name in ModelConfig.architecture_fields():
+        if name == "connector":  # the name and every setting of the connector's own model
+            assert lsm.connector["name"] == ModelConfig().connector.name == "window_qformer"
+            assert lsm.connector_options == type(lsm.connector_options)()
+            continue
         assert getattr(lsm, name) == getattr(ModelConfig(), name), name
     with pytest.raises(ValueError, match="lora_r"):
         LSMConfig(lora_r=0)  # the same limit as in a YAML recipe
@@ -129,7 +133,7 @@ def test_open_recipe_configs_are_the_measured_recipe():
 
     init = load_config(InitConfig, CONFIGS / "open-init.yaml")
     model = init.model
-    assert (model.speech_tokens, model.connector, model.utterance_queries, model.finetune) == (
+    assert (model.speech_tokens, model.connector.name, model.connector.settings["queries"], model.finetune) == (
         "transcript",
         "utterance_qformer",
         8,
@@ -161,7 +165,7 @@ def test_a_config_inherits_its_base_and_overrides_it_key_by_key(tmp_path):
     (tmp_path / "stage.yaml").write_text("base: base.yaml\noutput: stage-out\noptim: {max_steps: 20}\n")
     config = load_config(TrainConfig, tmp_path / "stage.yaml")
     assert config.output == "stage-out" and config.optim.max_steps == 20 and config.optim.lr_llm == 1e-4
-    assert config.model.connector == "stack_mlp" and config.model.lora_r == 4 and config.data.train == ["a.jsonl"]
+    assert config.model.connector.name == "stack_mlp" and config.model.lora_r == 4 and config.data.train == ["a.jsonl"]
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ConfigError, match="circle"):
         load_config(TrainConfig, tmp_path / "loop.yaml")

@@ -395,6 +395,6 @@ def test_lsm_systems_load_on_first_use_and_release(tmp_path):
     system = LSMSystem("tiny", tmp_path / "lsm", max_new_tokens=2, batch_size=2)
     assert system._model is None  # nothing loaded until it is this system's turn
     assert system.base_llm_name() == str(tmp_path / "lsm" / "./llm")  # the bundled base, read from config.json
-    assert system.model.config.connector == "window_qformer" and system._model is not None
+    assert system.model.config.connector_name == "window_qformer" and system._model is not None
     system.release()
     assert system._model is None

@@ -148,14 +148,21 @@ def test_text_denser_than_the_reserved_slots_is_cut_with_a_warning():
     [
         (dict(speech_tokens="whisper_text", connector="stack_mlp"), "needs speech_states: decoder"),
         (
-            dict(speech_tokens="whisper_text", connector="stack_mlp", speech_states="decoder", stack_factor=2),
-            "needs stack_factor: 1",
+            dict(
+                speech_tokens="whisper_text",
+                connector={"name": "stack_mlp", "stack_factor": 2},
+                speech_states="decoder",
+            ),
+            "needs connector.stack_factor: 1",
         ),
     ],
 )
 def test_settings_the_bridge_cannot_use_are_refused(overrides, message):
+    """The first is the model config's own rule; the second the stack-MLP's (its settings' check)."""
+    from selfpowered.model.connectors import resolve_connector
+
     with pytest.raises(ValueError, match=message):
-        ModelConfig(**overrides)
+        resolve_connector(ModelConfig(**overrides))
 
 
 @pytest.mark.assets

@@ -99,6 +99,10 @@ def config_show(stage: str = typer.Argument(..., help="init | chat | import | sy
         from selfpowered.corpus.importers import describe_importers
 
         typer.echo(describe_importers())
+    if stage in ("init", "align"):  # and the connectors'
+        from selfpowered.model.connectors import describe_connectors
+
+        typer.echo(describe_connectors())
 
 
 @_command(app)

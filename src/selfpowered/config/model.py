@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from selfpowered.assets import DEFAULT_ENCODER, DEFAULT_LLM
 from selfpowered.config.base import StrictModel
@@ -44,34 +44,54 @@ DecodedTokensPerSecond = Annotated[
 ]
 
 
+# the flat connector fields before 2026-12-07 -> (their name in the connector's settings, the connectors
+# that had them); new connectors never add here
+_QFORMERS = ("window_qformer", "utterance_qformer")
+LEGACY_CONNECTOR_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "utterance_queries": ("queries", ("utterance_qformer",)),
+    "window_seconds": ("window_seconds", ("window_qformer",)),
+    "queries_per_window": ("queries_per_window", ("window_qformer",)),
+    "qformer_layers": ("layers", _QFORMERS),
+    "qformer_hidden_size": ("hidden_size", _QFORMERS),
+    "qformer_heads": ("heads", _QFORMERS),
+    "qformer_ffn_size": ("ffn_size", _QFORMERS),
+    "stack_factor": ("stack_factor", ("stack_mlp",)),
+    "tokens_per_stack": ("tokens_per_stack", ("stack_mlp",)),
+    "mlp_hidden_size": ("hidden_size", ("stack_mlp",)),
+    "connector_dropout": ("dropout", (*_QFORMERS, "stack_mlp")),
+}
+
+
+class ConnectorChoice(StrictModel):
+    """A registered connector by `name`, its settings beside the name (validated by the connector's
+    own model when a model is built: `model.connectors.resolve_connector`). A bare name is a choice
+    with the connector's defaults."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "window_qformer"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_name_alone(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class ModelConfig(StrictModel):
     """How to build a fresh SpeechLM; defaults are the embedded CPU model. The one definition of
     these fields: `LSMConfig` (the checkpoint's config.json) validates its own through this model."""
 
     encoder: str = Field(DEFAULT_ENCODER, description="Whisper folder or embedded name")
     llm: str = Field(DEFAULT_LLM, description="causal LM folder or embedded name")
-    connector: Literal["window_qformer", "stack_mlp", "utterance_qformer", "none"] = Field(
-        "window_qformer",
-        description="window_qformer (the paper: queries per 1/3 s window), stack_mlp (Ultravox), utterance_qformer "
-        "(`utterance_queries` learned queries over the whole utterance: a fixed number of slots for how it sounds), "
-        "or none (speech_tokens: transcript alone: the LLM reads Whisper's words and nothing else)",
+    connector: ConnectorChoice = Field(
+        default_factory=ConnectorChoice,
+        description="the connector (model/connectors/) and its settings beside its name, e.g. {name: "
+        "utterance_qformer, queries: 8}, or the name alone for its defaults; `config show init` lists them",
     )
-    utterance_queries: int = Field(8, ge=1, le=64, description="slots of the utterance_qformer")
-    window_seconds: float = Field(1 / 3, gt=0, description="Q-Former window length in real seconds")
-    queries_per_window: int = Field(1, ge=1)
-    qformer_layers: int = Field(2, ge=1)
-    qformer_hidden_size: int = Field(768, ge=8)
-    qformer_heads: int = Field(12, ge=1)
-    qformer_ffn_size: int = Field(3072, ge=8)
-    stack_factor: int = Field(4, ge=1, description="frames stacked per token (stack_mlp)")
-    tokens_per_stack: int = Field(
-        1,
-        ge=1,
-        description="speech tokens each stack becomes (stack_mlp); 2 lets CTC spell more LLM tokens than there "
-        "are states, as `speech_states: decoder` needs",
-    )
-    mlp_hidden_size: int = Field(1024, ge=8)
-    connector_dropout: float = Field(0.1, ge=0, lt=1)
     speech_states: SpeechStates = "encoder"
     decoded_tokens_per_second: DecodedTokensPerSecond = 8.0
     speech_tokens: Literal["connector", "ctc_posterior", "whisper_text", "transcript"] = Field(
@@ -82,7 +102,8 @@ class ModelConfig(StrictModel):
         "ctc_posterior: the CTC head's "
         "posterior mixture of the LLM's own token embeddings, blank and repeated slots masked out (model/ctc.py); "
         "whisper_text: the LLM's own embeddings of the text Whisper's decoder wrote, plus the connector's output "
-        "through a gate that starts at 0 (model/token_bridge.py; needs speech_states: decoder, stack_factor: 1, "
+        "through a gate that starts at 0 (model/token_bridge.py; needs speech_states: decoder, "
+        "connector.stack_factor: 1, "
         "tokens_per_stack: the LLM pieces a Whisper token may take on average, 2)",
     )
     finetune: Literal["lora", "full", "frozen"] = "lora"
@@ -96,40 +117,51 @@ class ModelConfig(StrictModel):
     prompt_format: Literal["chat_template", "vicuna_v1.1"] = "chat_template"
     system_prompt: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_connector_fields(cls, data: Any) -> Any:
+        """The flat layout of checkpoints and configs before 2026-12-07 (`qformer_hidden_size: 256`
+        beside `connector: utterance_qformer`): the chosen connector's fields move into its
+        settings; the other connectors' fields, which old checkpoints stored too, are dropped."""
+        if not isinstance(data, dict) or not LEGACY_CONNECTOR_FIELDS.keys() & data.keys():
+            return data
+        data = dict(data)
+        connector = data.get("connector", "window_qformer")
+        choice = dict(connector) if isinstance(connector, dict) else {"name": connector}
+        for old, (new, owners) in LEGACY_CONNECTOR_FIELDS.items():
+            if old in data:
+                value = data.pop(old)
+                if choice.get("name") in owners:
+                    choice[new] = value  # a flat `--set model.stack_factor=1` over a nested config wins
+        data["connector"] = choice
+        return data
+
     @model_validator(mode="after")
     def _decoder_states_fit(self) -> ModelConfig:
         if self.speech_states == "decoder":
-            if self.connector != "stack_mlp":
+            if self.connector.name != "stack_mlp":
                 raise ValueError(
                     "speech_states: decoder gives one state per decoded token, not frames: it needs connector: "
-                    f"stack_mlp (got {self.connector})"
+                    f"stack_mlp (got {self.connector.name})"
                 )
             if self.train_encoder:
                 raise ValueError(
                     "speech_states: decoder decodes greedily, without gradients: train_encoder must be false"
                 )
-        if self.speech_tokens == "transcript" and self.connector not in ("utterance_qformer", "none"):
+        if self.speech_tokens == "transcript" and self.connector.name not in ("utterance_qformer", "none"):
             raise ValueError(
                 "speech_tokens: transcript reads Whisper's words as tokens; its connector adds a fixed number of "
-                f"slots for the rest: connector: utterance_qformer, or none (got {self.connector})"
+                f"slots for the rest: connector: utterance_qformer, or none (got {self.connector.name})"
             )
         if self.speech_tokens == "transcript" and (self.speech_states != "encoder" or self.train_encoder):
             raise ValueError(
                 "speech_tokens: transcript hears each clip once through CTranslate2 (its encoder states are its last "
                 "layer, frozen): it needs speech_states: encoder and train_encoder: false"
             )
-        if self.connector == "none" and self.speech_tokens != "transcript":
-            raise ValueError("connector: none leaves the LLM nothing to hear unless speech_tokens: transcript")
-        if self.speech_tokens == "whisper_text":
-            if self.speech_states != "decoder":
-                raise ValueError(
-                    "speech_tokens: whisper_text reads Whisper's decoded text: it needs speech_states: decoder"
-                )
-            if self.stack_factor != 1:
-                raise ValueError(
-                    "speech_tokens: whisper_text adds the connector's output to each decoded token's pieces: it needs "
-                    f"stack_factor: 1, one stack per token (got {self.stack_factor})"
-                )
+        if self.speech_tokens == "whisper_text" and self.speech_states != "decoder":
+            raise ValueError(
+                "speech_tokens: whisper_text reads Whisper's decoded text: it needs speech_states: decoder"
+            )
         return self
 
     @classmethod

@@ -17,6 +17,8 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig
 
 from selfpowered.config import ModelConfig
+from selfpowered.config.model import LEGACY_CONNECTOR_FIELDS
+from selfpowered.model.connectors import CONNECTORS, resolve_connector
 
 ARCHITECTURE_FIELDS = ModelConfig.architecture_fields()
 
@@ -36,11 +38,14 @@ class LSMConfig(PretrainedConfig):
         speech_placeholder: str = "<speech>",
         **kwargs: Any,
     ) -> None:
-        given = {name: kwargs.pop(name) for name in ARCHITECTURE_FIELDS if name in kwargs}
+        given = {name: kwargs.pop(name) for name in (*ARCHITECTURE_FIELDS, *LEGACY_CONNECTOR_FIELDS) if name in kwargs}
         # pydantic's ValidationError is a ValueError: a bad value fails here, naming the field
         architecture = ModelConfig.model_validate(given)
         for name in ARCHITECTURE_FIELDS:
             setattr(self, name, getattr(architecture, name))
+        # the connector as config.json keeps it: its name and every setting (defaults filled in)
+        _, options = resolve_connector(architecture)
+        self.connector = {"name": architecture.connector.name, **options.model_dump()}
         self.encoder_name_or_path = encoder_name_or_path
         self.llm_name_or_path = llm_name_or_path
         self.encoder_config = encoder_config or {}
@@ -58,9 +63,14 @@ class LSMConfig(PretrainedConfig):
         return int(self.llm_config["hidden_size"])
 
     @property
-    def window_frames(self) -> int:
-        """Encoder frames per Q-Former window (17 at Whisper's 50 Hz for 1/3 s)."""
-        return max(1, round(self.window_seconds * self.encoder_frame_rate))
+    def connector_name(self) -> str:
+        return self.connector["name"]
+
+    @property
+    def connector_options(self):
+        """The connector's settings, validated by its own model (model/connectors/)."""
+        settings = {key: value for key, value in self.connector.items() if key != "name"}
+        return CONNECTORS[self.connector_name].Options.model_validate(settings)
 
 
 # Lets AutoConfig / AutoTokenizer read a checkpoint folder's config.json without guessing.

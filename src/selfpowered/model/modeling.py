@@ -37,7 +37,7 @@ from selfpowered.config import ModelConfig
 from selfpowered.errors import ModelNotFoundError
 from selfpowered.model import checkpoint
 from selfpowered.model.configuration import LSMConfig
-from selfpowered.model.connector import build_connector
+from selfpowered.model.connectors import build_connector
 from selfpowered.model.ctc import CTCHead, ctc_vocabulary
 from selfpowered.model.encoder import SpeechEncoder, decoder_token_rate, featurize
 from selfpowered.model.generating import Generation
@@ -94,7 +94,7 @@ class SpeechLM(Hearing, Generation, PreTrainedModel):
             self.token_bridge = (
                 TokenBridge.unbuilt() if vocabulary is None else TokenBridge.from_tokenizers(vocabulary, tokenizer)
             )
-        if config.connector == "utterance_qformer":  # fresh slots at the scale of the LLM's own embeddings
+        if hasattr(self.connector, "match_scale"):  # fresh slots at the scale of the LLM's own embeddings
             self.connector.match_scale(self.llm.get_input_embeddings().weight)
         self.processor = SpeechProcessor(config, tokenizer, feature_extractor)
         self.tokenizer, self.mel, self.prompt = tokenizer, self.processor.mel, self.processor.prompt

@@ -20,7 +20,7 @@ import torch
 
 from selfpowered.audio import AudioInput, LogMelExtractor
 from selfpowered.model.configuration import LSMConfig
-from selfpowered.model.connector import speech_token_lengths
+from selfpowered.model.connectors import speech_token_lengths
 from selfpowered.model.encoder import decoder_token_rate, featurize, speech_state_bounds
 from selfpowered.model.hearing import Heard
 from selfpowered.model.prompting import TRANSCRIPT_JOINER, Conversation, PromptBuilder, plan_layout

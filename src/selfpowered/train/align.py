@@ -33,7 +33,7 @@ from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.config import MaskingConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
-from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.model.connectors import speech_tokens_per_second
 from selfpowered.model.ctc import HEAD_FILE, CTCHead, ctc_vocabulary
 from selfpowered.model.processor import pad_states
 from selfpowered.text.metrics import word_error_rate

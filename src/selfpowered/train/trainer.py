@@ -29,7 +29,7 @@ from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.config import LossConfig, MaskingConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
-from selfpowered.model.connector import speech_tokens_per_second
+from selfpowered.model.connectors import speech_tokens_per_second
 from selfpowered.model.modeling import CONNECTOR_PARTS
 from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.losses import answer_logits, connector_ctc, distillation_kl, teacher_logits
