@@ -142,3 +142,26 @@ def test_asr_word_recall_splits_seen_and_unseen_words(tmp_path):
     bad.write_text("{not json\n")
     with pytest.raises(SelfPoweredError, match=r"bad.jsonl:1: asr.vocabulary"):
         vocabulary_of([str(bad)])
+
+
+def test_effected_real_rows_are_found_from_any_base_and_carry_their_labels(tmp_path, monkeypatch):
+    """The suite writes each real recording under every effect into OUTPUT/probes/... (a path
+    relative to the working folder when OUTPUT is) and reads the rows against OUTPUT: the paths it
+    records must resolve from there too (a relative one was doubled: OUTPUT/OUTPUT/probes/...)."""
+    import soundfile as sf
+
+    from selfpowered.corpus.manifest import ManifestRow
+    from selfpowered.evaluate.suites.paraling import REAL_EFFECTS, effected_real_rows
+    from tests.helpers import tone
+
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "real.wav", tone(2.0), 16_000)
+    rows = [ManifestRow("r1", "real.wav", "go forward ten meters", 2.0, "en", "someone", {})]
+    out = Path("eval-output")
+    made = effected_real_rows(rows, tmp_path, out / "probes" / "paraling-real")
+    assert len(made) == len(REAL_EFFECTS)
+    for row, (attribute, value, _) in zip(made, REAL_EFFECTS):
+        assert row.audio_path(out).is_file() and row.audio_path(Path("elsewhere")).is_file()
+        assert row.extra["labels"]["designed_for"] == attribute and row.extra["labels"][attribute] == value
+    durations = {(r.extra["labels"]["designed_for"], r.extra["labels"].get("pace")): r.duration for r in made}
+    assert durations[("pace", "slow")] > 2.0 > durations[("pace", "fast")]  # a tempo change, labels true

@@ -89,7 +89,10 @@ def effected_real_rows(rows: Sequence[ManifestRow], base: Path, folder: Path, se
                     sf.write(str(temporary), samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
             duration = sf.info(str(path)).duration
             labels = {"designed_for": attribute, attribute: value, "voice": row.speaker, "effect": params}
-            out.append(ManifestRow(name, str(path), row.text, duration, "en", row.speaker, {"labels": labels}))
+            # absolute: the suite reads these rows against its own base folder, which `folder` may be inside
+            out.append(
+                ManifestRow(name, str(path.resolve()), row.text, duration, "en", row.speaker, {"labels": labels})
+            )
     return out
 
 
