@@ -104,7 +104,7 @@ class ModelConfig(StrictModel):
         "whisper_text: the LLM's own embeddings of the text Whisper's decoder wrote, plus the connector's output "
         "through a gate that starts at 0 (model/token_bridge.py; needs speech_states: decoder, "
         "connector.stack_factor: 1, "
-        "tokens_per_stack: the LLM pieces a Whisper token may take on average, 2)",
+        "connector.tokens_per_stack: the LLM pieces a Whisper token may take on average, 2)",
     )
     finetune: Literal["lora", "full", "frozen"] = "lora"
     lora_r: int = Field(8, ge=1)
