@@ -7,6 +7,7 @@ from pydantic import Field
 from torch import nn
 
 from selfpowered.config.base import StrictModel
+from selfpowered.model.connectors import Connector
 
 
 class QFormerOptions(StrictModel):
@@ -38,8 +39,17 @@ class QFormerLayer(nn.Module):
         return self.ffn_norm(queries + self.dropout(self.ffn(queries)))
 
 
-def qformer_layers(options: QFormerOptions) -> nn.ModuleList:
-    return nn.ModuleList(
-        QFormerLayer(options.hidden_size, options.heads, options.ffn_size, options.dropout)
-        for _ in range(options.layers)
-    )
+class QFormerConnector(Connector):
+    """What both Q-Formers build: input norm and projection, `queries` learned queries, the layers,
+    the output projection (the same attribute names, so checkpoints load as before)."""
+
+    def __init__(self, config, options: QFormerOptions, queries: int) -> None:
+        super().__init__(config, options)
+        hidden = options.hidden_size
+        self.input_norm = nn.LayerNorm(config.encoder_hidden_size)
+        self.input_proj = nn.Linear(config.encoder_hidden_size, hidden)
+        self.queries = nn.Parameter(torch.randn(queries, hidden) * 0.02)
+        self.layers = nn.ModuleList(
+            QFormerLayer(hidden, options.heads, options.ffn_size, options.dropout) for _ in range(options.layers)
+        )
+        self.output_proj = nn.Linear(hidden, config.llm_hidden_size)

@@ -9,8 +9,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from selfpowered.model.connectors import Connector, lengths_mask, register_connector
-from selfpowered.model.connectors._qformer import QFormerOptions, qformer_layers
+from selfpowered.model.connectors import lengths_mask, register_connector
+from selfpowered.model.connectors._qformer import QFormerConnector, QFormerOptions
 
 
 class UtteranceQFormerOptions(QFormerOptions):
@@ -18,7 +18,7 @@ class UtteranceQFormerOptions(QFormerOptions):
 
 
 @register_connector
-class UtteranceQFormer(Connector):
+class UtteranceQFormer(QFormerConnector):
     """Its output starts at the scale of the LLM's own token embeddings (`match_scale`), so a fresh
     model's extra slots look like ordinary tokens to the LLM, not like outliers."""
 
@@ -27,13 +27,7 @@ class UtteranceQFormer(Connector):
     Options = UtteranceQFormerOptions
 
     def __init__(self, config, options: UtteranceQFormerOptions) -> None:
-        super().__init__(config, options)
-        hidden = options.hidden_size
-        self.input_norm = nn.LayerNorm(config.encoder_hidden_size)
-        self.input_proj = nn.Linear(config.encoder_hidden_size, hidden)
-        self.queries = nn.Parameter(torch.randn(options.queries, hidden) * 0.02)
-        self.layers = qformer_layers(options)
-        self.output_proj = nn.Linear(hidden, config.llm_hidden_size)
+        super().__init__(config, options, options.queries)
 
     @classmethod
     def token_count(cls, config, options: UtteranceQFormerOptions, frames):

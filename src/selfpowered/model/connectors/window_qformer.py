@@ -9,8 +9,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from selfpowered.model.connectors import Connector, lengths_mask, register_connector
-from selfpowered.model.connectors._qformer import QFormerOptions, qformer_layers
+from selfpowered.model.connectors import lengths_mask, register_connector
+from selfpowered.model.connectors._qformer import QFormerConnector, QFormerOptions
 
 
 class WindowQFormerOptions(QFormerOptions):
@@ -24,21 +24,15 @@ def window_frames(config, options: WindowQFormerOptions) -> int:
 
 
 @register_connector
-class WindowQFormer(Connector):
+class WindowQFormer(QFormerConnector):
     name = "window_qformer"
     summary = "the paper's: queries_per_window learned queries per window_seconds of real audio"
     Options = WindowQFormerOptions
 
     def __init__(self, config, options: WindowQFormerOptions) -> None:
-        super().__init__(config, options)
-        hidden = options.hidden_size
+        super().__init__(config, options, options.queries_per_window)
         self.window = window_frames(config, options)
         self.num_queries = options.queries_per_window
-        self.input_norm = nn.LayerNorm(config.encoder_hidden_size)
-        self.input_proj = nn.Linear(config.encoder_hidden_size, hidden)
-        self.queries = nn.Parameter(torch.randn(self.num_queries, hidden) * 0.02)
-        self.layers = qformer_layers(options)
-        self.output_proj = nn.Linear(hidden, config.llm_hidden_size)
 
     @classmethod
     def token_count(cls, config, options: WindowQFormerOptions, frames):
