@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from selfpowered.model import SpeechLM
-from selfpowered.model.ctc import HEAD_FILE, CTCHead
+from selfpowered.model.ctc import HEAD_FILE, CTCHead, find_head, head_transcripts
+from selfpowered.model.processor import pad_states
 from selfpowered.text.metrics import word_error_rate
-from selfpowered.train.align import connect_items
 from selfpowered.train.data import SpeechInstructionDataset, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache
 
@@ -31,8 +31,7 @@ def ctc_transcripts(model: SpeechLM, head: CTCHead, dataset: SpeechInstructionDa
     with torch.no_grad():
         for start in range(0, len(dataset), 16):
             items = [dataset[i] for i in range(start, min(start + 16, len(dataset)))]
-            speech, lengths, _ = connect_items(model, items)
-            out += [model.tokenizer.decode(tokens) for tokens in head.greedy(head(speech), lengths)]
+            out += head_transcripts(model, head, *pad_states([item["states"] for item in items]))
     return out
 
 
@@ -73,11 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = args.align / "final" if (args.align / "final").is_dir() else args.align
     model = SpeechLM.from_pretrained(checkpoint).eval()
-    if model.ctc_head is not None:  # a ctc_posterior LSM reads its speech through the head it carries
-        head = model.ctc_head
-    elif (args.align / HEAD_FILE).is_file():
-        head = CTCHead.load(args.align / HEAD_FILE, model.llm.get_input_embeddings().weight)
-    else:
+    head = find_head(model, checkpoint)
+    if head is None:
         parser.error(f"{args.align}: no {HEAD_FILE} beside final/ and the checkpoint carries no CTC head")
     results = {}
     for manifest in args.manifests:

@@ -12,7 +12,7 @@ from selfpowered.model import SpeechLM
 from selfpowered.model.ctc import CTCHead, ctc_vocabulary
 from selfpowered.train.align import STATE_FILE, align
 from tests.helpers import tone
-from tests.tiny import tiny_lsm
+from tests.tiny import tiny_llama_config, tiny_lsm, tiny_tokenizer
 
 
 def test_vocabulary_has_no_capitals_or_specials():
@@ -129,6 +129,33 @@ def test_align_lowers_ctc_loss_and_saves_a_speechlm(tmp_path):
     aligned = SpeechLM.from_pretrained(tmp_path / "align" / "final")
     initial = SpeechLM.from_pretrained(tmp_path / "init")
     assert not torch.equal(aligned.connector.mlp[0].weight, initial.connector.mlp[0].weight)
+
+    # the eval's `ctc` analysis reads the head align saved beside final/ and measures the same thing
+    # from the audio (no feature cache); an LSM with no head says so instead of a number
+    from transformers import LlamaForCausalLM
+
+    from selfpowered.config import EvalConfig
+    from selfpowered.evaluate.run import evaluate
+
+    tokenizer = tiny_tokenizer()  # the eval's text-mode LLM (the baselines'; none is asked here)
+    LlamaForCausalLM(tiny_llama_config(len(tokenizer))).save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    settings = EvalConfig(
+        models=[f"aligned={tmp_path / 'align' / 'final'}", f"init={tmp_path / 'init'}"],
+        baselines=[],
+        suites=["ctc"],
+        data=str(tmp_path / "m.jsonl"),
+        output=str(tmp_path / "eval"),
+        limit=8,
+        llm=str(tmp_path / "llm"),
+    )
+    results = evaluate(settings)
+    measured = results["systems"]["aligned"]["ctc"]
+    assert measured["in-domain"]["n"] == 8
+    assert measured["in-domain"]["ctc_wer"] == pytest.approx(summary["dev_ctc_wer"], abs=1e-3)
+    assert results["systems"]["init"]["ctc"] == {"head": None}
+    assert "| aligned | " in (tmp_path / "eval" / "report.md").read_text()
+    assert evaluate(settings)["systems"]["aligned"]["ctc"] == measured  # from the cache
 
 
 def test_masking_zeroes_spans_of_frames_and_channels_and_is_seeded():

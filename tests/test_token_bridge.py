@@ -158,11 +158,12 @@ def test_text_denser_than_the_reserved_slots_is_cut_with_a_warning():
     ],
 )
 def test_settings_the_bridge_cannot_use_are_refused(overrides, message):
-    """The first is the model config's own rule; the second the stack-MLP's (its settings' check)."""
-    from selfpowered.model.connectors import resolve_connector
+    """The first is the speech-token kind's rule (model/speech_tokens/whisper_text.py); the second the
+    stack-MLP's (its settings' check). An LSM config runs both."""
+    from selfpowered.model.configuration import LSMConfig
 
     with pytest.raises(ValueError, match=message):
-        resolve_connector(ModelConfig(**overrides))
+        LSMConfig(**ModelConfig(**overrides).model_dump(exclude={"encoder", "llm"}))
 
 
 @pytest.mark.assets

@@ -68,5 +68,32 @@ def test_an_unknown_constraint_id_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown IFEval instruction id"):
         reject_reason("fine.", TRANSCRIPT, "stop", False, FilterConfig(), True, "Say it", task.constraints)
     bad.write_text("tasks:\n  x: {verify: [punctuation:no_comma], templates: [Say it]}\n")
-    with pytest.raises(ConfigError, match="verify must map"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: tasks\.x\.verify: Input should be a valid dictionary"):
         TaskLibrary.load(str(bad))
+
+
+def test_a_preset_file_is_validated_by_its_model_and_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    for body, error in [
+        ("tasks:\n  x: {wieght: 2, templates: [Say it]}\n", r"tasks\.x\.wieght: Extra inputs are not permitted"),
+        ("tasks:\n  x: {weight: -1, templates: [Say it]}\n", r"tasks\.x\.weight: Input should be greater than"),
+        ("tasks:\n  x: {answer: teacher, templates: [Say it]}\n", r"tasks\.x\.answer: String should match"),
+        ("tasks:\n  x: {templates: []}\n", r"task 'x' needs a non-empty list of templates"),
+        ("tasks:\n  x: {attribute: mood, templates: [Say it]}\n", r"attribute must be one of gender"),
+        ("tasks: {}\n", r"bad.yaml: tasks: Dictionary should have at least 1 item"),
+        ("- a list\n", r"expected a mapping"),
+    ]:
+        bad.write_text(body)
+        with pytest.raises(ConfigError, match=error):
+            TaskLibrary.load(str(bad))
+
+
+def test_every_shipped_preset_validates_and_the_listing_names_each_with_the_task_settings():
+    from selfpowered.text.tasks import TaskSpec, describe_presets, presets
+
+    listing = describe_presets()
+    for preset in presets():
+        assert f"#   {preset}: " in listing and TaskLibrary.load(preset).tasks
+    for setting in TaskSpec.model_fields:
+        assert f"#   {setting} (default " in listing
+    assert "demo: continuation (x2, 5 wordings)" in listing

@@ -88,9 +88,12 @@ def assets_prepare(
 
 
 @_command(config_app, "show")
-def config_show(stage: str = typer.Argument(..., help="init | chat | import | synth | augment | train | ...")) -> None:
-    """Print a stage's config as YAML: every key with its default and description."""
-    typer.echo(cfg.describe_config(stage))
+def config_show(
+    stage: str = typer.Argument(..., help="init | chat | import | synth | augment | train | eval | tasks | ..."),
+) -> None:
+    """Print a stage's config as YAML: every key with its default and description (`tasks`: the task presets)."""
+    if stage != "tasks":
+        typer.echo(cfg.describe_config(stage))
     if stage == "eval":  # the suites' own sections come from their registry
         from selfpowered.evaluate.suites import describe_suites
 
@@ -101,8 +104,14 @@ def config_show(stage: str = typer.Argument(..., help="init | chat | import | sy
         typer.echo(describe_importers())
     if stage in ("init", "align"):  # and the connectors'
         from selfpowered.model.connectors import describe_connectors
+        from selfpowered.model.speech_tokens import describe_speech_tokens
 
         typer.echo(describe_connectors())
+        typer.echo(describe_speech_tokens())
+    if stage in ("augment", "eval", "tasks"):  # the task presets
+        from selfpowered.text.tasks import describe_presets
+
+        typer.echo(describe_presets())
 
 
 @_command(app)

@@ -94,17 +94,11 @@ class ModelConfig(StrictModel):
     )
     speech_states: SpeechStates = "encoder"
     decoded_tokens_per_second: DecodedTokensPerSecond = 8.0
-    speech_tokens: Literal["connector", "ctc_posterior", "whisper_text", "transcript"] = Field(
+    speech_tokens: str = Field(
         "connector",
-        description="what the LLM reads: the connector's outputs (the paper); transcript: its own tokens of the "
-        "transcript Whisper heard (once per clip, model/hearing.py) in the cascade's prompt, token for token, and "
-        "then the connector's slots over Whisper's encoder states (connector: utterance_qformer, or none); "
-        "ctc_posterior: the CTC head's "
-        "posterior mixture of the LLM's own token embeddings, blank and repeated slots masked out (model/ctc.py); "
-        "whisper_text: the LLM's own embeddings of the text Whisper's decoder wrote, plus the connector's output "
-        "through a gate that starts at 0 (model/token_bridge.py; needs speech_states: decoder, "
-        "connector.stack_factor: 1, "
-        "connector.tokens_per_stack: the LLM pieces a Whisper token may take on average, 2)",
+        description="what the LLM reads in its speech slots: a kind of model/speech_tokens/ (connector: the "
+        "connector's outputs, the paper; transcript: its own tokens of what Whisper heard, then the connector's "
+        "slots; ctc_posterior; whisper_text) - `config show init` lists them with what each needs",
     )
     finetune: Literal["lora", "full", "frozen"] = "lora"
     lora_r: int = Field(8, ge=1)
@@ -148,20 +142,6 @@ class ModelConfig(StrictModel):
                 raise ValueError(
                     "speech_states: decoder decodes greedily, without gradients: train_encoder must be false"
                 )
-        if self.speech_tokens == "transcript" and self.connector.name not in ("utterance_qformer", "none"):
-            raise ValueError(
-                "speech_tokens: transcript reads Whisper's words as tokens; its connector adds a fixed number of "
-                f"slots for the rest: connector: utterance_qformer, or none (got {self.connector.name})"
-            )
-        if self.speech_tokens == "transcript" and (self.speech_states != "encoder" or self.train_encoder):
-            raise ValueError(
-                "speech_tokens: transcript hears each clip once through CTranslate2 (its encoder states are its last "
-                "layer, frozen): it needs speech_states: encoder and train_encoder: false"
-            )
-        if self.speech_tokens == "whisper_text" and self.speech_states != "decoder":
-            raise ValueError(
-                "speech_tokens: whisper_text reads Whisper's decoded text: it needs speech_states: decoder"
-            )
         return self
 
     @classmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 from selfpowered.atomic import atomic_write_text
 from selfpowered.evaluate.cascade_report import content_tables, paraling_tables
 from selfpowered.evaluate.report_figures import examples, plots
+from selfpowered.evaluate.suites.ctc import ctc_tables
 from selfpowered.evaluate.tables import fmt, table
 from selfpowered.text.echo import ECHO_MAX_WER
 
@@ -375,7 +376,7 @@ def write_report(results: dict, out: str | Path) -> Path:
         lines += ["![echo rate and consistency per task](instruct.png)", ""]
     lines += _asrtable(results) + _instruct_tables(results) + _ood_tables(results) + _ifeval_tables(results)
     lines += content_tables(results) + paraling_tables(results)
-    lines += _probe_tables(results) + _biastable(results)
+    lines += _probe_tables(results) + _biastable(results) + ctc_tables(results)
     if results.get("cards"):
         from selfpowered.cards import summary_line
 

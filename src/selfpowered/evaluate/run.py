@@ -113,7 +113,7 @@ def _answer_all(run: _Run, system, suites, references, settings: EvalConfig, res
     row: dict = {"kind": system.kind, "cost": {}}
     answered: dict[str, list[str]] = {}
     for name, suite in suites.items():
-        if suite.lsm_only and system.kind != "lsm":
+        if not suite.asked or (suite.lsm_only and system.kind != "lsm"):
             continue  # built only for an analysis of the LSMs
         if suite.kind == "asr" and system.kind == "text":
             continue  # given the transcript: nothing to transcribe

@@ -22,6 +22,7 @@ from typing import Protocol
 from selfpowered.evaluate.suites import Query
 from selfpowered.model.engine import Request, generate_all
 from selfpowered.model.served import ServedModel
+from selfpowered.model.speech_tokens import reads_transcript
 from selfpowered.text.tasks import text_prompt
 
 
@@ -119,7 +120,7 @@ class LSMSystem:
     @property
     def hears(self) -> bool:
         """Does it read Whisper's transcript (and so share the evaluation's hearing)?"""
-        return self.config.speech_tokens == "transcript"
+        return reads_transcript(self.config)
 
     @property
     def hearing(self):

@@ -19,6 +19,7 @@ from transformers import AutoConfig, PretrainedConfig
 from selfpowered.config import ModelConfig
 from selfpowered.config.model import LEGACY_CONNECTOR_FIELDS
 from selfpowered.model.connectors import CONNECTORS, resolve_connector
+from selfpowered.model.speech_tokens import resolve_speech_tokens
 
 ARCHITECTURE_FIELDS = ModelConfig.architecture_fields()
 
@@ -44,6 +45,7 @@ class LSMConfig(PretrainedConfig):
         for name in ARCHITECTURE_FIELDS:
             setattr(self, name, getattr(architecture, name))
         # the connector as config.json keeps it: its name and every setting (defaults filled in)
+        resolve_speech_tokens(architecture)  # the kind exists and the rest of the config fits it
         _, options = resolve_connector(architecture)
         self.connector = {"name": architecture.connector.name, **options.model_dump()}
         self.encoder_name_or_path = encoder_name_or_path

@@ -19,7 +19,9 @@ which removes about a third of SmolLM2's tokens and all their confusions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -126,3 +128,38 @@ class CTCHead(nn.Module):
             [self.vocabulary[i] for i in best[row, :length][keep[row, :length]].tolist()]
             for row, length in enumerate(lengths.tolist())
         ]
+
+
+def find_head(model: Any, checkpoint: str | Path) -> CTCHead | None:
+    """The CTC head a SpeechLM's connector is read through: the one a `ctc_posterior` checkpoint
+    carries, else the `align` stage's, saved in the checkpoint folder or beside it (`OUT/final` ->
+    `OUT/ctc_head.safetensors`); None when there is neither."""
+    if model.ctc_head is not None:
+        return model.ctc_head
+    folder = Path(checkpoint)
+    for path in (folder / HEAD_FILE, folder.parent / HEAD_FILE):
+        if path.is_file():
+            embeddings = model.llm.get_input_embeddings().weight
+            return CTCHead.load(path, embeddings).to(embeddings.device)
+    return None
+
+
+def head_transcripts(model: Any, head: CTCHead, states: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+    """Speech states -> the connector -> greedy CTC through `head` -> one transcript per utterance."""
+    speech, speech_lengths = model.connector(states, lengths)
+    return [model.tokenizer.decode(tokens) for tokens in head.greedy(head(speech), speech_lengths)]
+
+
+def ctc_transcribe(model: Any, head: CTCHead, audio: Sequence[Any], batch_size: int = 16) -> list[str]:
+    """Audio (paths or 16 kHz arrays) -> what the connector alone spells through `head`: no LLM,
+    so this measures the speech path itself (what `align` taught it, or how far tuning moved it)."""
+    from selfpowered.model.encoder import featurize
+
+    param = next(model.connector.parameters())
+    out: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(audio), batch_size):
+            features = featurize(model.mel, audio[start : start + batch_size])
+            states, lengths = model.encode(*(features[k].to(param.device) for k in ("mel", "mel_frames", "mel_chunks")))
+            out += head_transcripts(model, head, states.to(param.device, param.dtype), lengths.to(param.device))
+    return out

@@ -14,6 +14,7 @@ from selfpowered.audio import AudioInput
 from selfpowered.errors import ModelNotFoundError
 from selfpowered.model.hearing import Heard, WhisperHearing
 from selfpowered.model.prompting import Conversation
+from selfpowered.model.speech_tokens import reads_transcript
 
 
 class Hearing:
@@ -56,6 +57,6 @@ class Hearing:
         """Instructions + audio (paths or 16 kHz arrays; None = text mode) -> a processor batch.
         An LSM that reads Whisper's transcript hears the audio first; the others take it as is."""
         options = dict(response=response, padding_side=padding_side, contexts=contexts)
-        if audio is not None and self.config.speech_tokens == "transcript":
+        if audio is not None and reads_transcript(self.config):
             return self.processor(instructions, heard=self.hear(audio), **options)
         return self.processor(instructions, audio=audio, **options)

@@ -24,6 +24,7 @@ from selfpowered.model.connectors import speech_token_lengths
 from selfpowered.model.encoder import decoder_token_rate, featurize, speech_state_bounds
 from selfpowered.model.hearing import Heard
 from selfpowered.model.prompting import TRANSCRIPT_JOINER, Conversation, PromptBuilder, plan_layout
+from selfpowered.model.speech_tokens import reads_transcript
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
 PROCESSOR_FILE = "processor_config.json"
@@ -45,7 +46,7 @@ class SpeechProcessor:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.mel = LogMelExtractor(feature_extractor)
-        self.reads_transcript = config.speech_tokens == "transcript"
+        self.reads_transcript = reads_transcript(config)
         joiner = TRANSCRIPT_JOINER if self.reads_transcript else "\n"
         self.prompt = PromptBuilder(
             tokenizer, config.prompt_format, config.speech_placeholder, config.system_prompt, joiner=joiner

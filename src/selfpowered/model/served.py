@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from selfpowered.model.prompting import PromptBuilder, plan_layout
+from selfpowered.model.speech_tokens import reads_transcript
 from selfpowered.text.tasks import text_prompt
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class ServedModel:
         lsm.eval()
         if merge_lora and lsm.is_lora:
             lsm.llm.merge_adapter()  # LoRA folded into the weights (reversible: see adapter_off)
-        if hearing is not None and lsm.config.speech_tokens == "transcript":
+        if hearing is not None and reads_transcript(lsm.config):
             lsm.use_hearing(hearing)
         return cls(name, "lsm", lsm.llm, lsm.tokenizer, lsm.prompt, lsm=lsm, hearing=lsm.hearing)
 
@@ -101,7 +102,7 @@ class ServedModel:
         audio = [r.audio for r in requests]
         if self.kind == "lsm":
             lsm = self.lsm
-            if lsm.config.speech_tokens == "transcript":
+            if reads_transcript(lsm.config):
                 heard = lsm.hear(audio)
                 for request, result in zip(requests, heard):
                     request.transcript = None if result is None else result.text

@@ -8,6 +8,7 @@ from pathlib import Path
 from selfpowered.config import ServeConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model.served import ServedModel
+from selfpowered.model.speech_tokens import reads_transcript
 from selfpowered.serve.engine import Engine
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def load_models(config: ServeConfig) -> dict[str, ServedModel]:
         base_llm = base_llm or (str(Path(path) / reference) if reference == BUNDLED_LLM else reference)
         tokenizer = tokenizer or lsm.tokenizer  # training never changes it: the base LLM's own
         hearing = None
-        if lsm.config.speech_tokens == "transcript":
+        if reads_transcript(lsm.config):
             hearing = pool.for_model(lsm.config, lsm.whisper_folder)
         served[name] = ServedModel.from_lsm(name, lsm, merge_lora=config.merge_lora, hearing=hearing)
         logger.info("loaded %s from %s", name, path)

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from selfpowered.errors import ConfigError
 
@@ -156,36 +157,94 @@ class TaskLibrary:
     def from_dict(
         cls, data: dict, source: str, seed: int, weights: dict[str, float], variants: dict[str, str]
     ) -> TaskLibrary:
-        if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-            raise ConfigError(f"{source}: expected a mapping with a `tasks:` mapping")
-        unknown = (set(weights) | set(variants)) - set(data["tasks"])
+        spec = PresetSpec.parse(data, source)
+        unknown = (set(weights) | set(variants)) - set(spec.tasks)
         if unknown:
-            raise ConfigError(f"{source}: no task(s) {sorted(unknown)} to override; tasks: {sorted(data['tasks'])}")
-        tasks = []
-        for name, spec in data["tasks"].items():
-            if "variants" in spec:
-                variant = variants.get(name, spec.get("default_variant"))
-                if variant not in spec["variants"]:
-                    raise ConfigError(
-                        f"{source}: task {name!r} has no variant {variant!r}; has {sorted(spec['variants'])}"
-                    )
-                templates = spec["variants"][variant]
-            else:
-                templates = spec.get("templates")
-            if not templates or not all(isinstance(t, str) and t.strip() for t in templates):
-                raise ConfigError(f"{source}: task {name!r} needs a non-empty list of templates")
-            answer = spec.get("answer", "llm")
-            if answer not in ("llm", "transcript"):
-                raise ConfigError(f"{source}: task {name!r}: answer must be llm or transcript, got {answer!r}")
-            weight = float(weights.get(name, spec.get("weight", 1.0)))
-            copy_allowed = bool(spec.get("copy_allowed", answer != "llm"))
-            final = bool(spec.get("final_punctuation", True))
-            verify = _verify_spec(spec.get("verify", {}), f"{source}: task {name!r}")
-            attribute = spec.get("attribute")
-            if attribute is not None and attribute not in SOUND_ATTRIBUTES:
-                raise ConfigError(f"{source}: task {name!r}: attribute must be one of {', '.join(SOUND_ATTRIBUTES)}")
-            tasks.append(Task(name, tuple(templates), weight, answer, copy_allowed, final, verify, attribute))
-        return cls(str(data.get("name", source)), tasks, seed)
+            raise ConfigError(f"{source}: no task(s) {sorted(unknown)} to override; tasks: {sorted(spec.tasks)}")
+        tasks = [
+            task.build(name, f"{source}: task {name!r}", weights.get(name), variants.get(name))
+            for name, task in spec.tasks.items()
+        ]
+        return cls(spec.name or source, tasks, seed)
+
+
+class TaskSpec(BaseModel):
+    """One task of a preset file: the settings a task may have (`config show tasks` lists them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float = Field(1.0, ge=0, description="how often the task is drawn, relative to the others (0: never)")
+    templates: list[str] | None = Field(None, description="the instruction's wordings, one drawn per sample")
+    variants: dict[str, list[str]] | None = Field(
+        None, description="named template lists instead of `templates` (e.g. a target language per variant)"
+    )
+    default_variant: str | None = Field(None, description="the variant used unless a run names another")
+    answer: str = Field("llm", pattern="^(llm|transcript)$", description="llm: the LLM's text-mode answer; "
+                        "transcript: the transcript itself, no LLM call (ASR)")  # fmt: skip
+    copy_allowed: bool | None = Field(None, description="may the answer repeat the transcript (default: answer "
+                                      "is transcript)")  # fmt: skip
+    final_punctuation: bool = Field(True, description="must a complete answer end in punctuation (not titles)")
+    verify: dict[str, dict] = Field(
+        default_factory=dict,
+        description="IFEval instruction ids -> their kwargs; the LLM's answer is kept only when every check passes",
+    )
+    attribute: str | None = Field(
+        None, description=f"a question about how the clip sounds: one of {', '.join(SOUND_ATTRIBUTES)}"
+    )
+
+    def build(self, name: str, where: str, weight: float | None, variant: str | None) -> Task:
+        if self.variants is not None:
+            variant = variant or self.default_variant
+            if variant not in self.variants:
+                raise ConfigError(f"{where} has no variant {variant!r}; has {sorted(self.variants)}")
+            templates = self.variants[variant]
+        else:
+            templates = self.templates
+        if not templates or not all(t.strip() for t in templates):
+            raise ConfigError(f"{where} needs a non-empty list of templates")
+        if self.attribute is not None and self.attribute not in SOUND_ATTRIBUTES:
+            raise ConfigError(f"{where}: attribute must be one of {', '.join(SOUND_ATTRIBUTES)}")
+        copy_allowed = self.copy_allowed if self.copy_allowed is not None else self.answer != "llm"
+        verify = _verify_spec(self.verify, where)
+        weight = float(weight if weight is not None else self.weight)
+        return Task(
+            name, tuple(templates), weight, self.answer, copy_allowed, self.final_punctuation, verify, self.attribute
+        )
+
+
+class PresetSpec(BaseModel):
+    """A task library file: its name and its tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="the library's name (default: the file it came from)")
+    tasks: dict[str, TaskSpec] = Field(..., min_length=1, description="task name -> its settings")
+
+    @classmethod
+    def parse(cls, data: object, source: str) -> PresetSpec:
+        """Validate a loaded YAML document; a ConfigError names the file and the key (`tasks.title.weight`)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping with a `tasks:` mapping")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{source}: {problems}") from None
+
+
+def describe_presets() -> str:
+    """`config show tasks`: every shipped preset with its tasks (weight, wordings), then the settings a
+    task may have - what a preset file of your own may use."""
+    lines = ["# task presets (`--tasks NAME`, or a YAML file of your own with the same shape):"]
+    for preset in presets():
+        library = TaskLibrary.load(preset)
+        listed = ", ".join(f"{t.name} (x{t.weight:g}, {len(t.templates)} wordings)" for t in library.tasks)
+        lines.append(f"#   {preset}: {listed}")
+    lines.append("# a task's settings (`tasks: {NAME: {...}}`):")
+    for name, field in TaskSpec.model_fields.items():
+        default = field.default if field.default_factory is None else field.default_factory()
+        lines.append(f"#   {name} (default {default!r}): {field.description}")
+    return "\n".join(lines)
 
 
 def _verify_spec(spec, where: str) -> tuple[tuple[str, str], ...]:

@@ -33,8 +33,8 @@ from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.config import MaskingConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
-from selfpowered.model.connectors import speech_tokens_per_second
-from selfpowered.model.ctc import HEAD_FILE, CTCHead, ctc_vocabulary
+from selfpowered.model.speech_tokens import speech_tokens_per_second
+from selfpowered.model.ctc import HEAD_FILE, CTCHead, ctc_vocabulary, head_transcripts
 from selfpowered.model.processor import pad_states
 from selfpowered.text.metrics import word_error_rate
 from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
@@ -72,9 +72,9 @@ def ctc_word_error_rate(
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            speech, lengths, texts = connect_items(model, items)
-            hypotheses += [model.tokenizer.decode(t) for t in head.greedy(head(speech), lengths)]
-            references += texts
+            states, lengths = pad_states([item["states"] for item in items])
+            hypotheses += head_transcripts(model, head, states, lengths)
+            references += [item["response"] for item in items]
     model.train()
     return word_error_rate(references, hypotheses).wer
 

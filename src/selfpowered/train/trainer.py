@@ -29,8 +29,8 @@ from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.config import LossConfig, MaskingConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
-from selfpowered.model.connectors import speech_tokens_per_second
 from selfpowered.model.modeling import CONNECTOR_PARTS
+from selfpowered.model.speech_tokens import reads_transcript, speech_tokens_per_second
 from selfpowered.train.data import Collator, SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.losses import answer_logits, connector_ctc, distillation_kl, teacher_logits
 from selfpowered.train.masking import mask_states
@@ -296,7 +296,7 @@ def train(config, resume: bool = False) -> dict[str, Any]:
             logger.warning("--resume: no checkpoint in %s yet; starting from the beginning", output)
     args = _training_arguments(config, output)
     cache = heard = None
-    if model.config.speech_tokens == "transcript":
+    if reads_transcript(model.config):
         heard = _hear_training_audio(model, config, samples, args)
     elif config.data.feature_cache:
         # One process encodes; the others wait, then find every file cached (two writers would

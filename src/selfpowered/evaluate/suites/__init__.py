@@ -45,7 +45,8 @@ class Suite:
     """One suite's queries (the same for every system) and what each query is about. `kind` names
     the registered suite that scores it (the content suite's queries are scored as `instruct`);
     `data` names the test set it was drawn from (`in-domain` for `EvalConfig.data`, else a key of
-    `EvalConfig.ood_sets`); `lsm_only`: built for an analysis of the LSMs, not asked of the baselines."""
+    `EvalConfig.ood_sets`); `lsm_only`: built for an analysis of the LSMs, not asked of the baselines;
+    `asked`: False for clips an analysis reads itself (no system answers them)."""
 
     name: str
     queries: list[Query]
@@ -53,6 +54,7 @@ class Suite:
     kind: str = ""
     data: str = "in-domain"
     lsm_only: bool = False
+    asked: bool = True
 
     def __post_init__(self) -> None:
         self.kind = self.kind or self.name

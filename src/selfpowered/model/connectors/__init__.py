@@ -118,10 +118,8 @@ def speech_token_lengths(config: LSMConfig, encoder_frames):
     return CONNECTORS[config.connector_name].token_count(config, config.connector_options, encoder_frames)
 
 
-def speech_tokens_per_second(config: LSMConfig) -> float:
-    """Speech tokens per second of audio on average (for estimating batch sizes before encoding)."""
-    if config.speech_tokens == "transcript":  # the heard words (~1.3 LLM tokens a Whisper token)
-        return DECODED_TOKENS_PER_SECOND * 1.3
+def connector_tokens_per_second(config: LSMConfig) -> float:
+    """The connector's speech tokens per second of audio on average (batch sizing before encoding)."""
     return CONNECTORS[config.connector_name].tokens_per_second(config, config.connector_options)
 
 
