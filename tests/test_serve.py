@@ -227,6 +227,17 @@ def test_fifty_concurrent_requests_equal_one_by_one_and_the_server_stays_healthy
     metrics = httpx.get(f"{server}/metrics").text
     assert 'selfpowered_requests_total{endpoint="/v1/chat/completions",status="200"}' in metrics
     assert "selfpowered_queue_depth 0.0" in metrics and "selfpowered_tokens_total" in metrics
+    # once idle, the engine hands the memory the batch freed back to the OS (RSS is not a high-water mark)
+    deadline = time.monotonic() + 10
+    while "selfpowered_memory_trims 0.0" in httpx.get(f"{server}/metrics").text:
+        assert time.monotonic() < deadline, "the engine went idle and never released freed memory"
+        time.sleep(0.2)
+
+
+def test_freed_memory_can_be_handed_back_on_this_c_library():
+    from selfpowered.serve.engine import release_freed_memory
+
+    assert release_freed_memory()  # glibc (Debian, the CI image); musl or macOS would say False
 
 
 def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):

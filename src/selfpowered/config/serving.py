@@ -32,9 +32,10 @@ class ServeConfig(StrictModel):
     )
     max_body_mb: float = Field(25.0, gt=0, description="request bodies over this are refused (413)")
     hearing_memory_mb: float = Field(
-        128.0,
+        32.0,
         gt=0,
-        description="what Whisper heard in recent clips, kept so a clip sent to several models is decoded once",
+        description="what Whisper heard in recent clips (~1 MB a clip), kept so a clip sent to several models at "
+        "once is decoded once; part of the server's steady RSS",
     )
     merge_lora: bool = Field(True, description="fold each LoRA adapter into its LLM's weights at load")
     device: str = "cpu"

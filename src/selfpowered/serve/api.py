@@ -58,6 +58,8 @@ class Metrics:
         depth.set_function(lambda: engine.queue_depth)
         active = Gauge("selfpowered_active_rows", "requests being decoded", registry=self.registry)
         active.set_function(lambda: engine.active)
+        trims = Gauge("selfpowered_memory_trims", "times freed memory went back to the OS", registry=self.registry)
+        trims.set_function(lambda: engine.trims)
 
 
 def _error(exc: RequestError, headers: dict | None = None) -> JSONResponse:

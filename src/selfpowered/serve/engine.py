@@ -3,6 +3,9 @@ thread and takes requests from any thread (`submit`), streaming their tokens bac
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import queue
 import threading
@@ -13,6 +16,26 @@ from selfpowered.model.engine import DecodeBatch, Request
 from selfpowered.model.served import ServedModel
 
 logger = logging.getLogger(__name__)
+
+
+TRIM_BUSY_EVERY_S = 30.0  # while decoding without a pause, hand freed memory back this often
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None on a C library without it (musl, macOS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap pages that freed tensors left behind back to the OS. glibc keeps them for reuse,
+    so a server's RSS would stay at the high-water mark of its widest batch and longest prompt for
+    good (bench/serve_load.py); returns whether anything could be asked of the allocator."""
+    trim = _malloc_trim()
+    return trim is not None and trim(0) >= 0
 
 
 class QueueFull(SelfPoweredError):
@@ -32,6 +55,8 @@ class Engine:
         self.thread = threading.Thread(target=self._loop, name="selfpowered-engine", daemon=True)
         self.steps = 0
         self.last_progress = time.monotonic()  # the last admit or step that finished (liveness)
+        self.trims = 0  # times freed memory was handed back (when the engine went idle, or every 30 s busy)
+        self._last_trim = time.monotonic()
 
     def start(self) -> Engine:
         self.thread.start()
@@ -64,8 +89,12 @@ class Engine:
         self.inbox.put(request)
 
     def _loop(self) -> None:
+        worked = False  # decoded since memory was last handed back
         while not self._stop.is_set():
             idle = not self.active and not any(self.waiting.values())
+            if worked and (idle or time.monotonic() - self._last_trim > TRIM_BUSY_EVERY_S):
+                self.trims += release_freed_memory()
+                self._last_trim, worked = time.monotonic(), False
             try:
                 first = self.inbox.get(timeout=0.05) if idle else self.inbox.get_nowait()
                 self.waiting[first.model].append(first)
@@ -74,6 +103,7 @@ class Engine:
                     self.waiting[request.model].append(request)
             except queue.Empty:
                 pass
+            worked = worked or bool(self.active or any(self.waiting.values()))
             for name, batch in self.batches.items():
                 try:
                     self._turn(name, batch)
