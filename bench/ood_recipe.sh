@@ -60,16 +60,21 @@ DCACHE=$OUT/features/whisper-tiny.en-decoder  # decoder states: another fingerpr
 DECODER_MODEL=(--set model.speech_states=decoder --set model.connector.stack_factor=1 --set model.connector.tokens_per_stack=2
   --set model.speech_tokens=ctc_posterior)
 
+# the recipe of each arm tune-decoder trained (`RECIPE=` names it for a new arm)
+declare -A ARM_RECIPE=([DV]=vanilla [BV]=vanilla [DS]=selfpowered [BS]=selfpowered [BSk]=selfpowered
+  [BSif]=selfpowered [BSif2]=selfpowered)
+
 decoder_arm() {  # ARM INIT STEPS SEED NAME [extra --set ...]: posterior_arm's recipe over the first ROWS rows
   local arm=$1 init=$2 steps=$3 seed=$4 name=$5 config data rows=${ROWS:-1500}
   shift 5
   local asr="$OUT/aug/train.vanilla-$rows.jsonl,$OUT/aug/train-diverse.vanilla-$rows.jsonl"
-  # The arm's second letter says its recipe: V = vanilla (DV, BV), S = self-powered (DS, BS, BSk, BSif, BSif2)
-  case "${arm:1:1}" in
-    V) config=configs/demo-vanilla.yaml; data="[$asr${EXTRA_DATA:+,$EXTRA_DATA}]" ;;
-    S) config=configs/demo.yaml
+  # The arm's recipe: RECIPE=vanilla|selfpowered, or the one recorded for the arms this script ran
+  local recipe=${RECIPE:-${ARM_RECIPE[$arm]:-}}
+  case "$recipe" in
+    vanilla) config=configs/demo-vanilla.yaml; data="[$asr${EXTRA_DATA:+,$EXTRA_DATA}]" ;;
+    selfpowered) config=configs/demo.yaml
        data="[$OUT/aug/train.sp-$rows.jsonl,$OUT/aug/train-diverse.sp-$rows.jsonl,$asr${EXTRA_DATA:+,$EXTRA_DATA}]" ;;
-    *) echo "arm $arm: its second letter must be V (vanilla) or S (self-powered)" >&2; exit 2 ;;
+    *) echo "arm $arm: say its recipe with RECIPE=vanilla or RECIPE=selfpowered" >&2; exit 2 ;;
   esac
   $SP train $config --set output=$OUT/exp/$name --set init_from=$init --set optim.max_steps=$steps \
     --set seed=$seed --set "data.train=$data" --set data.feature_cache=$DCACHE --set optim.lr_connector=0 "$@" \
