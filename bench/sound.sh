@@ -6,7 +6,8 @@
 #   paraling-data     templated and self-powered answers about how the paraling train clips sound
 #   init [NAME]       a fresh LSM from bench/sound/NAME.yaml (default init: LLM frozen; init-lora: LoRA r 8)
 #   train ARM...      bench/sound/train-ARM.yaml -> demo-output/sound/ARM
-#   eval-dev ARM...   dev sets only (recipe choices): paraling dev pairs, content on diverse dev
+#   eval-dev ARM...   dev sets only (recipe choices): paraling dev pairs, content on diverse dev (OS, OV:
+#                     the open recipe's self-powered and vanilla arms, demo-output/open/)
 # Results: bench/results/sound/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,13 @@ case "$stage" in
     ;;
   eval-dev)
     models=()
-    for arm in "$@"; do models+=(-m "$arm=$OUT/$arm/final"); done
+    for arm in "$@"; do
+      case "$arm" in  # OS / OV: the open recipe's arms (the shipped pair's), beside the experiments
+        OS) models+=(-m "OS=demo-output/open/selfpowered/final") ;;
+        OV) models+=(-m "OV=demo-output/open/vanilla/final") ;;
+        *) models+=(-m "$arm=$OUT/$arm/final") ;;
+      esac
+    done
     $SP eval -c configs/eval-demo.yaml --data demo-output/diverse/dev.jsonl --output "$OUT/eval-dev" "${models[@]}" \
       --set "suites=[asr,content,paraling]" --set ood_sets={} --set limit=120 \
       --set content.data=demo-output/diverse/dev.jsonl --set content.limit=120 \
