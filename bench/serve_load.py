@@ -3,7 +3,8 @@ driven on 127.0.0.1 only, bounded in count and time.
 
 - p50 / p95 latency, errors and the server's RSS at 1, 8, 32 and 64 requests in flight (mixed:
   spoken requests to every model, text-only ones, transcriptions, and a share of bad requests);
-- RSS after warm-up and after `--mixed` (default 1,000) mixed requests: growth in percent;
+- RSS after warm-up and after `--mixed` (default 1,000) mixed requests: growth in percent, read the
+  moment the last answer came back and again once the server has been idle for 2 s;
 - other requests' p95 while a 40,000-token instruction is being sent again and again, against the
   same requests on the idle server;
 - how long SIGTERM takes to end the server with requests in flight.
@@ -98,8 +99,17 @@ def drive(base: str, requests: list[tuple[str, dict]], concurrency: int, pid: in
         "client_errors": sum(400 <= status < 500 for _, status in results),
         "latency_p50_s": round(percentile(latencies, 0.5), 3) if latencies else None,
         "latency_p95_s": round(percentile(latencies, 0.95), 3) if latencies else None,
-        "rss_mb": rss_mb(pid),
+        "rss_mb": rss_mb(pid),  # the moment the last answer came back
+        "rss_settled_mb": _settled(pid),  # once the server has been idle for SETTLE_S
     }
+
+
+SETTLE_S = 2.0
+
+
+def _settled(pid: int) -> float:
+    time.sleep(SETTLE_S)
+    return rss_mb(pid)
 
 
 def under_a_huge_request(base: str, probes: list[tuple[str, dict]]) -> dict:
@@ -156,6 +166,7 @@ def main() -> None:
         pid = process.pid
         drive(base, mixed_requests(args.clips, 16, seed=9), 4, pid)  # warm-up
         report["rss_after_warmup_mb"] = rss_mb(pid)
+        report["rss_after_warmup_settled_mb"] = _settled(pid)
         for concurrency in (1, 8, 32, 64):
             count = 24 if concurrency == 1 else 3 * concurrency
             report["levels"][concurrency] = drive(
@@ -165,6 +176,8 @@ def main() -> None:
         soak = drive(base, mixed_requests(args.clips, args.mixed, seed=1), 16, pid)
         report["soak"] = soak
         report["rss_growth_percent"] = round(100 * (soak["rss_mb"] / report["rss_after_warmup_mb"] - 1), 1)
+        settled = soak["rss_settled_mb"] / report["rss_after_warmup_settled_mb"] - 1
+        report["rss_settled_growth_percent"] = round(100 * settled, 1)
         probes = [item for item in mixed_requests(args.clips, 40, seed=5) if item[0] == "chat"][:24]
         report["huge_request"] = under_a_huge_request(base, probes)
     finally:

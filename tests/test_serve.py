@@ -235,9 +235,10 @@ def test_fifty_concurrent_requests_equal_one_by_one_and_the_server_stays_healthy
 
 
 def test_freed_memory_can_be_handed_back_on_this_c_library():
-    from selfpowered.serve.engine import release_freed_memory
+    from selfpowered.serve.engine import limit_malloc_arenas, release_freed_memory
 
     assert release_freed_memory()  # glibc (Debian, the CI image); musl or macOS would say False
+    assert limit_malloc_arenas()
 
 
 def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
