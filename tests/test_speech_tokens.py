@@ -35,8 +35,10 @@ def test_every_module_of_the_package_registers_one_kind_under_its_file_name():
     assert sorted(kinds) == sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
     assert sorted(kinds) == ["connector", "ctc_posterior", "transcript", "whisper_text"]
     listing = describe_speech_tokens()
+    docs = (PACKAGE.parents[3] / "docs/training.md").read_text()
     for name, kind in kinds.items():
         assert kind.name == name and f"#   {name}: {kind.summary}" in listing
+        assert f"| `{name}` |" in docs, f"docs/training.md's speech_tokens table lacks {name}"
 
 
 def test_an_unknown_kind_and_a_config_a_kind_cannot_use_are_refused_naming_why():

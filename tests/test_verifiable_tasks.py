@@ -4,6 +4,8 @@ wordings never repeat the `ifeval` evaluation suite's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from selfpowered.augment.filters import reject_reason
@@ -92,8 +94,10 @@ def test_every_shipped_preset_validates_and_the_listing_names_each_with_the_task
     from selfpowered.text.tasks import TaskSpec, describe_presets, presets
 
     listing = describe_presets()
+    docs = (Path(__file__).resolve().parents[1] / "docs/training.md").read_text()
     for preset in presets():
         assert f"#   {preset}: " in listing and TaskLibrary.load(preset).tasks
+        assert f"| `{preset}` |" in docs, f"docs/training.md's preset table lacks {preset}"
     for setting in TaskSpec.model_fields:
         assert f"#   {setting} (default " in listing
     assert "demo: continuation (x2, 5 wordings)" in listing
