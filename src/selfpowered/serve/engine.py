@@ -22,11 +22,10 @@ TRIM_BUSY_EVERY_S = 30.0  # while decoding without a pause, hand freed memory ba
 
 
 @functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim, or None on a C library without it (musl, macOS)."""
+def _libc() -> ctypes.CDLL | None:
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
         return None
 
 
@@ -35,20 +34,18 @@ MALLOC_ARENAS = 2  # heaps the server's threads share (glibc's default: 8 per co
 
 
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Make the request threads share a few heaps instead of one each: memory a thread freed is
-    then reused by the others and trimmed with them, not held in an arena of its own."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
+    """Make the process's threads share a few heaps instead of one each: memory a request thread
+    freed is then reused by the others and trimmed with them, not held in an arena of its own.
+    False on a C library without glibc's mallopt (musl, macOS)."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, arenas))
 
 
 def release_freed_memory() -> bool:
     """Hand the heap pages that freed tensors left behind back to the OS. glibc keeps them for reuse,
     so a server's RSS would stay at the high-water mark of its widest batch and longest prompt for
-    good (bench/serve_load.py); returns whether anything could be asked of the allocator."""
-    trim = _malloc_trim()
+    good (bench/serve_load.py); False on a C library without glibc's malloc_trim."""
+    trim = getattr(_libc(), "malloc_trim", None)
     return trim is not None and trim(0) >= 0
 
 
