@@ -8,6 +8,8 @@ configures, and a new extension brings its settings with it.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,3 +57,20 @@ def describe_sections(title: str, entries: Iterable[tuple[str, str, type[StrictM
         lines.append(f"#   {name}: {summary}")
         lines += [f"#     {line.strip()}" for line in _describe(options, None, 0)]
     return "\n".join(lines)
+
+
+def register_under_name(registry: dict[str, Any], cls: type, entry: Any, what: str) -> None:
+    """Put `entry` (the class, or its instance) into a registry under `cls.name`. The same class
+    twice is a re-import and harmless; two classes under one name is a programming error."""
+    current = registry.get(cls.name)
+    owner = current if isinstance(current, type) else type(current)
+    if current is not None and owner is not cls:
+        raise ValueError(f"two {what} are called {cls.name!r}: {owner.__name__} and {cls.__name__}")
+    registry[cls.name] = entry
+
+
+def import_package_modules(path: Iterable[str], package: str) -> None:
+    """Import every public module of a registry package (each registers its own extensions)."""
+    for module in pkgutil.iter_modules(path):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")

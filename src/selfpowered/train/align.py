@@ -33,9 +33,9 @@ from selfpowered.cards import CARD_FILE, checkpoint_card, write_card
 from selfpowered.config import MaskingConfig
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model import SpeechLM
-from selfpowered.model.speech_tokens import speech_tokens_per_second
 from selfpowered.model.ctc import HEAD_FILE, CTCHead, ctc_vocabulary, head_transcripts
 from selfpowered.model.processor import pad_states
+from selfpowered.model.speech_tokens import speech_tokens_per_second
 from selfpowered.text.metrics import word_error_rate
 from selfpowered.train.data import SpeechInstructionDataset, TokenBudgetBatchSampler, read_samples
 from selfpowered.train.features import build_feature_cache, open_cache

@@ -12,8 +12,6 @@ here plus its test; `config show import` and the CLI's help list it from the reg
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from tqdm import tqdm
 
 from selfpowered.config import ImportConfig, LimitsConfig
 from selfpowered.config.base import StrictModel
-from selfpowered.config.sections import describe_sections, section_settings
+from selfpowered.config.sections import describe_sections, import_package_modules, register_under_name, section_settings
 from selfpowered.corpus.manifest import ManifestReport, Reject, SeenIds, check_row, write_manifest, write_rejects
 from selfpowered.errors import ConfigError
 
@@ -64,19 +62,13 @@ IMPORTERS: dict[str, Importer] = {}
 
 def register_importer(cls: type[Importer]) -> type[Importer]:
     """Class decorator: register an importer under its `name` (twice is a programming error)."""
-    if cls.name in IMPORTERS and type(IMPORTERS[cls.name]) is not cls:
-        raise ValueError(
-            f"two importers are called {cls.name!r}: {type(IMPORTERS[cls.name]).__name__} and {cls.__name__}"
-        )
-    IMPORTERS[cls.name] = cls()
+    register_under_name(IMPORTERS, cls, cls(), "importers")
     return cls
 
 
 def load_importers() -> dict[str, Importer]:
     """Every importer of this package (each module registers its own on import), by name."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_package_modules(__path__, __name__)
     return dict(sorted(IMPORTERS.items()))
 
 

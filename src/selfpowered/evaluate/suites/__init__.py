@@ -17,8 +17,6 @@ is `evaluate.run`'s job.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,7 +25,7 @@ from typing import Any, ClassVar
 
 from selfpowered.config import EvalConfig
 from selfpowered.config.base import StrictModel
-from selfpowered.config.sections import describe_sections, section_settings
+from selfpowered.config.sections import describe_sections, import_package_modules, register_under_name, section_settings
 from selfpowered.errors import ConfigError
 
 
@@ -158,17 +156,13 @@ SUITES: dict[str, SuiteSpec] = {}
 
 def register_suite(cls: type[SuiteSpec]) -> type[SuiteSpec]:
     """Class decorator: register a suite under its `name` (twice is a programming error)."""
-    if cls.name in SUITES and type(SUITES[cls.name]) is not cls:
-        raise ValueError(f"two suites are called {cls.name!r}: {type(SUITES[cls.name]).__name__} and {cls.__name__}")
-    SUITES[cls.name] = cls()
+    register_under_name(SUITES, cls, cls(), "suites")
     return cls
 
 
 def load_suites() -> dict[str, SuiteSpec]:
     """Every suite of this package (each module registers its own on import), by name."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_package_modules(__path__, __name__)
     return dict(sorted(SUITES.items()))
 
 

@@ -7,15 +7,15 @@ beside final/). An LSM with neither is reported as having no head."""
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field
 
 from selfpowered.config.base import StrictModel
+from selfpowered.evaluate.intervals import _round
 from selfpowered.evaluate.suites import Analysis, Building, Query, Suite, SuiteSpec, register_suite
-from selfpowered.evaluate.suites.asr import set_rows, suffix
+from selfpowered.evaluate.suites.asr import _wer_by, set_rows, suffix
 from selfpowered.evaluate.tables import fmt, table
 from selfpowered.text.metrics import word_error_rate
 
@@ -27,22 +27,17 @@ class CtcOptions(StrictModel):
 def ctc_suite(name: str, data: str, rows, base: Path) -> Suite:
     """One unasked query per clip: the analysis reads the audio and the transcript itself."""
     queries = [Query(f"{row.id}#ctc", str(row.audio_path(base)), "", row.text, row.duration) for row in rows]
-    return Suite(name, queries, [{"speaker": row.speaker or "?"} for row in rows], "ctc", data, lsm_only=True, asked=False)
+    speakers = [{"speaker": row.speaker or "?"} for row in rows]
+    return Suite(name, queries, speakers, "ctc", data, lsm_only=True, asked=False)
 
 
 def score_ctc(suite: Suite, hypotheses: Sequence[str]) -> dict:
     """Greedy CTC WER overall and per speaker, with two examples."""
     refs = [q.transcript for q in suite.queries]
-    speakers: dict[str, list[int]] = defaultdict(list)
-    for i, item in enumerate(suite.meta):
-        speakers[item.get("speaker", "?")].append(i)
     return {
         "n": len(refs),
-        "ctc_wer": round(word_error_rate(refs, hypotheses).wer, 4),
-        "per_speaker": {
-            s: round(word_error_rate([refs[i] for i in idx], [hypotheses[i] for i in idx]).wer, 4)
-            for s, idx in sorted(speakers.items())
-        },
+        "ctc_wer": _round(word_error_rate(refs, hypotheses).wer),
+        "per_speaker": _wer_by(suite, refs, hypotheses, lambda i, item: item.get("speaker", "?")),
         "examples": [{"ref": refs[i], "hyp": hypotheses[i]} for i in range(min(2, len(refs)))],
     }
 
@@ -50,7 +45,7 @@ def score_ctc(suite: Suite, hypotheses: Sequence[str]) -> dict:
 @register_suite
 class Ctc(SuiteSpec):
     name = "ctc"
-    summary = "greedy CTC WER of each LSM's connector alone through its CTC head (align's or a ctc_posterior's), every set"
+    summary = "greedy CTC WER of each LSM's connector alone through its CTC head (align's or a ctc_posterior's)"
     default = False
     Options = CtcOptions
 
@@ -100,5 +95,7 @@ def ctc_tables(results: dict) -> list[str]:
         "(the speech path itself; `-`: the LSM has no CTC head).",
         "",
     ]
-    body = [[name, *(fmt(summary[s]["ctc_wer"]) if s in summary else "-" for s in sets)] for name, summary in rows.items()]
+    body = [
+        [name, *(fmt(summary[s]["ctc_wer"]) if s in summary else "-" for s in sets)] for name, summary in rows.items()
+    ]
     return lines + table(["system", *sets], body) + [""]

@@ -14,8 +14,6 @@ test; `config show init` lists it from the registry.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -24,7 +22,7 @@ from torch import nn
 
 from selfpowered.config import ModelConfig
 from selfpowered.config.base import StrictModel
-from selfpowered.config.sections import describe_sections
+from selfpowered.config.sections import describe_sections, import_package_modules, register_under_name
 
 if TYPE_CHECKING:
     from selfpowered.model.configuration import LSMConfig
@@ -69,17 +67,13 @@ CONNECTORS: dict[str, type[Connector]] = {}
 
 def register_connector(cls: type[Connector]) -> type[Connector]:
     """Class decorator: register a connector under its `name` (twice is a programming error)."""
-    if cls.name in CONNECTORS and CONNECTORS[cls.name] is not cls:
-        raise ValueError(f"two connectors are called {cls.name!r}: {CONNECTORS[cls.name].__name__} and {cls.__name__}")
-    CONNECTORS[cls.name] = cls
+    register_under_name(CONNECTORS, cls, cls, "connectors")
     return cls
 
 
 def load_connectors() -> dict[str, type[Connector]]:
     """Every connector of this package (each module registers its own on import), by name."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_package_modules(__path__, __name__)
     return dict(sorted(CONNECTORS.items()))
 
 

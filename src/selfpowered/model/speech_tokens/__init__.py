@@ -11,13 +11,11 @@ here plus its test, and its branch where the model builds its parts; `config sho
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING, ClassVar
 
 from selfpowered.config import ModelConfig
 from selfpowered.config.base import StrictModel
-from selfpowered.config.sections import describe_sections
+from selfpowered.config.sections import describe_sections, import_package_modules, register_under_name
 
 if TYPE_CHECKING:
     from selfpowered.model.configuration import LSMConfig
@@ -45,19 +43,13 @@ SPEECH_TOKENS: dict[str, type[SpeechTokenKind]] = {}
 
 def register_speech_tokens(cls: type[SpeechTokenKind]) -> type[SpeechTokenKind]:
     """Class decorator: register a kind under its `name` (twice is a programming error)."""
-    if cls.name in SPEECH_TOKENS and SPEECH_TOKENS[cls.name] is not cls:
-        raise ValueError(
-            f"two speech-token kinds are called {cls.name!r}: {SPEECH_TOKENS[cls.name].__name__} and {cls.__name__}"
-        )
-    SPEECH_TOKENS[cls.name] = cls
+    register_under_name(SPEECH_TOKENS, cls, cls, "speech-token kinds")
     return cls
 
 
 def load_speech_tokens() -> dict[str, type[SpeechTokenKind]]:
     """Every kind of this package (each module registers its own on import), by name."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_package_modules(__path__, __name__)
     return dict(sorted(SPEECH_TOKENS.items()))
 
 

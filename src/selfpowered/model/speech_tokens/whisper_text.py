@@ -19,4 +19,6 @@ class WhisperText(SpeechTokenKind):
     @classmethod
     def check(cls, model: ModelConfig) -> None:
         if model.speech_states != "decoder":
-            raise ValueError("speech_tokens: whisper_text reads Whisper's decoded text: it needs speech_states: decoder")
+            raise ValueError(
+                "speech_tokens: whisper_text reads Whisper's decoded text: it needs speech_states: decoder"
+            )
