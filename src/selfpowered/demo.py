@@ -35,6 +35,7 @@ from selfpowered.config import DemoConfig
 from selfpowered.config.evaluation import Recipe
 from selfpowered.corpus.importers.pocketsphinx import POCKETSPHINX_DATA
 from selfpowered.errors import SelfPoweredError
+from selfpowered.evaluate.suites.paraling import CLOSED
 
 RECIPES = Path("configs/recipes")  # NAME.yaml per recipe, read from the repository root
 
@@ -268,19 +269,22 @@ def _cascade_targets(systems: dict, selfpowered: str) -> list[dict]:
         worst = max(ratios, key=ratios.get)
         measured = f"worst {ratios[worst]:.2f}x ({worst!r}: {wording[worst]} vs {c_wording.get(worst)})"
         add("ASR: self-powered WER <= 1.1x the cascade's on every wording", measured, ratios[worst] <= 1.1)
-    for data, attributes in ((s.get("paraling") or {}).get("per_set") or {}).items():
+    # the likeliest option where it was asked: a parsed answer also needs the LLM to obey the format
+    way = CLOSED if s.get(CLOSED) else "paraling"
+    how = ", likeliest option" if way == CLOSED else ""
+    for data, attributes in ((s.get(way) or {}).get("per_set") or {}).items():
         for attribute, needed in PARALING_TARGETS.items():
             if attribute not in attributes:
                 continue
             mine = attributes[attribute]["accuracy"]
-            leaks = [_paraling_accuracy(systems.get(b, {}), data, attribute) for b in ("cascade", "text")]
-            name = f"paraling, {data}: self-powered {attribute} >= {needed}, cascade and text <= {LEAK_BOUND}"
+            leaks = [_paraling_accuracy(systems.get(b, {}), way, data, attribute) for b in ("cascade", "text")]
+            name = f"paraling{how}, {data}: self-powered {attribute} >= {needed}, cascade and text <= {LEAK_BOUND}"
             add(name, f"{mine} (cascade {leaks[0]}, text {leaks[1]})", mine >= needed and max(leaks) <= LEAK_BOUND)
     return checks
 
 
-def _paraling_accuracy(row: dict, data: str, attribute: str) -> float:
-    found = ((row.get("paraling") or {}).get("per_set") or {}).get(data, {}).get(attribute, {})
+def _paraling_accuracy(row: dict, way: str, data: str, attribute: str) -> float:
+    found = ((row.get(way) or {}).get("per_set") or {}).get(data, {}).get(attribute, {})
     return round(found.get("accuracy") or 0.0, 3)
 
 

@@ -49,6 +49,8 @@ class PredictionCache:
         digest.update(json.dumps(settings, sort_keys=True).encode())
         for q in queries:
             digest.update(f"\0{q.key}\0{q.instruction}\0{q.audio}\0{q.transcript}".encode())
+            if q.options:  # (absent for open queries: their caches stay valid)
+                digest.update(("\0options\0" + "\0".join(q.options)).encode())
         return digest.hexdigest()[:16]
 
     def path(self, system: str, suite: str) -> Path:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from selfpowered.evaluate.suites.paraling import CLOSED
 from selfpowered.evaluate.tables import fmt, table
 
 
@@ -58,8 +59,10 @@ def content_tables(results: dict) -> list[str]:
 
 
 def paraling_tables(results: dict) -> list[str]:
-    systems = {name: row["paraling"] for name, row in results["systems"].items() if "paraling" in row}
-    if not systems:
+    ways = (("paraling", "the answer decoded and parsed (it must name one option)"),
+            (CLOSED, "the likeliest option (log-likelihood of each option as the answer's first words)"))  # fmt: skip
+    blocks = {way: {name: row[way] for name, row in results["systems"].items() if way in row} for way, _ in ways}
+    if not blocks["paraling"]:
         return []
     lines = [
         "## What a transcript cannot carry (paraling suite)",
@@ -67,22 +70,25 @@ def paraling_tables(results: dict) -> list[str]:
         "Closed-option questions (options in the instruction, wordings never trained on) about clips whose "
         "labels are true by construction: the same sentence under both values of one attribute, voices held out "
         "of training, and real recordings with a tempo change, noise or a room applied. Chance is 0.5; a cascade "
-        "or the text LLM above 0.6 would mean the words leak the answer. Accuracy (95% interval):",
+        "or the text LLM above 0.6 would mean the words leak the answer. Accuracy (95% interval), each question "
+        "answered two ways:",
         "",
     ]
-    sets = sorted({name for block in systems.values() for name in block.get("per_set", {})})
-    for data in sets:
-        attributes = sorted({a for block in systems.values() for a in block.get("per_set", {}).get(data, {})})
-        rows = []
-        for name, block in systems.items():
-            per = block.get("per_set", {}).get(data, {})
-            rows.append(
-                [name, *(_with_interval(per.get(a, {}).get("accuracy"), per.get(a, {}).get("accuracy_95ci"), 2)
-                         for a in attributes)]
-            )  # fmt: skip
-        lines += [f"### {data}", ""] + table(["system", *attributes], rows) + [""]
+    for way, label in ways:
+        systems = blocks[way]
+        sets = sorted({name for block in systems.values() for name in block.get("per_set", {})})
+        for data in sets:
+            attributes = sorted({a for block in systems.values() for a in block.get("per_set", {}).get(data, {})})
+            rows = []
+            for name, block in systems.items():
+                per = block.get("per_set", {}).get(data, {})
+                rows.append(
+                    [name, *(_with_interval(per.get(a, {}).get("accuracy"), per.get(a, {}).get("accuracy_95ci"), 2)
+                             for a in attributes)]
+                )  # fmt: skip
+            lines += [f"### {data}: {label}", ""] + table(["system", *attributes], rows) + [""]
     rows = []
-    for name, block in systems.items():
+    for name, block in blocks["paraling"].items():
         for data, found in block.get("describe", {}).items():
             rows.append([name, data, str(found["n"]), fmt(found["two_right_none_wrong"]),
                          fmt(found["attributes_named"], 2)])  # fmt: skip

@@ -48,6 +48,7 @@ def headline(row: dict) -> dict:
         "content_check": get("content", "task_check"),
         "content_echo": get("content", "echo_rate"),
         "paraling_accuracy": get("paraling", "accuracy"),
+        "paraling_choice_accuracy": get("paraling-choice", "accuracy"),
         "seconds_per_answer": cost.get("seconds_per_answer"),
         "real_time_factor": cost.get("real_time_factor"),
     }
@@ -80,6 +81,7 @@ HEADERS = {
     "content_check": "untrained tasks: check ↑",
     "content_echo": "untrained tasks: echo ↓",
     "paraling_accuracy": "paraling acc ↑",
+    "paraling_choice_accuracy": "paraling acc, likeliest option ↑",
     "seconds_per_answer": "s / answer",
     "real_time_factor": "RTF",
 }

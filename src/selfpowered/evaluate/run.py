@@ -117,7 +117,7 @@ def _answer_all(run: _Run, system, suites, references, settings: EvalConfig, res
             continue  # built only for an analysis of the LSMs
         if suite.kind == "asr" and system.kind == "text":
             continue  # given the transcript: nothing to transcribe
-        call = system.transcribe if suite.kind == "asr" else system.answer
+        call = system.transcribe if suite.kind == "asr" else system.choose if suite.closed else system.answer
         answers, cost, was_cached = run.predict(system, name, suite.queries, call)
         if was_cached:
             results["cached"].append(f"{system.name}/{name}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from selfpowered.evaluate.suites import Query
+from selfpowered.model.choosing import choose_all
 from selfpowered.model.engine import Request, generate_all
 from selfpowered.model.served import ServedModel
 from selfpowered.model.speech_tokens import reads_transcript
@@ -35,6 +36,9 @@ class System(Protocol):
 
     def transcribe(self, queries: list[Query]) -> list[str] | None:
         """Plain transcripts for the ASR suite (None: this system has no ASR of its own)."""
+
+    def choose(self, queries: list[Query]) -> list[str]:
+        """The likeliest of each closed query's `options` after the prompt `answer` decodes from."""
 
 
 class Listening:
@@ -168,6 +172,13 @@ class LSMSystem:
     def transcribe(self, queries: list[Query]) -> list[str]:
         return self.answer(queries)  # the ASR suite's queries carry the transcription instruction
 
+    def choose(self, queries: list[Query]) -> list[str]:
+        audio = [q.audio for q in queries]
+        if self.hears and self.listening is not None:
+            self.listening.charge(audio, self.hearing)
+        requests = _requests(self.name, [q.instruction for q in queries], audio, 1, 0)
+        return choose_all(self.served, requests, [q.options for q in queries], self.batch_size)
+
     def text_answers(self, prompts: list[str], use_adapter: bool) -> list[str]:
         """Text-only prompts through this LSM's LLM, with or without its LoRA adapter."""
         if use_adapter:
@@ -197,6 +208,12 @@ class CascadeSystem:
         requests = _requests(self.name, [q.instruction for q in queries], audio, self.max_new_tokens, self.ngram)
         return [request.text for request in generate_all(self.listening.served, requests, self.batch_size)]
 
+    def choose(self, queries: list[Query]) -> list[str]:
+        audio = [q.audio for q in queries]
+        self.listening.charge(audio)
+        requests = _requests(self.name, [q.instruction for q in queries], audio, 1, 0)
+        return choose_all(self.listening.served, requests, [q.options for q in queries], self.batch_size)
+
 
 class TextSystem:
     """The base LLM given the true transcript (no audio, nothing heard)."""
@@ -214,6 +231,11 @@ class TextSystem:
         prompts = [text_prompt(q.instruction, q.transcript) for q in queries]
         requests = _requests(self.name, prompts, [None] * len(prompts), self.max_new_tokens, self.ngram)
         return [request.text for request in generate_all(self.listening.served, requests, self.batch_size)]
+
+    def choose(self, queries: list[Query]) -> list[str]:
+        prompts = [text_prompt(q.instruction, q.transcript) for q in queries]
+        requests = _requests(self.name, prompts, [None] * len(prompts), 1, 0)
+        return choose_all(self.listening.served, requests, [q.options for q in queries], self.batch_size)
 
 
 def cost_summary(answers: int, seconds: float, audio_seconds: float) -> dict:

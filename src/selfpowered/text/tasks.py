@@ -57,6 +57,9 @@ class Task:
     # a question about how the clip sounds (text/paraling.py): the attribute it asks about (gender, pace,
     # background, room, speakers) or "describe"; None: a task about what was said
     attribute: str | None = None
+    # a closed question's options as the instruction words them ("man", "woman"): eval may answer it
+    # by the option the model finds likeliest instead of decoding (text/paraling.py maps each to a value)
+    options: tuple[str, ...] = ()
 
     @property
     def constraints(self) -> list[tuple[str, dict]]:
@@ -114,7 +117,7 @@ class TaskLibrary:
         from dataclasses import asdict
 
         # a field at its default of None is left out, so libraries written before it keep their digest
-        tasks = [{k: v for k, v in asdict(t).items() if not (k == "attribute" and v is None)} for t in self.tasks]
+        tasks = [{k: v for k, v in asdict(t).items() if (k, v) not in _UNSET} for t in self.tasks]
         content = json.dumps({"seed": self.seed, "tasks": tasks}, sort_keys=True)
         return hashlib.sha256(content.encode()).hexdigest()
 
@@ -168,6 +171,10 @@ class TaskLibrary:
         return cls(spec.name or source, tasks, seed)
 
 
+# fields at their defaults that a digest leaves out, so libraries written before them keep theirs
+_UNSET = {("attribute", None), ("options", ())}
+
+
 class TaskSpec(BaseModel):
     """One task of a preset file: the settings a task may have (`config show tasks` lists them)."""
 
@@ -191,6 +198,10 @@ class TaskSpec(BaseModel):
     attribute: str | None = Field(
         None, description=f"a question about how the clip sounds: one of {', '.join(SOUND_ATTRIBUTES)}"
     )
+    options: list[str] | None = Field(
+        None, description="a closed question's options, each worded as in every template and naming one value of "
+        "the attribute (eval scores the likeliest)",
+    )
 
     def build(self, name: str, where: str, weight: float | None, variant: str | None) -> Task:
         if self.variants is not None:
@@ -207,9 +218,11 @@ class TaskSpec(BaseModel):
         copy_allowed = self.copy_allowed if self.copy_allowed is not None else self.answer != "llm"
         verify = _verify_spec(self.verify, where)
         weight = float(weight if weight is not None else self.weight)
+        options = _options_spec(self.options, self.attribute, templates, where)
         return Task(
-            name, tuple(templates), weight, self.answer, copy_allowed, self.final_punctuation, verify, self.attribute
-        )
+            name, tuple(templates), weight, self.answer, copy_allowed, self.final_punctuation, verify, self.attribute,
+            options,
+        )  # fmt: skip
 
 
 class PresetSpec(BaseModel):
@@ -256,3 +269,30 @@ def _verify_spec(spec, where: str) -> tuple[tuple[str, str], ...]:
             f"{where}: verify must map IFEval instruction ids to their kwargs, e.g. {{punctuation:no_comma: {{}}}}"
         )
     return tuple((str(k), json.dumps(v, sort_keys=True)) for k, v in sorted(spec.items()))
+
+
+def _options_spec(options: list[str] | None, attribute: str | None, templates: list[str], where: str) -> tuple:
+    """A closed question's options, checked: it asks about an attribute, every wording offers each
+    option, and each names a different value of the attribute (so a chosen option is read back
+    by the same rules as a decoded answer)."""
+    import re
+
+    from selfpowered.text.paraling import EVAL_VALUES, parse
+
+    if not options:
+        return ()
+    if attribute not in EVAL_VALUES:
+        raise ConfigError(f"{where}: options: only a question about {', '.join(EVAL_VALUES)} has options")
+    values = []
+    for option in options:
+        for template in templates:
+            if not re.search(rf"(?<![\w']){re.escape(option)}(?![\w'])", template, flags=re.IGNORECASE):
+                raise ConfigError(f"{where}: options: {option!r} is not offered in the template {template!r}")
+        value = parse(attribute, option, EVAL_VALUES[attribute])
+        if value is None:
+            raise ConfigError(f"{where}: options: {option!r} names no single {attribute} value "
+                              f"({', '.join(EVAL_VALUES[attribute])})")  # fmt: skip
+        values.append(value)
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where}: options: two options name the same {attribute} value")
+    return tuple(options)

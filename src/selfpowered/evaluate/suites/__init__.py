@@ -36,6 +36,9 @@ class Query:
     instruction: str
     transcript: str  # what the audio says (text baseline, references, echo check)
     duration: float  # seconds of audio (real-time factor)
+    # a closed question's options: the system answers with the one it finds likeliest (model.choosing)
+    # instead of decoding; () for every open query
+    options: tuple[str, ...] = ()
 
 
 @dataclass
@@ -44,7 +47,8 @@ class Suite:
     the registered suite that scores it (the content suite's queries are scored as `instruct`);
     `data` names the test set it was drawn from (`in-domain` for `EvalConfig.data`, else a key of
     `EvalConfig.ood_sets`); `lsm_only`: built for an analysis of the LSMs, not asked of the baselines;
-    `asked`: False for clips an analysis reads itself (no system answers them)."""
+    `asked`: False for clips an analysis reads itself (no system answers them); `closed`: every query
+    has options, and a system answers with the likeliest (`System.choose`) instead of decoding."""
 
     name: str
     queries: list[Query]
@@ -53,9 +57,12 @@ class Suite:
     data: str = "in-domain"
     lsm_only: bool = False
     asked: bool = True
+    closed: bool = False
 
     def __post_init__(self) -> None:
         self.kind = self.kind or self.name
+        if self.closed and not all(q.options for q in self.queries):
+            raise ValueError(f"suite {self.name!r} is closed: every query needs options")
 
 
 def row_id(query: Query) -> str:

@@ -9,12 +9,18 @@ no training split uses), so the words cannot give the answer away: a cascade or 
 transcript should sit at chance (0.5), and above 0.6 the suite leaks. The real recordings join
 with effects applied here (a tempo change, noise, a room: real voices, controlled labels).
 Every fifth clip is also asked for an open description, scored by the attributes it names.
+
+A small LLM often answers with a sentence that names no option, so each question is also asked
+closed (`paraling-choice`): the system's answer is the option it finds likeliest as its answer's
+first words (model/choosing.py), read back by the same rule. The parsed accuracy measures hearing
+*and* obeying the format; the likeliest option measures what the model believes it heard.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +35,7 @@ from selfpowered.text.paraling import EVAL_VALUES, attributes_described, parse, 
 from selfpowered.text.tasks import TaskLibrary
 
 DESCRIBE_EVERY = 5
+CLOSED = "paraling-choice"  # the suite of the same questions answered by the likeliest option
 # what the suite does to each real recording: (attribute, value, transform parameters)
 REAL_EFFECTS = (
     ("pace", "slow", {"stretch": 0.65}),
@@ -106,6 +113,18 @@ def paraling_suite(sets: dict[str, tuple[Sequence[ManifestRow], Path]], library:
     return Suite("paraling", queries, meta, "paraling")
 
 
+def closed_suite(suite: Suite, library: TaskLibrary) -> Suite | None:
+    """The same questions answered by the likeliest option (the library's `options` of each
+    attribute; the open descriptions left out). None when the library offers no options."""
+    queries, meta = [], []
+    for query, item in zip(suite.queries, suite.meta):
+        if item["attribute"] == "describe" or not (options := library.task(item["attribute"]).options):
+            continue
+        queries.append(replace(query, options=options))
+        meta.append(item)
+    return Suite(CLOSED, queries, meta, "paraling", closed=True) if queries else None
+
+
 def _accuracy(outcomes: list[bool]) -> dict:
     if not outcomes:
         return {"n": 0, "accuracy": None, "accuracy_95ci": None}
@@ -161,6 +180,7 @@ class ParalingOptions(StrictModel):
     data: str | None = Field(None, description="the test pairs of `corpus synth --size paraling` (held-out voices)")
     real: str | None = Field(None, description="real recordings the suite applies effects to (pace, noise, room)")
     tasks: str = Field("paraling-heldout", description="the questions (options in them), never trained on")
+    choice: bool = Field(True, description=f"also ask each question closed ({CLOSED}): the likeliest option")
 
     @model_validator(mode="after")
     def _some_clips(self) -> ParalingOptions:
@@ -192,7 +212,11 @@ class Paraling(SuiteSpec):
             folder = building.out / "probes" / "paraling-real"
             sets["real, effects applied"] = (effected_real_rows(read_manifest(real, limits).rows, real.parent, folder),
                                              building.out)  # fmt: skip
-        return {"paraling": paraling_suite(sets, TaskLibrary.load(options.tasks, building.settings.seed))}
+        library = TaskLibrary.load(options.tasks, building.settings.seed)
+        suites = {"paraling": paraling_suite(sets, library)}
+        if options.choice and (closed := closed_suite(suites["paraling"], library)) is not None:
+            suites[CLOSED] = closed
+        return suites
 
     def score(self, suite: Suite, answers: Sequence[str], scoring: Scoring) -> dict:
         return score_paraling(suite, answers)
