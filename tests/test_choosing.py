@@ -104,8 +104,9 @@ def test_eval_asks_paraling_questions_closed_and_scores_the_likeliest_option(tmp
     tokenizer.save_pretrained(tmp_path / "llm")
     (tmp_path / "p" / "audio").mkdir(parents=True)
     rows = []
-    for i, (attribute, value) in enumerate([("gender", "female"), ("gender", "male"), ("pace", "slow"),
-                                            ("pace", "fast"), ("room", "reverberant"), ("speakers", "two")]):  # fmt: skip
+    designs = [("gender", "female"), ("gender", "male"), ("pace", "slow"), ("pace", "fast"), ("room", "reverberant"),
+               ("speakers", "two")]  # fmt: skip
+    for i, (attribute, value) in enumerate(designs):
         sf.write(tmp_path / "p" / "audio" / f"p{i}.wav", tone(1.0 + 0.1 * i), 16_000)
         labels = {"designed_for": attribute, attribute: value, "voice": "v"}
         rows.append({"id": f"p{i}", "audio": f"audio/p{i}.wav", "text": "the cat sat", "duration": 1.0 + 0.1 * i,
@@ -117,7 +118,12 @@ def test_eval_asks_paraling_questions_closed_and_scores_the_likeliest_option(tmp
         generation={"max_new_tokens": 3, "batch_size": 4}, paraling={"data": str(tmp_path / "p" / "test.jsonl")},
     )  # fmt: skip
     results = evaluate(settings)
-    offered = {"gender": {"man", "woman"}, "pace": {"slow", "fast"}, "room": {"dry", "echo"}, "speakers": {"one", "two"}}
+    offered = {
+        "gender": {"man", "woman"},
+        "pace": {"slow", "fast"},
+        "room": {"dry", "echo"},
+        "speakers": {"one", "two"},
+    }
     for system in ("tiny", "text"):
         chosen = results["examples"]["paraling-choice"][system]
         attributes = [item["attribute"] for item in results["suites"]["paraling-choice"]["meta"]]

@@ -199,7 +199,8 @@ class TaskSpec(BaseModel):
         None, description=f"a question about how the clip sounds: one of {', '.join(SOUND_ATTRIBUTES)}"
     )
     options: list[str] | None = Field(
-        None, description="a closed question's options, each worded as in every template and naming one value of "
+        None,
+        description="a closed question's options, each worded as in every template and naming one value of "
         "the attribute (eval scores the likeliest)",
     )
 
