@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from selfpowered.model.engine import Request, quiet_cache_warnings
+
 if TYPE_CHECKING:
-    from selfpowered.model.engine import Request
     from selfpowered.model.served import ServedModel
 
 
@@ -34,50 +35,47 @@ def surface_forms(option: str) -> tuple[str, ...]:
 def option_logprobs(
     served: ServedModel, requests: Sequence[Request], options: Sequence[Sequence[str]]
 ) -> list[list[float]]:
-    """log p(option | the request's prompt) for every option of every request, one forward pass
-    per (request, option, casing) in one batch: the prompts left-padded as the engine pads them,
-    each candidate's tokens appended on the right (later padding cannot change a causal model's
-    earlier logits)."""
-    tokenizer = served.tokenizer
-    with served.lock:
-        inputs, embeds = served.prepare(requests)
-    device = embeds.device
-    mask = inputs["attention_mask"].to(device)
-    next_position = inputs["position_ids"].to(device)[:, -1] + 1
-    rows, candidates, owners = [], [], []  # (prompt row, token ids), (request, option) per candidate
+    """log p(option | the request's prompt) for every option of every request. The prompts are
+    prefilled once, left-padded as the engine pads them; each candidate (request, option, casing)
+    then continues its prompt's KV cache with its own tokens (right-padded: later padding cannot
+    change a causal model's earlier logits), so a prompt is never run twice."""
+    from transformers import DynamicCache
+
+    candidates, owners = [], []  # token ids; (request, option) of each candidate
     for row, offered in enumerate(options):
         for index, option in enumerate(offered):
             for form in surface_forms(option):
-                ids = tokenizer(form, add_special_tokens=False)["input_ids"]
-                if ids:
-                    rows.append(row)
+                if ids := served.tokenizer(form, add_special_tokens=False)["input_ids"]:
                     candidates.append(ids)
                     owners.append((row, index))
     scores = [[float("-inf")] * len(offered) for offered in options]
     if not candidates:
         return scores
-    width = max(len(ids) for ids in candidates)
-    ids = torch.zeros(len(candidates), width, dtype=torch.long, device=device)
-    real = torch.zeros(len(candidates), width, dtype=mask.dtype, device=device)
-    for i, tokens in enumerate(candidates):
-        ids[i, : len(tokens)] = torch.tensor(tokens, device=device)
-        real[i, : len(tokens)] = 1
-    index = torch.tensor(rows, device=device)
     llm = served.llm
-    full = torch.cat([embeds[index], llm.get_input_embeddings()(ids).to(embeds.dtype)], dim=1)
-    positions = torch.cat(
-        [inputs["position_ids"].to(device)[index], next_position[index, None] + torch.arange(width, device=device)],
-        dim=1,
-    )
-    with served.lock:
-        logits = llm(
-            inputs_embeds=full,
-            attention_mask=torch.cat([mask[index], real], dim=1),
-            position_ids=positions,
-            logits_to_keep=width + 1,
-        ).logits[:, :-1]
-    token_logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[..., None])[..., 0]
-    totals = (token_logprobs * real).sum(dim=1).tolist()
+    with served.lock, quiet_cache_warnings():
+        inputs, embeds = served.prepare(requests)
+        device = embeds.device
+        mask = inputs["attention_mask"].to(device)
+        cache = DynamicCache()
+        first = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=inputs["position_ids"].to(device),
+                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # fmt: skip
+        width = max(len(ids) for ids in candidates)
+        ids = torch.zeros(len(candidates), width, dtype=torch.long, device=device)
+        real = torch.zeros(len(candidates), width, dtype=mask.dtype, device=device)
+        for i, tokens in enumerate(candidates):
+            ids[i, : len(tokens)] = torch.tensor(tokens, device=device)
+            real[i, : len(tokens)] = 1
+        rows = torch.tensor([row for row, _ in owners], device=device)
+        logprobs = torch.log_softmax(first.float(), dim=-1)[rows].gather(-1, ids[:, :1])  # the first token
+        if width > 1:  # the rest: each candidate continues its own copy of its prompt's cache
+            layers = [(layer.keys[rows], layer.values[rows]) for layer in cache.layers]
+            start = inputs["position_ids"].to(device)[rows, -1:] + 1
+            logits = llm(input_ids=ids[:, :-1], attention_mask=torch.cat([mask[rows], real[:, :-1]], dim=1),
+                         position_ids=start + torch.arange(width - 1, device=device),
+                         past_key_values=DynamicCache(ddp_cache_data=layers), use_cache=True).logits  # fmt: skip
+            rest = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+            logprobs = torch.cat([logprobs, rest], dim=1)
+    totals = (logprobs * real).sum(dim=1).tolist()
     for (row, option), total in zip(owners, totals):
         scores[row][option] = float(torch.logaddexp(torch.tensor(scores[row][option]), torch.tensor(total)))
     return scores

@@ -39,7 +39,7 @@ _ids = itertools.count()
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_cache_warnings() -> Iterator[None]:
     """`past_key_values=` works on every transformers we support; 5.2x renamed it `cache=` with a
     deprecation warning per call until 5.40."""
     with warnings.catch_warnings():
@@ -150,7 +150,7 @@ class DecodeBatch:
                 key: value[index.to(value.device)] for key, value in inputs.items() if key in ("input_ids", "segments")
             }
         cache = DynamicCache()
-        with _quiet():
+        with quiet_cache_warnings():
             logits = self.served.llm(
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -227,7 +227,7 @@ class DecodeBatch:
     def step(self) -> None:
         """Feed every row its last token; sample the next; drop the rows that finished."""
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
-        with _quiet():
+        with quiet_cache_warnings():
             logits = self.served.llm(
                 input_ids=self.last[:, None],
                 attention_mask=self.mask,
