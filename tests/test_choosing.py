@@ -133,5 +133,6 @@ def test_eval_asks_paraling_questions_closed_and_scores_the_likeliest_option(tmp
         assert results["systems"][system]["paraling"]["n"] == 8  # the decoded questions + two descriptions
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "### held-out voices: the likeliest option" in report and "paraling acc, likeliest option" in report
+    assert "How often each value was the likeliest option" in report
     again = evaluate(settings)
     assert {"tiny/paraling-choice", "text/paraling-choice"} <= set(again["cached"])

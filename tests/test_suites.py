@@ -101,6 +101,7 @@ def test_paraling_accuracy_counts_one_named_option_and_reports_the_unparsed_shar
     gender = scored["per_attribute"]["gender"]
     assert gender["n"] == 3 and gender["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
     assert gender["unparsed"] == pytest.approx(1 / 3, abs=1e-4)  # two options named: neither counts
+    assert gender["answered"] == {"female": 1, "male": 1, "none": 1}  # a system answering one value hears nothing
     assert scored["per_attribute"]["pace"]["accuracy"] == 0.0
     assert scored["accuracy"] == pytest.approx((2 / 3 + 0) / 2, abs=1e-4)  # mean over attributes
     low, high = gender["accuracy_95ci"]

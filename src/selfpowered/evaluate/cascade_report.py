@@ -87,6 +87,14 @@ def paraling_tables(results: dict) -> list[str]:
                              for a in attributes)]
                 )  # fmt: skip
             lines += [f"### {data}: {label}", ""] + table(["system", *attributes], rows) + [""]
+    if blocks[CLOSED]:  # one value chosen for every clip means the model hears nothing of it
+        attributes = sorted({a for block in blocks[CLOSED].values() for a in block.get("per_attribute", {})})
+        rows = [[name, *(" / ".join(f"{value} {count}" for value, count in
+                                    block["per_attribute"].get(a, {}).get("answered", {}).items()) or "-"
+                         for a in attributes)]
+                for name, block in blocks[CLOSED].items()]  # fmt: skip
+        lines += ["How often each value was the likeliest option (all sets):", ""]
+        lines += table(["system", *attributes], rows) + [""]
     rows = []
     for name, block in blocks["paraling"].items():
         for data, found in block.get("describe", {}).items():

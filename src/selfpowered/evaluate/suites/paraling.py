@@ -18,7 +18,7 @@ first words (model/choosing.py), read back by the same rule. The parsed accuracy
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -137,10 +137,12 @@ def _accuracy(outcomes: list[bool]) -> dict:
 
 
 def score_paraling(suite: Suite, answers: Sequence[str]) -> dict:
-    """Accuracy with a 95% interval per attribute and set (and over all), the unparsed share, and
+    """Accuracy with a 95% interval per attribute and set (and over all), the unparsed share, how
+    often each value was answered (a system that hears nothing answers one value every time), and
     for the open descriptions how often they name two attributes right and none wrong."""
     outcomes: dict[tuple[str, str], list[bool]] = defaultdict(list)
     unparsed: dict[str, int] = defaultdict(int)
+    said_counts: dict[str, Counter] = defaultdict(Counter)  # what was answered: one value every time is no hearing
     described: dict[str, list[dict]] = defaultdict(list)
     for item, answer in zip(suite.meta, answers):
         if item["attribute"] == "describe":
@@ -148,6 +150,7 @@ def score_paraling(suite: Suite, answers: Sequence[str]) -> dict:
             continue
         said = parse(item["attribute"], answer, EVAL_VALUES[item["attribute"]])
         unparsed[item["attribute"]] += said is None
+        said_counts[item["attribute"]][said or "none"] += 1
         outcomes[(item["set"], item["attribute"])].append(said == item["truth"])
     per_set: dict[str, dict] = defaultdict(dict)
     for (name, attribute), values in sorted(outcomes.items()):
@@ -158,6 +161,7 @@ def score_paraling(suite: Suite, answers: Sequence[str]) -> dict:
     }
     for attribute, count in unparsed.items():
         per_attribute[attribute]["unparsed"] = round(count / max(per_attribute[attribute]["n"], 1), 4)
+        per_attribute[attribute]["answered"] = dict(sorted(said_counts[attribute].items()))
     descriptions = {}
     for name, found in described.items():
         two_right = [sum(found_one.values()) >= 2 and all(found_one.values()) for found_one in found]
