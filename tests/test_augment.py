@@ -131,6 +131,27 @@ def test_vanilla_recipe_needs_no_llm_and_keeps_transcripts(tmp_path):
     assert json.loads((tmp_path / "out" / "v.stats.json").read_text())["totals"]["samples"] == 20
 
 
+def test_heard_by_answers_over_what_whisper_heard_and_keeps_the_reference(librivox, tmp_path):
+    """`heard_by`: the rows' text becomes Whisper's greedy transcript of their audio (what a cascade
+    reads), decoded once into the cache; an ASR answer is that transcript, and the card says so."""
+    from selfpowered.model.hearing import WhisperHearing
+
+    lines = [json.dumps({"id": f"c{i}", "audio": str(path), "text": "a reference that no clip says", "duration": 3.0})
+             for i, (path, _) in enumerate(librivox[:3])]  # fmt: skip
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    config = AugmentConfig(manifest=str(manifest), output=str(tmp_path / "v.jsonl"), tasks="paper", recipe="vanilla",
+                           heard_by="whisper-tiny.en", hearing_cache=str(tmp_path / "hearing"))  # fmt: skip
+    augment(config, progress=False)
+    samples = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    expected = WhisperHearing("whisper-tiny.en").transcribe([str(path) for path, _ in librivox[:3]])
+    assert [s["transcript"] for s in samples] == expected == [s["response"] for s in samples]
+    assert all(s["source"]["heard_by"] == "whisper-tiny.en" for s in samples)
+    assert json.loads((tmp_path / "v.card.json").read_text())["heard_by"] == "whisper-tiny.en"
+    cached = WhisperHearing("whisper-tiny.en", cache_dir=tmp_path / "hearing")
+    assert cached.transcribe([str(path) for path, _ in librivox[:3]]) == expected and cached.decoded == 0
+
+
 def test_selfpowered_run_resume_and_torn_line(tiny_llm, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", 24)
     engine = HFGenerator(str(tiny_llm), max_new_tokens=8)

@@ -65,12 +65,16 @@ def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress
     rows = [row for position, row in enumerate(report.rows) if position % count == index]
     if config.limit is not None:
         rows = rows[: config.limit]
+    if config.heard_by is not None:
+        rows = heard_rows(rows, manifest.parent, config.heard_by, config.hearing_cache, config.device)
     samples, rejects = AppendLog(out), AppendLog(rejects_path(out))
     for reject in report.rejects:  # bad manifest lines are reported once, with their line number
         key = f"manifest-line-{reject.line}"
         if key not in rejects.ids:
             rejects.append({"id": key, "line": reject.line, "reason": f"manifest: {reject.reason}"})
     source = {"generator": engine.model_id if engine else None, "tasks": library.name, "seed": config.seed}
+    if config.heard_by is not None:
+        source["heard_by"] = config.heard_by
     source["recipe"] = config.recipe
     stats: Counter = Counter()
     kept_per_task: Counter = Counter()
@@ -124,6 +128,22 @@ def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress
     _write_card(config, library, engine, out)
     atomic_write_text(companion_path(out, "stats.json"), json.dumps(result, indent=1) + "\n")
     return result
+
+
+def heard_rows(rows: list[ManifestRow], base: Path, whisper: str, cache: str | None, device: str) -> list[ManifestRow]:
+    """The rows with their text replaced by what `whisper` hears in the audio (greedy, each clip
+    decoded once and cached), the manifest's text kept as `extra["reference"]`: the LLM then
+    answers the transcript a cascade - and a transcript-reading LSM - would read."""
+    from dataclasses import replace
+
+    from selfpowered.model.hearing import WhisperHearing
+
+    hearing = WhisperHearing(whisper, device=device, cache_dir=cache)
+    paths = [str(row.audio_path(base)) for row in rows]
+    heard = []
+    for start in range(0, len(paths), 64):  # a bounded number of clips in memory at a time
+        heard += hearing.transcribe(paths[start : start + 64])
+    return [replace(row, text=text, extra={**row.extra, "reference": row.text}) for row, text in zip(rows, heard)]
 
 
 def _run_llm(work, engine, config: AugmentConfig, keep, drop, stats, bar) -> None:
@@ -282,6 +302,7 @@ def _write_card(config: AugmentConfig, library: TaskLibrary, engine: TextGenerat
         "verify_temperature": config.verify_temperature if config.verify_attempts > 1 else None,
         "max_prompt_tokens": config.max_prompt_tokens,
         "manifest": {"path": config.manifest, "sha256": sha256_file(config.manifest)},
+        "heard_by": config.heard_by,  # None: the LLM answered the manifest's text
         "counts": {
             "samples": sum(kept.values()),
             "rejects": sum(rejected.values()),

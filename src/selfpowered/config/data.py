@@ -100,6 +100,13 @@ class AugmentConfig(StrictModel):
         "the clip sounds gets its labels as a fixed sentence (text/paraling.py; the control of the paraling tasks)",
     )
     tasks: str = Field("demo", description="task library: paper | demo | path to a YAML preset")
+    heard_by: str | None = Field(
+        None,
+        description="the LLM answers what this Whisper (folder or embedded name, e.g. whisper-tiny.en) hears in each "
+        "clip instead of the manifest's text: the cascade's own answers, targets a transcript-reading LSM can match "
+        "from what it reads (ASR answers become Whisper's transcript too)",
+    )
+    hearing_cache: str | None = Field(None, description="heard_by: Whisper's cache folder (e.g. a train feature_cache)")
     task_weights: dict[str, float] = Field(default_factory=dict)
     task_variants: dict[str, str] = Field(default_factory=dict, description="e.g. {continuation: en}")
     engine: Literal["hf", "openai"] = "hf"
