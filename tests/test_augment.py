@@ -147,7 +147,12 @@ def test_heard_by_answers_over_what_whisper_heard_and_keeps_the_reference(libriv
     expected = WhisperHearing("whisper-tiny.en").transcribe([str(path) for path, _ in librivox[:3]])
     assert [s["transcript"] for s in samples] == expected == [s["response"] for s in samples]
     assert all(s["source"]["heard_by"] == "whisper-tiny.en" for s in samples)
-    assert json.loads((tmp_path / "v.card.json").read_text())["heard_by"] == "whisper-tiny.en"
+    card = json.loads((tmp_path / "v.card.json").read_text())
+    assert card["heard_by"] == "whisper-tiny.en"
+    from selfpowered.cards import summary_line
+
+    line = summary_line({"base": {}, "training_data": [{"path": "v.jsonl", "lines": 3, "card": card}]})
+    assert "v.jsonl: 3 samples, targets by no LLM (transcripts) over what whisper-tiny.en heard" in line
     cached = WhisperHearing("whisper-tiny.en", cache_dir=tmp_path / "hearing")
     assert cached.transcribe([str(path) for path, _ in librivox[:3]]) == expected and cached.decoded == 0
 

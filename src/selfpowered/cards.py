@@ -113,6 +113,7 @@ def summary_line(card: dict[str, Any] | None) -> str:
         parts.append(
             f"{Path(entry['path']).name}: {entry['lines']} samples, targets by {who}"
             + (f" (sha256 {sha}…)" if sha else "")
+            + (f" over what {data['heard_by']} heard" if data.get("heard_by") else "")
             + (f", tasks {library.get('name')} #{library.get('sha256', '')[:8]}" if library else "")
             + (f", kept {counts.get('samples')} / rejected {counts.get('rejects')}" if counts else "")
             + (f", constrained answers tried up to {attempts}x" if attempts > 1 else "")
