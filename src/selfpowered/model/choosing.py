@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from selfpowered.model.engine import Request, quiet_cache_warnings
+from selfpowered.model.engine import quiet_cache_warnings
 
 if TYPE_CHECKING:
+    from selfpowered.model.engine import Request
     from selfpowered.model.served import ServedModel
 
 
@@ -75,7 +76,7 @@ def option_logprobs(
                          past_key_values=DynamicCache(ddp_cache_data=layers), use_cache=True).logits  # fmt: skip
             rest = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             logprobs = torch.cat([logprobs, rest], dim=1)
-    totals = (logprobs * real).sum(dim=1).tolist()
+    totals = torch.where(real.bool(), logprobs, 0.0).sum(dim=1).tolist()  # (a padded -inf would make 0 x -inf)
     for (row, option), total in zip(owners, totals):
         scores[row][option] = float(torch.logaddexp(torch.tensor(scores[row][option]), torch.tensor(total)))
     return scores
