@@ -139,10 +139,7 @@ def heard_rows(rows: list[ManifestRow], base: Path, whisper: str, cache: str | N
     from selfpowered.model.hearing import WhisperHearing
 
     hearing = WhisperHearing(whisper, device=device, cache_dir=cache)
-    paths = [str(row.audio_path(base)) for row in rows]
-    heard = []
-    for start in range(0, len(paths), 64):  # a bounded number of clips in memory at a time
-        heard += hearing.transcribe(paths[start : start + 64])
+    heard = hearing.transcribe_files([str(row.audio_path(base)) for row in rows])
     return [replace(row, text=text, extra={**row.extra, "reference": row.text}) for row, text in zip(rows, heard)]
 
 

@@ -142,10 +142,14 @@ class LSMSystem:
             self._served = ServedModel.from_lsm(self.name, self.model, hearing=self.hearing)
         return self._served
 
-    def _generate(self, instructions: list[str], audio: list[str | None]) -> list[str]:
+    def _charge(self, audio: list[str | None]) -> None:
+        """Charge the Whisper time of these clips when this LSM hears through the evaluation's Whisper."""
         heard = [path for path in audio if path is not None]
         if heard and self.hears and self.listening is not None:
             self.listening.charge(heard, self.hearing)
+
+    def _generate(self, instructions: list[str], audio: list[str | None]) -> list[str]:
+        self._charge(audio)
         requests = _requests(self.name, instructions, audio, self.max_new_tokens, self.no_repeat_ngram_size)
         return [request.text for request in generate_all(self.served, requests, self.batch_size)]
 
@@ -174,8 +178,7 @@ class LSMSystem:
 
     def choose(self, queries: list[Query]) -> list[str]:
         audio = [q.audio for q in queries]
-        if self.hears and self.listening is not None:
-            self.listening.charge(audio, self.hearing)
+        self._charge(audio)
         requests = _requests(self.name, [q.instruction for q in queries], audio, 1, 0)
         return choose_all(self.served, requests, [q.options for q in queries], self.batch_size)
 

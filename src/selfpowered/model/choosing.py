@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from selfpowered.model.engine import quiet_cache_warnings
@@ -78,7 +79,7 @@ def option_logprobs(
             logprobs = torch.cat([logprobs, rest], dim=1)
     totals = torch.where(real.bool(), logprobs, 0.0).sum(dim=1).tolist()  # (a padded -inf would make 0 x -inf)
     for (row, option), total in zip(owners, totals):
-        scores[row][option] = float(torch.logaddexp(torch.tensor(scores[row][option]), torch.tensor(total)))
+        scores[row][option] = float(np.logaddexp(scores[row][option], total))  # either casing: the same answer
     return scores
 
 

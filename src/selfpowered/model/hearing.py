@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,15 +201,21 @@ class WhisperHearing:
     def hear_files(self, paths: Sequence[str | os.PathLike], batch_size: int = 8, chunk: int = 64) -> list[str]:
         """Hear every file (a training set: decoding only what the disk cache lacks, `chunk` files
         in memory at a time, with a progress bar); returns each file's key in the cache."""
+        return [key for part in self._heard_in_chunks(paths, batch_size, chunk) for key, _ in part]
+
+    def transcribe_files(self, paths: Sequence[str | os.PathLike], batch_size: int = 8, chunk: int = 64) -> list[str]:
+        """`hear_files`, returning each file's transcript (what augmentation's `heard_by` answers over)."""
+        return [heard.text for part in self._heard_in_chunks(paths, batch_size, chunk) for _, heard in part]
+
+    def _heard_in_chunks(self, paths, batch_size: int, chunk: int) -> Iterator[list[tuple[str, Heard]]]:
+        """(key, heard) of `chunk` files at a time, with a progress bar: a corpus never in memory at once."""
         from tqdm import tqdm
 
-        keys: list[str] = []
         with tqdm(total=len(paths), desc="hearing (Whisper, once per clip)", unit=" clip") as bar:
             for start in range(0, len(paths), chunk):
                 part = paths[start : start + chunk]
-                keys += [key for key, _ in self.hear_keyed(part, batch_size)]
+                yield self.hear_keyed(part, batch_size)
                 bar.update(len(part))
-        return keys
 
     def hear_keyed(self, audio: Sequence[AudioInput], batch_size: int = 8) -> list[tuple[str, Heard]]:
         """`hear`, each result with its cache key (`audio_digest` of the samples)."""

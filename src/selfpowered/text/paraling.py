@@ -83,6 +83,11 @@ def describe(labels: dict) -> str:
 NEGATIONS = ("not", "no", "isn't", "aren't", "without", "never", "nor", "hardly")
 
 
+def whole_word(word: str) -> str:
+    """A regex for `word` not inside a longer word (letters, digits, apostrophes)."""
+    return rf"(?<![\w']){re.escape(word)}(?![\w'])"
+
+
 def named(attribute: str, answer: str, values: tuple[str, ...] | None = None) -> list[str]:
     """The values of `attribute` an answer names, by their words: a phrase inside a longer one of
     another value does not count ("noise" in "no background noise" is the clean value's), nor does
@@ -91,7 +96,7 @@ def named(attribute: str, answer: str, values: tuple[str, ...] | None = None) ->
     spans = []  # (start, end, value)
     for value in values or tuple(VALUES[attribute]):
         for word in VALUES[attribute][value]:
-            for match in re.finditer(rf"(?<![\w']){re.escape(word)}(?![\w'])", text):
+            for match in re.finditer(whole_word(word), text):
                 before = re.findall(r"[\w']+", text[: match.start()])[-2:]
                 if " " not in word and any(w in NEGATIONS for w in before):
                     continue

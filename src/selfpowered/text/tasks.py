@@ -278,7 +278,7 @@ def _options_spec(options: list[str] | None, attribute: str | None, templates: l
     by the same rules as a decoded answer)."""
     import re
 
-    from selfpowered.text.paraling import EVAL_VALUES, parse
+    from selfpowered.text.paraling import EVAL_VALUES, parse, whole_word
 
     if not options:
         return ()
@@ -287,7 +287,7 @@ def _options_spec(options: list[str] | None, attribute: str | None, templates: l
     values = []
     for option in options:
         for template in templates:
-            if not re.search(rf"(?<![\w']){re.escape(option)}(?![\w'])", template, flags=re.IGNORECASE):
+            if not re.search(whole_word(option), template, flags=re.IGNORECASE):
                 raise ConfigError(f"{where}: options: {option!r} is not offered in the template {template!r}")
         value = parse(attribute, option, EVAL_VALUES[attribute])
         if value is None:
