@@ -134,10 +134,16 @@ def test_vanilla_recipe_needs_no_llm_and_keeps_transcripts(tmp_path):
 def test_heard_by_answers_over_what_whisper_heard_and_keeps_the_reference(librivox, tmp_path):
     """`heard_by`: the rows' text becomes Whisper's greedy transcript of their audio (what a cascade
     reads), decoded once into the cache; an ASR answer is that transcript, and the card says so."""
+    import numpy as np
+    import soundfile as sf
+
     from selfpowered.model.hearing import WhisperHearing
 
-    lines = [json.dumps({"id": f"c{i}", "audio": str(path), "text": "a reference that no clip says", "duration": 3.0})
+    lines = [json.dumps({"id": f"c{i}", "audio": str(path), "text": "a reference that no clip says",
+                         "duration": sf.info(str(path)).duration})
              for i, (path, _) in enumerate(librivox[:3])]  # fmt: skip
+    sf.write(tmp_path / "long.wav", np.zeros(16_000 * 61, dtype=np.float32), 16_000)  # over the 60 s limit
+    lines.append(json.dumps({"id": "long", "audio": str(tmp_path / "long.wav"), "text": "x", "duration": 61.0}))
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     config = AugmentConfig(manifest=str(manifest), output=str(tmp_path / "v.jsonl"), tasks="paper", recipe="vanilla",
@@ -147,6 +153,8 @@ def test_heard_by_answers_over_what_whisper_heard_and_keeps_the_reference(libriv
     expected = WhisperHearing("whisper-tiny.en").transcribe([str(path) for path, _ in librivox[:3]])
     assert [s["transcript"] for s in samples] == expected == [s["response"] for s in samples]
     assert all(s["source"]["heard_by"] == "whisper-tiny.en" for s in samples)
+    rejected = [json.loads(line) for line in (tmp_path / "v.rejects.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rejected] == [4] and "manifest:" in rejected[0]["reason"]  # checked, never heard
     card = json.loads((tmp_path / "v.card.json").read_text())
     assert card["heard_by"] == "whisper-tiny.en"
     from selfpowered.cards import summary_line

@@ -60,7 +60,9 @@ def augment(config: AugmentConfig, engine: TextGenerator | None = None, progress
         engine = build_generator(config)
     manifest, out = Path(config.manifest), Path(config.output)
     started = time.perf_counter()
-    report = read_manifest(manifest, LimitsConfig(check_audio=False))
+    # heard_by decodes every clip: each file's header is checked first, so a row whose audio is
+    # missing, unreadable or over the duration limit is a reported reject, not unbounded work
+    report = read_manifest(manifest, LimitsConfig(check_audio=config.heard_by is not None))
     index, count = config.shard_index_count
     rows = [row for position, row in enumerate(report.rows) if position % count == index]
     if config.limit is not None:
