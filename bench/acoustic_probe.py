@@ -26,13 +26,10 @@ from selfpowered.audio import load_audio
 from selfpowered.config import LimitsConfig
 from selfpowered.corpus.manifest import read_manifest
 from selfpowered.model.hearing import WhisperHearing
+from selfpowered.model.sound_tags import pooled_states
 from selfpowered.text.paraling import EVAL_VALUES, value_of
 
 ATTRIBUTES = ("gender", "pace", "background", "room", "speakers")
-
-
-def pooled(states: np.ndarray) -> np.ndarray:
-    return np.concatenate([states.mean(0), states.std(0)])
 
 
 def features(rows, base: Path, encoder, extractor, hearing) -> np.ndarray:
@@ -44,8 +41,8 @@ def features(rows, base: Path, encoder, extractor, hearing) -> np.ndarray:
         with torch.no_grad():
             layers = encoder(inputs, output_hidden_states=True).hidden_states
         frames = max(1, int(len(audio) / 16_000 * 50))
-        per_layer = [pooled(layer[0, :frames].numpy()) for layer in layers]
-        per_layer.append(pooled(hearing.hear([audio])[0].states.astype(np.float32)))
+        per_layer = [pooled_states(layer[0, :frames].numpy()) for layer in layers]
+        per_layer.append(pooled_states(hearing.hear([audio])[0].states))
         out.append(np.stack(per_layer))
     return np.stack(out)
 

@@ -5,6 +5,9 @@
 # Stages (run in this order; each reuses what earlier ones made under demo-output/):
 #   paraling-data     templated and self-powered answers about how the paraling train clips sound
 #   init [NAME]       a fresh LSM from bench/sound/NAME.yaml (default init: LLM frozen; init-lora: LoRA r 8)
+#   tag NAME          fit NAME's sound tagger on the paraling train clips, scored on the dev pairs
+#                     (NAME: init-tags, or a copy of the open init: `cp -r demo-output/open/init
+#                     demo-output/sound/init-open-tags` for arm T)
 #   train ARM...      bench/sound/train-ARM.yaml -> demo-output/sound/ARM
 #   eval-dev ARM...   dev sets only (recipe choices): paraling dev pairs, content on diverse dev (OS, OV:
 #                     the open recipe's self-powered and vanilla arms, demo-output/open/)
@@ -29,6 +32,12 @@ case "$stage" in
   init)
     name=${1:-init}
     $SP init "$OUT/$name" --config "bench/sound/$name.yaml"
+    ;;
+  tag)
+    name=${1:?checkpoint name under demo-output/sound}
+    $SP tag "$OUT/$name" --train demo-output/paraling/train.jsonl --dev demo-output/paraling/dev.jsonl \
+      --cache demo-output/hearing/train
+    cp "$OUT/$name/sound_tagger.stats.json" "$RESULTS/$name.sound_tagger.stats.json"
     ;;
   train)
     for arm in "$@"; do

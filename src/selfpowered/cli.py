@@ -272,6 +272,21 @@ def align_command(
     _echo_summary(f"{settings.output}/final:", summary, ("steps", "train_ctc_wer", "dev_ctc_wer", "seconds"))
 
 
+@_command(app, "tag")
+def tag_command(
+    checkpoint: Path = typer.Argument(..., help="a transcript-reading LSM checkpoint (speech_tokens: transcript)"),
+    train: list[str] = typer.Option(..., "--train", help="labelled manifest(s), e.g. demo-output/paraling/train.jsonl"),
+    dev: list[str] = typer.Option(None, "--dev", help="labelled dev manifest(s) to score each attribute on"),
+    cache: str | None = typer.Option(None, help="hearing cache folder (a training run's data.feature_cache)"),
+    limit: int | None = typer.Option(None, help="fit on the first N labelled clips"),
+) -> None:
+    """Fit the checkpoint's sound tagger: its prompts then say how each clip sounds (model/sound_tags.py)."""
+    from selfpowered.train.sound_tagger import fit_tagger
+
+    summary = fit_tagger(checkpoint, train, dev or (), cache, limit)
+    _echo_summary(f"{checkpoint}/sound_tagger.json:", summary, ("train_clips", "attributes", "dev_accuracy", "seconds"))
+
+
 @_command(app, "eval")
 def eval_command(
     models: list[str] = typer.Option(None, "--models", "-m", help="PATH or NAME=PATH; repeat or comma-join"),

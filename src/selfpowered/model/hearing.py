@@ -205,7 +205,13 @@ class WhisperHearing:
 
     def transcribe_files(self, paths: Sequence[str | os.PathLike], batch_size: int = 8, chunk: int = 64) -> list[str]:
         """`hear_files`, returning each file's transcript (what augmentation's `heard_by` answers over)."""
-        return [heard.text for part in self._heard_in_chunks(paths, batch_size, chunk) for _, heard in part]
+        return [heard.text for heard in self.each_heard(paths, batch_size, chunk)]
+
+    def each_heard(self, paths: Sequence[str | os.PathLike], batch_size: int = 8, chunk: int = 64) -> Iterator[Heard]:
+        """`hear_files`, yielding what was heard in each file in order (a corpus's states are never
+        all in memory: the sound tagger pools them one clip at a time)."""
+        for part in self._heard_in_chunks(paths, batch_size, chunk):
+            yield from (heard for _, heard in part)
 
     def _heard_in_chunks(self, paths, batch_size: int, chunk: int) -> Iterator[list[tuple[str, Heard]]]:
         """(key, heard) of `chunk` files at a time, with a progress bar: a corpus never in memory at once."""

@@ -45,6 +45,7 @@ from selfpowered.model.hearing import WhisperHearing
 from selfpowered.model.hearing_mixin import Hearing
 from selfpowered.model.processor import SpeechProcessor
 from selfpowered.model.prompting import SEGMENT_SPEECH, embed_layout, fill_speech_slots, speech_slots
+from selfpowered.model.sound_tags import SoundTagger
 from selfpowered.model.token_bridge import TokenBridge
 
 # What `optim.lr_connector` trains (and 0 freezes): the connector, and the whisper_text bridge's
@@ -319,6 +320,7 @@ class SpeechLM(Hearing, Generation, PreTrainedModel):
         model = cls(config, encoder, llm, tokenizer, feature_extractor)
         model.whisper_folder = whisper_folder
         model.load_trained_weights(pretrained_model_name_or_path)
+        model.processor.use_tagger(SoundTagger.load(pretrained_model_name_or_path))
         if not is_trainable:
             model.eval()
         if dtype is not None:

@@ -24,6 +24,7 @@ from selfpowered.model.connectors import speech_token_lengths
 from selfpowered.model.encoder import decoder_token_rate, featurize, speech_state_bounds
 from selfpowered.model.hearing import Heard
 from selfpowered.model.prompting import TRANSCRIPT_JOINER, Conversation, PromptBuilder, plan_layout
+from selfpowered.model.sound_tags import SoundTagger
 from selfpowered.model.speech_tokens import reads_transcript
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
@@ -51,6 +52,9 @@ class SpeechProcessor:
         self.prompt = PromptBuilder(
             tokenizer, config.prompt_format, config.speech_placeholder, config.system_prompt, joiner=joiner
         )
+        # a transcript-reading LSM may also read how each clip sounds, as words (model/sound_tags.py);
+        # fitted by `selfpowered tag`, saved with the processor
+        self.tagger: SoundTagger | None = None
 
     def __call__(
         self,
@@ -103,7 +107,7 @@ class SpeechProcessor:
         has_speech = [speech is not None and speech[i] is not None for i in range(rows)]
         counts = [int(speech_token_lengths(self.config, n)) if on else 0 for n, on in zip(frames, has_speech)]
         contexts = list(contexts) if contexts is not None else [None] * rows
-        texts = [None if h is None else h.text for h in heard] if heard is not None else [None] * rows
+        texts = [None if h is None else self.heard_words(h) for h in heard] if heard is not None else [None] * rows
         pieces = [
             self.prompt.pieces(text, answer, with_speech=on, context=context, heard=words)
             for text, answer, on, context, words in zip(instruction, responses, has_speech, contexts, texts)
@@ -113,6 +117,23 @@ class SpeechProcessor:
         if response is None:
             del inputs["labels"]
         return inputs
+
+    def heard_words(self, heard: Heard) -> str:
+        """What the LLM reads of a heard clip: Whisper's transcript, then (with a sound tagger) a line
+        saying how the clip sounds."""
+        line = self.tagger.line(heard.states) if self.tagger is not None else ""
+        return f"{heard.text}\n{line}" if line else heard.text
+
+    def use_tagger(self, tagger: SoundTagger | None) -> None:
+        """Read how each clip sounds through `tagger` (None: no tags); only a transcript-reading LSM can."""
+        if tagger is not None and not self.reads_transcript:
+            raise ValueError("a sound tagger adds words after Whisper's transcript: it needs speech_tokens: transcript")
+        if tagger is not None and tagger.hidden_size != self.config.encoder_hidden_size:
+            raise ValueError(
+                f"sound tagger fitted on {tagger.hidden_size}-wide states; this LSM's encoder has "
+                f"{self.config.encoder_hidden_size}"
+            )
+        self.tagger = tagger
 
     def batch_decode(self, token_ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
@@ -127,6 +148,8 @@ class SpeechProcessor:
         self.mel.feature_extractor.save_pretrained(str(folder))
         marker = {"processor_class": type(self).__name__, "prompt_joiner": self.prompt.joiner}
         (folder / PROCESSOR_FILE).write_text(json.dumps(marker, indent=1) + "\n")
+        if self.tagger is not None:
+            self.tagger.save(folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, **_: object) -> SpeechProcessor:
@@ -152,4 +175,6 @@ class SpeechProcessor:
             folder if (folder / "preprocessor_config.json").is_file() else base(config.encoder_name_or_path, "encoder")
         )
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
-        return cls(config, tokenizer, WhisperFeatureExtractor.from_pretrained(str(extractor_source)))
+        processor = cls(config, tokenizer, WhisperFeatureExtractor.from_pretrained(str(extractor_source)))
+        processor.use_tagger(SoundTagger.load(folder))
+        return processor

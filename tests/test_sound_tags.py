@@ -1,0 +1,135 @@
+"""Sound tags (model/sound_tags.py): linear classifiers over a clip's pooled Whisper states, fitted on
+labels true by construction, whose predictions the LLM reads as words after the transcript."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from selfpowered.errors import SelfPoweredError
+from selfpowered.model.hearing import Heard
+from selfpowered.model.sound_tags import TAGGER_FILE, SoundTagger, pooled_states
+from selfpowered.text.paraling import describe
+from tests.tiny import tiny_lsm
+
+
+def test_pooled_states_are_the_mean_and_std_over_frames():
+    states = np.array([[1.0, 2.0], [3.0, 6.0]], dtype=np.float16)
+    np.testing.assert_allclose(pooled_states(states), [2.0, 4.0, 1.0, 2.0])
+    np.testing.assert_array_equal(pooled_states(np.zeros((0, 3))), np.zeros(6))
+    with pytest.raises(ValueError, match="frames, d"):
+        pooled_states(np.zeros(4))
+
+
+def _clips(rng: np.random.Generator, count: int = 40, width: int = 4):
+    """Clips whose first feature says the gender and whose second says the pace; noise elsewhere."""
+    states, labels = [], []
+    for index in range(count):
+        gender = "female" if index % 2 else "male"
+        pace = "fast" if index % 4 < 2 else "slow"
+        frames = rng.normal(size=(10, width)).astype(np.float32)
+        frames[:, 0] += 3.0 if gender == "female" else -3.0
+        frames[:, 1] += 3.0 if pace == "fast" else -3.0
+        states.append(frames)
+        labels.append({"gender": gender, "pace": pace, "room": "dry"})  # one room value: nothing to learn
+    return states, labels
+
+
+def test_a_tagger_learns_each_attribute_that_has_two_values(rng):
+    states, labels = _clips(rng)
+    features = np.stack([pooled_states(s) for s in states])
+    tagger, counts = SoundTagger.fit(features, labels, hidden_size=4)
+    assert sorted(tagger.classifiers) == ["gender", "pace"]  # room: one value only
+    assert counts["gender"] == {"female": 20, "male": 20} and counts["room"] == {"dry": 40}
+    fresh, fresh_labels = _clips(np.random.default_rng(1), count=8)
+    for frames, truth in zip(fresh, fresh_labels):
+        assert tagger.tags(frames) == {"gender": truth["gender"], "pace": truth["pace"]}
+        assert tagger.line(frames) == "How it sounds: " + describe(truth | {"room": None})
+    assert tagger.tags(None) == {} and tagger.line(np.zeros((0, 4))) == ""
+    with pytest.raises(ValueError, match="4-wide"):
+        tagger.tags(np.zeros((3, 5)))
+
+
+def test_a_tagger_needs_two_values_of_something(rng):
+    states, labels = _clips(rng)
+    features = np.stack([pooled_states(s) for s in states])
+    with pytest.raises(SelfPoweredError, match="no attribute has"):
+        SoundTagger.fit(features, [{"room": "dry"}] * len(labels), hidden_size=4)
+    with pytest.raises(ValueError, match="clips but"):
+        SoundTagger.fit(features, labels[:3], hidden_size=4)
+
+
+def test_a_saved_tagger_predicts_the_same_and_a_broken_file_is_named(rng, tmp_path):
+    states, labels = _clips(rng)
+    tagger, _ = SoundTagger.fit(np.stack([pooled_states(s) for s in states]), labels, hidden_size=4)
+    tagger.save(tmp_path)
+    again = SoundTagger.load(tmp_path)
+    assert [again.tags(s) for s in states] == [tagger.tags(s) for s in states]
+    assert SoundTagger.load(tmp_path / "elsewhere") is None  # no file: no tagger
+    data = json.loads((tmp_path / TAGGER_FILE).read_text())
+    data["classifiers"]["gender"]["weight"] = [[1.0]]
+    (tmp_path / TAGGER_FILE).write_text(json.dumps(data))
+    with pytest.raises(SelfPoweredError, match=f"{TAGGER_FILE}: not a sound tagger"):
+        SoundTagger.load(tmp_path)
+
+
+def test_the_llm_reads_the_tags_after_the_transcript_and_the_processor_keeps_them(rng, tmp_path):
+    lsm = tiny_lsm(speech_tokens="transcript", connector="none", finetune="frozen")
+    width = lsm.config.encoder_hidden_size
+    states, labels = _clips(rng, width=width)
+    tagger, _ = SoundTagger.fit(np.stack([pooled_states(s) for s in states]), labels, hidden_size=width)
+    heard = Heard("hello world", (), 1.0, states[1])  # a female, fast clip
+    plain = lsm.processor(["say it"], heard=[heard])["input_ids"][0].tolist()
+    lsm.processor.use_tagger(tagger)
+    tagged = lsm.processor(["say it"], heard=[heard])["input_ids"][0].tolist()
+    words = "hello world\nHow it sounds: voice: a woman's voice; pace: fast"
+    assert lsm.processor.heard_words(heard) == words
+    expected = lsm.prompt.pieces("say it", with_speech=True, heard=words)
+    assert tagged[: len(expected.prefix_ids) + len(expected.heard_ids)] == expected.prefix_ids + expected.heard_ids
+    assert len(tagged) > len(plain)
+    lsm.processor.save_pretrained(tmp_path)
+    assert SoundTagger.load(tmp_path).tags(states[1]) == tagger.tags(states[1])
+    with pytest.raises(ValueError, match="wide states"):
+        lsm.processor.use_tagger(SoundTagger(tagger.classifiers, width + 1))
+    other = tiny_lsm()  # reads no transcript: nothing to put tags after
+    with pytest.raises(ValueError, match="speech_tokens: transcript"):
+        other.processor.use_tagger(tagger)
+
+
+@pytest.mark.assets
+def test_fit_tagger_hears_real_clips_and_the_checkpoint_reads_its_tags(librivox, tmp_path):
+    """`selfpowered tag` on real speech: the LibriVox clips clean and under 0 dB white noise; the
+    tagger is fitted on Whisper's own states, saved into the checkpoint, and the reloaded model's
+    prompt says which clips are noisy."""
+    import soundfile as sf
+
+    from selfpowered.audio import load_audio
+    from selfpowered.config import ModelConfig
+    from selfpowered.corpus.manifest import ManifestRow, write_manifest
+    from selfpowered.model import SpeechLM
+    from selfpowered.train.sound_tagger import fit_tagger
+
+    noise = np.random.default_rng(0)
+    rows = []
+    for index, (path, text) in enumerate(librivox):
+        clean = load_audio(path)
+        for background in ("clean", "noisy"):
+            audio = clean if background == "clean" else clean + noise.normal(0, clean.std(), clean.shape)
+            name = f"{background}-{index}.wav"
+            sf.write(tmp_path / name, audio.astype(np.float32), 16_000)
+            rows.append(ManifestRow(f"{background}-{index}", name, text, len(audio) / 16_000,
+                                    extra={"labels": {"background": background}}))  # fmt: skip
+    write_manifest(tmp_path / "labelled.jsonl", rows)
+    model = ModelConfig(speech_tokens="transcript", connector={"name": "none"}, finetune="frozen")
+    SpeechLM.init_checkpoint(model, tmp_path / "lsm")
+    summary = fit_tagger(tmp_path / "lsm", [tmp_path / "labelled.jsonl"], [tmp_path / "labelled.jsonl"],
+                         cache_dir=tmp_path / "hearing")  # fmt: skip
+    assert summary["attributes"] == ["background"] and summary["train_clips"] == 10
+    assert summary["values"]["background"] == {"clean": 5, "noisy": 5}
+    assert summary["dev_accuracy"]["background"] == {"n": 10, "accuracy": 1.0}  # its own clips: separable
+    lsm = SpeechLM.from_pretrained(tmp_path / "lsm")
+    heard = lsm.hear([str(tmp_path / "noisy-0.wav"), str(tmp_path / "clean-0.wav")])
+    assert lsm.processor.heard_words(heard[0]).endswith("\nHow it sounds: background: noisy")
+    assert lsm.processor.heard_words(heard[1]).endswith("\nHow it sounds: background: quiet, no noise")
