@@ -4,6 +4,8 @@
 #   bash bench/sound.sh STAGE [ARM...]
 # Stages (run in this order; each reuses what earlier ones made under demo-output/):
 #   paraling-data     templated and self-powered answers about how the paraling train clips sound
+#   closed-data       the LLM's own verified answers to one-word sound questions (paraling-closed) over
+#                     paraling train clips 1,001-3,000 (no other row uses them)
 #   init [NAME]       a fresh LSM from bench/sound/NAME.yaml (default init: LLM frozen; init-lora: LoRA r 8)
 #   tag NAME          fit NAME's sound tagger on the paraling train clips, scored on the dev pairs
 #                     (NAME: init-tags, or a copy of the open init: `cp -r demo-output/open/init
@@ -29,6 +31,12 @@ case "$stage" in
       --set verify_attempts=3
     cp demo-output/aug/paraling.sp.stats.json demo-output/aug/paraling.sp.card.json "$RESULTS/"
     ;;
+  closed-data)
+    sed -n 1001,3000p demo-output/paraling/train.jsonl > demo-output/paraling/train-rest.jsonl
+    $SP augment demo-output/paraling/train-rest.jsonl demo-output/aug/paraling.spc-1000.jsonl --tasks paraling-closed \
+      --set limit=1000 --set verify_attempts=2 --set max_new_tokens=96 --set filters.trim_truncated=true
+    cp demo-output/aug/paraling.spc-1000.stats.json demo-output/aug/paraling.spc-1000.card.json "$RESULTS/"
+    ;;
   init)
     name=${1:-init}
     $SP init "$OUT/$name" --config "bench/sound/$name.yaml"
@@ -51,7 +59,7 @@ case "$stage" in
       case "$arm" in  # OS / OV: the open recipe's arms (the shipped pair's), beside the experiments
         OS) models+=(-m "OS=demo-output/open/selfpowered/final") ;;
         OV) models+=(-m "OV=demo-output/open/vanilla/final") ;;
-        *) models+=(-m "$arm=$OUT/$arm/final") ;;
+        *) if [ -d "$OUT/$arm/final" ]; then models+=(-m "$arm=$OUT/$arm/final"); else models+=(-m "$arm=$OUT/$arm"); fi ;;  # an init
       esac
     done
     $SP eval -c configs/eval-demo.yaml --data demo-output/diverse/dev.jsonl --output "$OUT/eval-dev" "${models[@]}" \

@@ -133,3 +133,14 @@ def test_fit_tagger_hears_real_clips_and_the_checkpoint_reads_its_tags(librivox,
     heard = lsm.hear([str(tmp_path / "noisy-0.wav"), str(tmp_path / "clean-0.wav")])
     assert lsm.processor.heard_words(heard[0]).endswith("\nHow it sounds: background: noisy")
     assert lsm.processor.heard_words(heard[1]).endswith("\nHow it sounds: background: quiet, no noise")
+
+
+def test_refitting_the_tagger_makes_cached_eval_answers_stale(rng, tmp_path):
+    """The tagger changes every prompt, so eval's answer cache keys on it (evaluate/cache.py)."""
+    from selfpowered.evaluate.cache import _checkpoint_identity
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    before = _checkpoint_identity(str(tmp_path))
+    states, labels = _clips(rng)
+    SoundTagger.fit(np.stack([pooled_states(s) for s in states]), labels, hidden_size=4)[0].save(tmp_path)
+    assert _checkpoint_identity(str(tmp_path)) != before

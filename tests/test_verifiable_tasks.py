@@ -101,3 +101,14 @@ def test_every_shipped_preset_validates_and_the_listing_names_each_with_the_task
     for setting in TaskSpec.model_fields:
         assert f"#   {setting} (default " in listing
     assert "demo: continuation (x2, 5 wordings)" in listing
+
+
+def test_the_sound_questions_eval_asks_are_worded_as_no_training_library_words_them():
+    """The `paraling` suite's wordings (paraling-heldout) are never trained on: neither the open
+    questions (paraling) nor the closed ones (paraling-closed) share a template with it."""
+    asked = {t for task in TaskLibrary.load("paraling-heldout").tasks for t in task.templates}
+    for preset in ("paraling", "paraling-closed"):
+        trained = {t.lower().strip() for task in TaskLibrary.load(preset).tasks for t in task.templates}
+        assert trained and not {t.lower().strip() for t in asked} & trained, preset
+    closed = TaskLibrary.load("paraling-closed")
+    assert all(task.options and task.attribute for task in closed.tasks)  # each closed, each about one attribute

@@ -29,7 +29,8 @@ def parse_model(spec: str) -> tuple[str, str]:
 def _checkpoint_identity(path: str) -> str:
     folder = Path(path)
     parts = [str(folder.resolve())]
-    for name in ("model.safetensors", "adapter/adapter_model.safetensors"):
+    # the sound tagger changes the prompt (model/sound_tags.py): re-fitting it makes every answer stale
+    for name in ("model.safetensors", "adapter/adapter_model.safetensors", "sound_tagger.json"):
         file = folder / name
         if file.is_file():
             stat = file.stat()
