@@ -96,6 +96,10 @@ def test_answers_are_read_back_into_labels():
     assert not paraling.check("gender", "It is a man or a woman.", labels)  # both named: no answer
     assert not paraling.check("gender", "The speaker is a man.", labels)
     assert paraling.check("pace", "She talks quite fast.", labels)
+    # a possessive names its value too: `describe` itself says "voice: a woman's voice"
+    assert paraling.check("gender", "It is a woman's voice.", labels)
+    assert paraling.check("gender", paraling.describe({"gender": "female"}), labels)
+    assert not paraling.check("gender", "A man's voice.", labels)
     assert paraling.parse("room", "Dry.", ("dry", "reverberant")) == "dry"
     assert paraling.parse("room", "There is an echo", ("dry", "reverberant")) == "reverberant"
     assert paraling.parse("speakers", "Two people.", ("one", "two")) == "two"

@@ -84,8 +84,9 @@ NEGATIONS = ("not", "no", "isn't", "aren't", "without", "never", "nor", "hardly"
 
 
 def whole_word(word: str) -> str:
-    """A regex for `word` not inside a longer word (letters, digits, apostrophes)."""
-    return rf"(?<![\w']){re.escape(word)}(?![\w'])"
+    """A regex for `word` not inside a longer word (letters, digits, apostrophes); its possessive
+    still names it ("a woman's voice" names a woman, as `describe` itself words the voice)."""
+    return rf"(?<![\w']){re.escape(word)}(?:'s)?(?![\w'])"
 
 
 def named(attribute: str, answer: str, values: tuple[str, ...] | None = None) -> list[str]:
