@@ -68,7 +68,9 @@ def main() -> None:
         chosen = [i for i, x in enumerate(test_labels) if x == label]
         result["per_class"][label] = round(float(np.mean([predicted[i] == label for i in chosen])), 3)
     result["mistakes"] = [
-        {"wording": text, "truth": truth} for text, truth, guess in zip(test_texts, test_labels, predicted) if guess != truth
+        {"wording": text, "truth": truth}
+        for text, truth, guess in zip(test_texts, test_labels, predicted)
+        if guess != truth
     ]
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -8,8 +8,7 @@
 #                     paraling train clips 1,001-3,000 (no other row uses them)
 #   init [NAME]       a fresh LSM from bench/sound/NAME.yaml (default init: LLM frozen; init-lora: LoRA r 8)
 #   tag NAME          fit NAME's sound tagger on the paraling train clips, scored on the dev pairs
-#                     (NAME: init-tags, or a copy of the open init: `cp -r demo-output/open/init
-#                     demo-output/sound/init-open-tags` for arm T)
+#                     (NAME: init-tags, made by `init init-tags`)
 #   train ARM...      bench/sound/train-ARM.yaml -> demo-output/sound/ARM
 #   eval-dev ARM...   dev sets only (recipe choices): paraling dev pairs, content on diverse dev (OS, OV:
 #                     the open recipe's self-powered and vanilla arms, demo-output/open/)

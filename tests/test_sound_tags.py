@@ -69,10 +69,12 @@ def test_a_saved_tagger_predicts_the_same_and_a_broken_file_is_named(rng, tmp_pa
     assert [again.tags(s) for s in states] == [tagger.tags(s) for s in states]
     assert SoundTagger.load(tmp_path / "elsewhere") is None  # no file: no tagger
     data = json.loads((tmp_path / TAGGER_FILE).read_text())
-    data["classifiers"]["gender"]["weight"] = [[1.0]]
-    (tmp_path / TAGGER_FILE).write_text(json.dumps(data))
-    with pytest.raises(SelfPoweredError, match=f"{TAGGER_FILE}: not a sound tagger"):
-        SoundTagger.load(tmp_path)
+    for broken in ({"weight": [[1.0]]}, {"mean": [0.0], "scale": [1.0], "weight": [[1.0], [1.0]]}):
+        bad = json.loads(json.dumps(data))
+        bad["classifiers"]["gender"].update(broken)
+        (tmp_path / TAGGER_FILE).write_text(json.dumps(bad))
+        with pytest.raises(SelfPoweredError, match=f"{TAGGER_FILE}: not a sound tagger"):
+            SoundTagger.load(tmp_path)
 
 
 def test_the_llm_reads_the_tags_after_the_transcript_and_the_processor_keeps_them(rng, tmp_path):

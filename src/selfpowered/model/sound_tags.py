@@ -161,6 +161,10 @@ class SoundTagger:
             unknown = set(classifiers) - set(TAGGED_ATTRIBUTES)
             if unknown:
                 raise ValueError(f"unknown attributes {sorted(unknown)}")
-            return cls(classifiers, int(data["hidden_size"]))
+            hidden_size = int(data["hidden_size"])
+            for name, classifier in classifiers.items():
+                if classifier.mean.shape != (2 * hidden_size,):
+                    raise ValueError(f"{name}: {classifier.mean.shape[0]} features, not mean+std of {hidden_size}")
+            return cls(classifiers, hidden_size)
         except (ValueError, KeyError, TypeError) as error:
             raise SelfPoweredError(f"{path}: not a sound tagger ({error})") from error
