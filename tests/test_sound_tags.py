@@ -146,3 +146,12 @@ def test_refitting_the_tagger_makes_cached_eval_answers_stale(rng, tmp_path):
     states, labels = _clips(rng)
     SoundTagger.fit(np.stack([pooled_states(s) for s in states]), labels, hidden_size=4)[0].save(tmp_path)
     assert _checkpoint_identity(str(tmp_path)) != before
+
+
+def test_a_corpus_without_labels_is_named_in_the_error(tmp_path):
+    from selfpowered.corpus.manifest import ManifestRow, write_manifest
+    from selfpowered.train.sound_tagger import _labelled
+
+    write_manifest(tmp_path / "plain.jsonl", [ManifestRow("a", "a.wav", "hello", 1.0)])
+    with pytest.raises(SelfPoweredError, match=r"plain\.jsonl: no row has `labels`"):
+        _labelled([tmp_path / "plain.jsonl"], None)
