@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit
 
 from selfpowered.assets import resolve_model
 from selfpowered.audio import load_audio
@@ -96,11 +97,7 @@ def main() -> None:
             scores[split] = {"n": len(chosen), "accuracy_by_layer": dict(zip(layer_names, accuracies))}
         result["attributes"][attribute] = scores
         print(attribute, json.dumps(scores), flush=True)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out, started)
 
 
 if __name__ == "__main__":

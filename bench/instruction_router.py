@@ -15,12 +15,11 @@ demo-heldout, paper-heldout) - the eval's own wordings.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from selfpowered.assets import resolve_model
@@ -72,12 +71,7 @@ def main() -> None:
         for text, truth, guess in zip(test_texts, test_labels, predicted)
         if guess != truth
     ]
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out, started)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from report import emit
+
 from selfpowered.config import LimitsConfig
 from selfpowered.corpus.manifest import read_manifest
 from selfpowered.model.choosing import choose_all
@@ -76,11 +78,7 @@ def main() -> None:
         }  # fmt: skip
         result["prompts"][name]["example"] = {"prompt": prompts[0], "answer": answers[0]}
         print(name, json.dumps(result["prompts"][name]), flush=True)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out, started)
 
 
 if __name__ == "__main__":

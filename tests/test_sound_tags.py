@@ -123,12 +123,15 @@ def test_fit_tagger_hears_real_clips_and_the_checkpoint_reads_its_tags(librivox,
             sf.write(tmp_path / name, audio.astype(np.float32), 16_000)
             rows.append(ManifestRow(f"{background}-{index}", name, text, len(audio) / 16_000,
                                     extra={"labels": {"background": background}}))  # fmt: skip
+    sf.write(tmp_path / "long.wav", np.zeros(16_000 * 61, dtype=np.float32), 16_000)  # over the 60 s limit
+    rows.append(ManifestRow("long", "long.wav", "x", 61.0, extra={"labels": {"background": "clean"}}))
     write_manifest(tmp_path / "labelled.jsonl", rows)
     model = ModelConfig(speech_tokens="transcript", connector={"name": "none"}, finetune="frozen")
     SpeechLM.init_checkpoint(model, tmp_path / "lsm")
     summary = fit_tagger(tmp_path / "lsm", [tmp_path / "labelled.jsonl"], [tmp_path / "labelled.jsonl"],
                          cache_dir=tmp_path / "hearing")  # fmt: skip
-    assert summary["attributes"] == ["background"] and summary["train_clips"] == 10
+    assert summary["attributes"] == ["background"] and summary["train_clips"] == 10  # the long clip: a reject
+    assert len(summary["rejected"]) == 2 and all("labelled.jsonl:11:" in line for line in summary["rejected"])
     assert summary["values"]["background"] == {"clean": 5, "noisy": 5}
     assert summary["dev_accuracy"]["background"] == {"n": 10, "accuracy": 1.0}  # its own clips: separable
     lsm = SpeechLM.from_pretrained(tmp_path / "lsm")
@@ -154,4 +157,4 @@ def test_a_corpus_without_labels_is_named_in_the_error(tmp_path):
 
     write_manifest(tmp_path / "plain.jsonl", [ManifestRow("a", "a.wav", "hello", 1.0)])
     with pytest.raises(SelfPoweredError, match=r"plain\.jsonl: no row has `labels`"):
-        _labelled([tmp_path / "plain.jsonl"], None)
+        _labelled([tmp_path / "plain.jsonl"], None)  # (its audio is missing too: a reject, never opened)

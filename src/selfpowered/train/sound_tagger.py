@@ -27,16 +27,19 @@ from selfpowered.text.paraling import value_of
 STATS_FILE = "sound_tagger.stats.json"
 
 
-def _labelled(manifests: Sequence[str | Path], limit: int | None) -> list[tuple[Path, dict]]:
-    """(audio path, labels) of every row that has labels, in file order (at most `limit`)."""
-    clips = []
+def _labelled(manifests: Sequence[str | Path], limit: int | None) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """(audio path, labels) of every row that has labels, in file order (at most `limit`), and the
+    rejected lines. Every file's header is checked against the corpus limits first, so a missing,
+    unreadable or over-long clip is a reported reject (file:line: reason), never decoded."""
+    clips, rejected = [], []
     for manifest in manifests:
         path = Path(manifest)
-        rows = read_manifest(path, LimitsConfig(check_audio=False)).rows
-        clips += [(row.audio_path(path.parent), row.extra["labels"]) for row in rows if row.extra.get("labels")]
+        report = read_manifest(path, LimitsConfig())
+        rejected += [f"{path}:{reject.line}: {reject.reason}" for reject in report.rejects]
+        clips += [(row.audio_path(path.parent), row.extra["labels"]) for row in report.rows if row.extra.get("labels")]
     if not clips:
         raise SelfPoweredError(f"{', '.join(map(str, manifests))}: no row has `labels` (a paraling corpus has)")
-    return clips[:limit] if limit else clips
+    return (clips[:limit] if limit else clips), rejected
 
 
 def _pooled(hearing, clips: list[tuple[Path, dict]]) -> list[np.ndarray]:
@@ -82,15 +85,17 @@ def fit_tagger(
     if not model.processor.reads_transcript:
         raise SelfPoweredError(f"{folder}: sound tags follow Whisper's transcript; this LSM does not read one")
     hearing = model.new_hearing(cache_dir=cache_dir)
-    clips = _labelled(train, limit)
+    clips, rejected = _labelled(train, limit)
     labels = [row for _, row in clips]
     pooled = _pooled(hearing, clips)
     tagger, counts = SoundTagger.fit(np.concatenate(pooled), labels, model.config.encoder_hidden_size)
     model.processor.use_tagger(tagger)  # checks the width against the model's encoder
     summary: dict = {"checkpoint": str(folder), "train": [str(p) for p in train], "train_clips": len(clips),
-                     "values": counts, "attributes": sorted(tagger.classifiers)}  # fmt: skip
+                     "values": counts, "attributes": sorted(tagger.classifiers),
+                     "rejected": rejected}  # fmt: skip
     if dev:
-        dev_clips = _labelled(dev, None)
+        dev_clips, dev_rejected = _labelled(dev, None)
+        summary["rejected"] += dev_rejected
         summary["dev"] = [str(p) for p in dev]
         summary["dev_accuracy"] = dev_accuracy(tagger, _pooled(hearing, dev_clips), [row for _, row in dev_clips])
     tagger.save(folder)
