@@ -6,9 +6,12 @@
 #   paraling-data     templated and self-powered answers about how the paraling train clips sound
 #   closed-data       the LLM's own verified answers to one-word sound questions (paraling-closed) over
 #                     paraling train clips 1,001-3,000 (no other row uses them)
-#   init [NAME]       a fresh LSM from bench/sound/NAME.yaml (default init: LLM frozen; init-lora: LoRA r 8)
-#   tag NAME          fit NAME's sound tagger on the paraling train clips, scored on the dev pairs
-#                     (NAME: init-tags, made by `init init-tags`)
+#   init [NAME [CONFIG]]  a fresh LSM from bench/sound/CONFIG.yaml (default: NAME's; init: LLM frozen;
+#                     init-lora: LoRA r 8; init-tags: the cascade's prompt, LoRA r 8 at zero)
+#   tag NAME [ARGS]   fit NAME's sound tagger on the paraling train clips, scored on the dev pairs, with
+#                     its instruction judge (ARGS: more `selfpowered tag` flags, e.g. --no-judge: the line
+#                     for every instruction). init-tags: `init init-tags` + `tag init-tags --no-judge`;
+#                     init-routed: `init init-routed init-tags` + `tag init-routed`
 #   train ARM...      bench/sound/train-ARM.yaml -> demo-output/sound/ARM
 #   eval-dev ARM...   dev sets only (recipe choices): paraling dev pairs, content on diverse dev (OS, OV:
 #                     the open recipe's self-powered and vanilla arms, demo-output/open/)
@@ -38,12 +41,13 @@ case "$stage" in
     ;;
   init)
     name=${1:-init}
-    $SP init "$OUT/$name" --config "bench/sound/$name.yaml"
+    $SP init "$OUT/$name" --config "bench/sound/${2:-$name}.yaml"
     ;;
   tag)
     name=${1:?checkpoint name under demo-output/sound}
+    shift
     $SP tag "$OUT/$name" --train demo-output/paraling/train.jsonl --dev demo-output/paraling/dev.jsonl \
-      --cache demo-output/hearing/train
+      --cache demo-output/hearing/train "$@"
     cp "$OUT/$name/sound_tagger.stats.json" "$RESULTS/$name.sound_tagger.stats.json"
     ;;
   train)

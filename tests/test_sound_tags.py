@@ -10,7 +10,14 @@ import pytest
 
 from selfpowered.errors import SelfPoweredError
 from selfpowered.model.hearing import Heard
-from selfpowered.model.sound_tags import TAGGER_FILE, SoundTagger, pooled_states
+from selfpowered.model.sound_tags import (
+    TAGGER_FILE,
+    AttributeClassifier,
+    InstructionJudge,
+    SoundTagger,
+    instruction_ids,
+    pooled_states,
+)
 from selfpowered.text.paraling import describe
 from tests.tiny import tiny_lsm
 
@@ -87,7 +94,7 @@ def test_the_llm_reads_the_tags_after_the_transcript_and_the_processor_keeps_the
     lsm.processor.use_tagger(tagger)
     tagged = lsm.processor(["say it"], heard=[heard])["input_ids"][0].tolist()
     words = "hello world\nHow it sounds: voice: a woman's voice; pace: fast"
-    assert lsm.processor.heard_words(heard) == words
+    assert lsm.processor.heard_words(heard, "say it") == words
     expected = lsm.prompt.pieces("say it", with_speech=True, heard=words)
     assert tagged[: len(expected.prefix_ids) + len(expected.heard_ids)] == expected.prefix_ids + expected.heard_ids
     assert len(tagged) > len(plain)
@@ -136,8 +143,13 @@ def test_fit_tagger_hears_real_clips_and_the_checkpoint_reads_its_tags(librivox,
     assert summary["dev_accuracy"]["background"] == {"n": 10, "accuracy": 1.0}  # its own clips: separable
     lsm = SpeechLM.from_pretrained(tmp_path / "lsm")
     heard = lsm.hear([str(tmp_path / "noisy-0.wav"), str(tmp_path / "clean-0.wav")])
-    assert lsm.processor.heard_words(heard[0]).endswith("\nHow it sounds: background: noisy")
-    assert lsm.processor.heard_words(heard[1]).endswith("\nHow it sounds: background: quiet, no noise")
+    assert lsm.processor.heard_words(heard[0], "is it noisy?").endswith("\nHow it sounds: background: noisy")
+    assert lsm.processor.heard_words(heard[1], "is it noisy?").endswith("\nHow it sounds: background: quiet, no noise")
+    # the judge, fitted on the training libraries' wordings over SmolLM2's embeddings: the eval's
+    # held-out sound questions get the line, a transcription request gets the cascade's prompt
+    assert summary["judge"]["held_out"]["sound"]["accuracy"] == 1.0
+    assert summary["judge"]["held_out"]["other"]["accuracy"] >= 0.9
+    assert lsm.processor.heard_words(heard[0], "Transcribe the audio.") == heard[0].text
 
 
 def test_refitting_the_tagger_makes_cached_eval_answers_stale(rng, tmp_path):
@@ -158,3 +170,57 @@ def test_a_corpus_without_labels_is_named_in_the_error(tmp_path):
     write_manifest(tmp_path / "plain.jsonl", [ManifestRow("a", "a.wav", "hello", 1.0)])
     with pytest.raises(SelfPoweredError, match=r"plain\.jsonl: no row has `labels`"):
         _labelled([tmp_path / "plain.jsonl"], None)  # (its audio is missing too: a reject, never opened)
+
+
+def test_the_folded_judge_is_the_classifier_over_mean_embeddings(rng):
+    """One score per token, averaged, equals the other/sound regression's logit difference on the
+    mean embedding: the processor needs no LLM to route."""
+    embeddings = rng.normal(size=(30, 6)).astype(np.float32)
+    sound, other = [[1, 2, 3], [2, 4], [1, 5, 5]], [[10, 11], [12, 13, 14], [11, 20], [25]]
+    features = np.stack([embeddings[ids].mean(0) for ids in sound + other])
+    classifier = AttributeClassifier.fit(features, ["sound"] * 3 + ["other"] * 4)
+    judge = InstructionJudge.fit(embeddings, sound, other)
+    for ids in [*sound, *other, [1, 10], [29, 0, 7]]:
+        mean = embeddings[ids].mean(0)
+        logits = ((mean - classifier.mean) / classifier.scale) @ classifier.weight.T + classifier.bias
+        assert judge.score(ids) == pytest.approx(float(logits[1] - logits[0]), abs=1e-4)
+        assert judge.about_sound(ids) == (classifier.predict(mean[None])[0] == "sound")
+    assert [judge.about_sound(ids) for ids in sound + other] == [True] * 3 + [False] * 4  # separable: learnt
+    assert not judge.about_sound([])  # an empty instruction asks nothing about the sound
+    again = InstructionJudge.from_dict(json.loads(json.dumps(judge.to_dict())))
+    np.testing.assert_array_equal(again.token_scores, judge.token_scores)  # float32 reads back exactly
+    with pytest.raises(ValueError, match="none empty"):
+        InstructionJudge.fit(embeddings, sound, [[]])
+    with pytest.raises(ValueError, match="other/sound"):
+        InstructionJudge.fold(AttributeClassifier.fit(features, ["a"] * 3 + ["b"] * 4), embeddings)
+
+
+def test_with_a_judge_only_instructions_about_the_sound_read_the_tags(rng, tmp_path):
+    """A judge that scores the token pieces of "voice" high: "what voice is it" gets the tag line, "say
+    it" gets the cascade's prompt exactly (the same ids as with no tagger); both survive a save."""
+    lsm = tiny_lsm(speech_tokens="transcript", connector="none", finetune="frozen")
+    width, tokenizer = lsm.config.encoder_hidden_size, lsm.processor.tokenizer
+    states, labels = _clips(rng, width=width)
+    scores = np.full(len(tokenizer), -1.0, np.float32)
+    voice = set(instruction_ids(tokenizer, "voice")) - set(instruction_ids(tokenizer, "say it"))
+    scores[sorted(voice)] = 20.0  # the tiny BPE splits words into pieces: only those "say it" lacks
+    tagger, _ = SoundTagger.fit(np.stack([pooled_states(s) for s in states]), labels, hidden_size=width)
+    tagger.judge = InstructionJudge(scores, 0.0)
+    heard = Heard("hello world", (), 1.0, states[1])
+    asks = ["say it", "What VOICE is it"]
+    plain = [lsm.processor([ask], heard=[heard])["input_ids"][0].tolist() for ask in asks]
+    lsm.processor.use_tagger(tagger)
+    routed = [lsm.processor([ask], heard=[heard])["input_ids"][0].tolist() for ask in asks]
+    assert routed[0] == plain[0]  # not about the sound: the prompt without a tagger, id for id
+    assert routed[1] != plain[1]
+    assert lsm.processor.heard_words(heard, "What VOICE is it").endswith(
+        "\nHow it sounds: voice: a woman's voice; pace: fast"
+    )
+    assert lsm.processor.heard_words(heard, "say it") == "hello world"
+    lsm.processor.save_pretrained(tmp_path)
+    loaded = SoundTagger.load(tmp_path)
+    assert loaded.wanted(instruction_ids(tokenizer, "what voice is it")) and not loaded.wanted(
+        instruction_ids(tokenizer, "say it")
+    )
+    with pytest.raises(ValueError, match="judge scores 3 tokens"):
+        lsm.processor.use_tagger(SoundTagger(tagger.classifiers, width, InstructionJudge(scores[:3], 0.0)))

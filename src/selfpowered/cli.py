@@ -279,12 +279,18 @@ def tag_command(
     dev: list[str] = typer.Option(None, "--dev", help="labelled dev manifest(s) to score each attribute on"),
     cache: str | None = typer.Option(None, help="hearing cache folder (a training run's data.feature_cache)"),
     limit: int | None = typer.Option(None, help="fit on the first N labelled clips"),
+    judge: bool = typer.Option(
+        True, "--judge/--no-judge", help="show the line only to instructions about the sound (--no-judge: to every one)"
+    ),
 ) -> None:
-    """Fit the checkpoint's sound tagger: its prompts then say how each clip sounds (model/sound_tags.py)."""
+    """Fit the checkpoint's sound tagger: its prompts about the sound then say how each clip sounds
+    (model/sound_tags.py)."""
     from selfpowered.train.sound_tagger import fit_tagger
 
-    summary = fit_tagger(checkpoint, train, dev or (), cache, limit)
-    _echo_summary(f"{checkpoint}/sound_tagger.json:", summary, ("train_clips", "attributes", "dev_accuracy", "seconds"))
+    summary = fit_tagger(checkpoint, train, dev or (), cache, limit, judge)
+    _echo_summary(
+        f"{checkpoint}/sound_tagger.json:", summary, ("train_clips", "attributes", "dev_accuracy", "judge", "seconds")
+    )
 
 
 @_command(app, "eval")

@@ -24,7 +24,7 @@ from selfpowered.model.connectors import speech_token_lengths
 from selfpowered.model.encoder import decoder_token_rate, featurize, speech_state_bounds
 from selfpowered.model.hearing import Heard
 from selfpowered.model.prompting import TRANSCRIPT_JOINER, Conversation, PromptBuilder, plan_layout
-from selfpowered.model.sound_tags import SoundTagger
+from selfpowered.model.sound_tags import SoundTagger, instruction_ids
 from selfpowered.model.speech_tokens import reads_transcript
 
 SPEECH_INPUTS = ("mel", "mel_frames", "mel_chunks", "encoder_states", "encoder_lengths")
@@ -107,7 +107,8 @@ class SpeechProcessor:
         has_speech = [speech is not None and speech[i] is not None for i in range(rows)]
         counts = [int(speech_token_lengths(self.config, n)) if on else 0 for n, on in zip(frames, has_speech)]
         contexts = list(contexts) if contexts is not None else [None] * rows
-        texts = [None if h is None else self.heard_words(h) for h in heard] if heard is not None else [None] * rows
+        heard = list(heard) if heard is not None else [None] * rows
+        texts = [None if h is None else self.heard_words(h, text) for h, text in zip(heard, instruction)]
         pieces = [
             self.prompt.pieces(text, answer, with_speech=on, context=context, heard=words)
             for text, answer, on, context, words in zip(instruction, responses, has_speech, contexts, texts)
@@ -118,10 +119,13 @@ class SpeechProcessor:
             del inputs["labels"]
         return inputs
 
-    def heard_words(self, heard: Heard) -> str:
-        """What the LLM reads of a heard clip: Whisper's transcript, then (with a sound tagger) a line
-        saying how the clip sounds."""
-        line = self.tagger.line(heard.states) if self.tagger is not None else ""
+    def heard_words(self, heard: Heard, instruction: str) -> str:
+        """What the LLM reads of a heard clip: Whisper's transcript, then (with a sound tagger, and
+        when its judge says `instruction` asks how the clip sounds) a line saying how it sounds."""
+        tagger = self.tagger
+        if tagger is None or not tagger.wanted(instruction_ids(self.tokenizer, instruction)):
+            return heard.text
+        line = tagger.line(heard.states)
         return f"{heard.text}\n{line}" if line else heard.text
 
     def use_tagger(self, tagger: SoundTagger | None) -> None:
@@ -132,6 +136,11 @@ class SpeechProcessor:
             raise ValueError(
                 f"sound tagger fitted on {tagger.hidden_size}-wide states; this LSM's encoder has "
                 f"{self.config.encoder_hidden_size}"
+            )
+        if tagger is not None and tagger.judge is not None and len(tagger.judge.token_scores) < len(self.tokenizer):
+            raise ValueError(
+                f"the sound tagger's instruction judge scores {len(tagger.judge.token_scores)} tokens; "
+                f"this LSM's tokenizer has {len(self.tokenizer)}"
             )
         self.tagger = tagger
 

@@ -11,8 +11,15 @@ the same plain-text line augmentation showed the LLM when it wrote its answers a
 (`text.paraling.describe`: "voice: a woman's voice; pace: fast; ..."). The processor appends that
 line to what Whisper heard, so training, evaluation and serving read one prompt.
 
-The tagger is a processor part (like a feature extractor's statistics): ~16,000 numbers in
-`sound_tagger.json` beside `processor_config.json`, applied on the host without gradients.
+The line helps questions about the sound and costs every other task (issue 33's dev runs:
+untrained-task chrF 46.3 -> 32.7 with the line always shown), so a tagger may carry an
+`InstructionJudge`: a linear score of the instruction's tokens, fitted on the training libraries'
+wordings, that says whether the instruction asks how the clip sounds. Only then is the line shown;
+any other instruction gets the cascade's prompt token for token.
+
+The tagger is a processor part (like a feature extractor's statistics): ~16,000 numbers (plus one
+score per vocabulary token for the judge) in `sound_tagger.json` beside `processor_config.json`,
+applied on the host without gradients.
 """
 
 from __future__ import annotations
@@ -93,11 +100,72 @@ class AttributeClassifier:
         return classifier
 
 
-class SoundTagger:
-    """One `AttributeClassifier` per attribute; `line(states)` is the text the LLM reads."""
+def instruction_ids(tokenizer, instruction: str) -> list[int]:
+    """The token ids the judge reads: the instruction lower-cased (case says nothing about the subject)."""
+    return list(tokenizer(instruction.lower(), add_special_tokens=False)["input_ids"])
 
-    def __init__(self, classifiers: dict[str, AttributeClassifier], hidden_size: int) -> None:
-        self.classifiers, self.hidden_size = classifiers, hidden_size
+
+@dataclass
+class InstructionJudge:
+    """Does an instruction ask how the clip sounds? A logistic regression over the LLM's mean input
+    embedding of the instruction's tokens, folded into one score per vocabulary token: the mean of
+    a linear map is the linear map of the mean, so `score(ids)` is the regression's logit
+    ("sound" minus "other") with no LLM at hand - the processor holds only the tokenizer."""
+
+    token_scores: np.ndarray  # (vocabulary,)
+    bias: float
+
+    def score(self, ids: Sequence[int]) -> float:
+        return float(self.token_scores[list(ids)].mean()) + self.bias if len(ids) else float("-inf")
+
+    def about_sound(self, ids: Sequence[int]) -> bool:
+        return self.score(ids) > 0
+
+    @classmethod
+    def fit(
+        cls, embeddings: np.ndarray, sound: Sequence[Sequence[int]], other: Sequence[Sequence[int]], l2: float = 1e-2
+    ) -> InstructionJudge:
+        """Fit on the token ids of `sound` and `other` instructions, with `embeddings` the LLM's
+        (vocabulary, d) input embedding table."""
+        if not sound or not other or not all(len(ids) for ids in [*sound, *other]):
+            raise ValueError("the instruction judge needs sound and other instructions, none empty")
+        features = np.stack([embeddings[list(ids)].mean(0) for ids in [*sound, *other]])
+        classifier = AttributeClassifier.fit(features, ["sound"] * len(sound) + ["other"] * len(other), l2)
+        return cls.fold(classifier, embeddings)
+
+    @classmethod
+    def fold(cls, classifier: AttributeClassifier, embeddings: np.ndarray) -> InstructionJudge:
+        """The per-token form of a two-value ("other", "sound") classifier over mean embeddings."""
+        if classifier.values != ("other", "sound"):
+            raise ValueError(f"the judge folds an other/sound classifier, not {classifier.values}")
+        direction = (classifier.weight[1] - classifier.weight[0]) / classifier.scale
+        bias = float(classifier.bias[1] - classifier.bias[0] - direction @ classifier.mean)
+        return cls((np.asarray(embeddings, np.float32) @ direction).astype(np.float32), bias)
+
+    def to_dict(self) -> dict:
+        # 9 significant digits: a float32 reads back exactly
+        return {"bias": self.bias, "token_scores": [float(f"{x:.9g}") for x in self.token_scores]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InstructionJudge:
+        scores = np.asarray(data["token_scores"], dtype=np.float32)
+        if scores.ndim != 1 or not len(scores):
+            raise ValueError(f"judge token_scores must be one score per token, got shape {scores.shape}")
+        return cls(scores, float(data["bias"]))
+
+
+class SoundTagger:
+    """One `AttributeClassifier` per attribute; `line(states)` is the text the LLM reads, and with a
+    `judge`, `wanted(ids)` says whether an instruction gets it."""
+
+    def __init__(
+        self, classifiers: dict[str, AttributeClassifier], hidden_size: int, judge: InstructionJudge | None = None
+    ) -> None:
+        self.classifiers, self.hidden_size, self.judge = classifiers, hidden_size, judge
+
+    def wanted(self, ids: Sequence[int]) -> bool:
+        """Whether the instruction with token `ids` is shown the line (always, without a judge)."""
+        return self.judge is None or self.judge.about_sound(ids)
 
     def tags(self, states: np.ndarray | None) -> dict[str, str]:
         """The predicted value of each attribute for one clip's (frames, d) states ({} for none)."""
@@ -147,6 +215,8 @@ class SoundTagger:
     def save(self, folder: str | Path) -> None:
         data = {"hidden_size": self.hidden_size, "pooling": "mean+std",
                 "classifiers": {name: c.to_dict() for name, c in self.classifiers.items()}}  # fmt: skip
+        if self.judge is not None:
+            data["judge"] = self.judge.to_dict()
         atomic_write_text(Path(folder) / TAGGER_FILE, json.dumps(data) + "\n")
 
     @classmethod
@@ -165,6 +235,7 @@ class SoundTagger:
             for name, classifier in classifiers.items():
                 if classifier.mean.shape != (2 * hidden_size,):
                     raise ValueError(f"{name}: {classifier.mean.shape[0]} features, not mean+std of {hidden_size}")
-            return cls(classifiers, hidden_size)
+            judge = InstructionJudge.from_dict(data["judge"]) if "judge" in data else None
+            return cls(classifiers, hidden_size, judge)
         except (ValueError, KeyError, TypeError) as error:
             raise SelfPoweredError(f"{path}: not a sound tagger ({error})") from error
