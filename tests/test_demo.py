@@ -177,12 +177,15 @@ def test_retrain_runs_every_stage_in_order(repo):
 def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
     runner = Recorder()
     summary = run_demo(DemoConfig(retrain=True), runner=runner, echo=lambda _: None)  # open: the default
-    assert [c[0] for c in runner.calls] == ["corpus"] * 5 + ["augment"] * 6 + ["init"] + ["train"] * 2 + ["eval"]
+    assert [c[0] for c in runner.calls] == (
+        ["corpus"] * 5 + ["augment"] * 6 + ["init"] + ["train"] * 2 + ["tag"] * 2 + ["eval"]
+    )
     assert [c[4] for c in runner.calls[:3]] == ["demo", "diverse", "ood"]
     assert runner.calls[4][2:5] == ["demo-output/paraling", "--size", "paraling"]
     assert "vocabulary_against=[demo-output/corpus/train.jsonl,demo-output/diverse/train.jsonl]" in runner.calls[2]
     # corpora make only the training rows the arms read (and every dev / test row)
-    assert "max_utterances={train: 1500}" in runner.calls[0] and "max_utterances={train: 1000}" in runner.calls[4]
+    # (paraling: 3,000 - the arms train on the first 1,000, the sound tagger is fitted on all)
+    assert "max_utterances={train: 1500}" in runner.calls[0] and "max_utterances={train: 3000}" in runner.calls[4]
     augmented = [c[2] for c in runner.calls if c[0] == "augment"]
     assert augmented == [
         "demo-output/aug/train.sp-1500.jsonl",
@@ -206,13 +209,19 @@ def test_open_recipe_runs_the_measured_stages_and_writes_its_own_verdict(repo):
         ["train", "configs/open-vanilla.yaml", "--resume"],
         ["train", "configs/open-selfpowered.yaml", "--resume"],
     ]
+    # both trained arms get the sound tagger before the eval, fitted on the paraling train clips
+    assert [c[1] for c in runner.calls[14:16]] == [
+        "demo-output/open/vanilla/final",
+        "demo-output/open/selfpowered/final",
+    ]
+    assert all(c[c.index("--train") + 1] == "demo-output/paraling/train.jsonl" for c in runner.calls[14:16])
     evaluate = runner.calls[-1]
     assert evaluate[evaluate.index("--output") + 1] == "demo-output/open/eval"
     assert "selfpowered=demo-output/open/selfpowered/final" in evaluate
     assert any(arg.startswith("ood_sets={diverse-dev: demo-output/diverse/dev.jsonl") for arg in evaluate)
     assert summary["mode"] == "retrain, recipe open" and (repo / "demo-output" / "open" / "verdict.md").is_file()
     # each init / train / eval command is a valid config: the real YAML file plus its --set overrides
-    for args in runner.calls[11:]:
+    for args in [c for c in runner.calls[11:] if c[0] != "tag"]:
         cls = {"init": InitConfig, "train": TrainConfig, "eval": EvalConfig}[args[0]]
         path = args[args.index("--config") + 1] if "--config" in args else args[1]
         sets = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
