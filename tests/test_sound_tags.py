@@ -224,3 +224,31 @@ def test_with_a_judge_only_instructions_about_the_sound_read_the_tags(rng, tmp_p
     )
     with pytest.raises(ValueError, match="judge scores 3 tokens"):
         lsm.processor.use_tagger(SoundTagger(tagger.classifiers, width, InstructionJudge(scores[:3], 0.0)))
+
+
+def test_the_training_token_budget_allows_for_the_line_only_where_the_judge_shows_it(rng):
+    """`tag_line_tokens` bounds the line's tokens for every clip (all value combinations tokenised)
+    and is 0 where the judge keeps the line away; the training sampler's estimate adds it."""
+    from pathlib import Path
+
+    from selfpowered.train.data import SpeechInstructionDataset, TrainSample
+
+    lsm = tiny_lsm(speech_tokens="transcript", connector="none", finetune="frozen")
+    width, processor = lsm.config.encoder_hidden_size, lsm.processor
+    states, labels = _clips(rng, width=width)
+    tagger, _ = SoundTagger.fit(np.stack([pooled_states(s) for s in states]), labels, hidden_size=width)
+    scores = np.full(len(processor.tokenizer), -1.0, np.float32)
+    voice = set(instruction_ids(processor.tokenizer, "voice")) - set(instruction_ids(processor.tokenizer, "say it"))
+    scores[sorted(voice)] = 20.0
+    tagger.judge = InstructionJudge(scores, 0.0)
+    assert processor.tag_line_tokens("what voice") == 0  # no tagger yet
+    processor.use_tagger(tagger)
+    bound = processor.tag_line_tokens("what voice")
+    for frames in states:
+        added = processor.tokenizer("\n" + tagger.line(frames), add_special_tokens=False)["input_ids"]
+        assert 0 < len(added) <= bound
+    assert processor.tag_line_tokens("say it") == 0
+    samples = [TrainSample(str(i), Path("x.wav"), ask, "ok", 1.0) for i, ask in enumerate(["say it", "what voice"])]
+    dataset = SpeechInstructionDataset(samples)
+    plain, tagged = dataset.token_lengths(10.0), dataset.token_lengths(10.0, processor.tag_line_tokens)
+    assert tagged[0] == plain[0] and tagged[1] == plain[1] + bound

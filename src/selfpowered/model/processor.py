@@ -55,6 +55,7 @@ class SpeechProcessor:
         # a transcript-reading LSM may also read how each clip sounds, as words (model/sound_tags.py);
         # fitted by `selfpowered tag`, saved with the processor
         self.tagger: SoundTagger | None = None
+        self._line_tokens = 0  # the most tokens the tagger's line adds (a training token budget's allowance)
 
     def __call__(
         self,
@@ -143,6 +144,14 @@ class SpeechProcessor:
                 f"this LSM's tokenizer has {len(self.tokenizer)}"
             )
         self.tagger = tagger
+        self._line_tokens = tagger.longest_line_tokens(self.tokenizer) if tagger is not None else 0
+
+    def tag_line_tokens(self, instruction: str) -> int:
+        """At most how many tokens the sound tagger's line adds to a prompt with `instruction` (0
+        when it has no tagger or its judge keeps the line from this instruction)."""
+        if self.tagger is None or not self.tagger.wanted(instruction_ids(self.tokenizer, instruction)):
+            return 0
+        return self._line_tokens
 
     def batch_decode(self, token_ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]

@@ -24,6 +24,7 @@ applied on the host without gradients.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,6 +181,20 @@ class SoundTagger:
         """What the LLM reads about how the clip sounds ("" when nothing is tagged)."""
         tags = self.tags(states)
         return f"{SOUND_PREFIX}{describe(tags)}" if tags else ""
+
+    def longest_line_tokens(self, tokenizer) -> int:
+        """The most tokens `line` can add (with its newline) for any clip: every combination of the
+        values it can predict, tokenised (at most 3^5 lines) - what a token budget must allow for."""
+        names = list(self.classifiers)
+        combinations = itertools.product(*(self.classifiers[name].values for name in names))
+        return max(
+            len(
+                tokenizer(f"\n{SOUND_PREFIX}{describe(dict(zip(names, values)))}", add_special_tokens=False)[
+                    "input_ids"
+                ]
+            )
+            for values in combinations
+        )
 
     @classmethod
     def fit(

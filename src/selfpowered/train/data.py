@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,10 +127,14 @@ class SpeechInstructionDataset(Dataset):
             item["audio"] = str(sample.audio)
         return item
 
-    def token_lengths(self, tokens_per_second: float) -> list[int]:
-        """Estimated tokens per sample (speech tokens + ~4 characters per text token)."""
+    def token_lengths(self, tokens_per_second: float, extra: Callable[[str], int] | None = None) -> list[int]:
+        """Estimated tokens per sample (speech tokens + ~4 characters per text token), plus
+        `extra(instruction)` (e.g. the processor's `tag_line_tokens`: the sound tagger's line)."""
         return [
-            math.ceil(s.duration * tokens_per_second) + (len(s.instruction) + len(s.response)) // 4 + 16
+            math.ceil(s.duration * tokens_per_second)
+            + (len(s.instruction) + len(s.response)) // 4
+            + 16
+            + (extra(s.instruction) if extra is not None else 0)
             for s in self.samples
         ]
 

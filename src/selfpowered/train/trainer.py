@@ -312,7 +312,7 @@ def train(config, resume: bool = False) -> dict[str, Any]:
         cache = open_cache(config.data.feature_cache, model.encoder, model.mel)
     dataset = SpeechInstructionDataset(samples, cache, heard)
     sampler = TokenBudgetBatchSampler(
-        dataset.token_lengths(speech_tokens_per_second(model.config)),
+        dataset.token_lengths(speech_tokens_per_second(model.config), model.processor.tag_line_tokens),
         config.optim.token_budget,
         config.optim.max_batch,
         config.seed,
