@@ -134,6 +134,9 @@ class Recorder:
             (out / "report.json").write_text(json.dumps(_report()))
         if args[:2] == ["corpus", "synth"]:
             Path(args[2]).mkdir(parents=True, exist_ok=True)
+        if args[:2] == ["corpus", "import"]:
+            Path(args[-1]).parent.mkdir(parents=True, exist_ok=True)
+            Path(args[-1]).write_text("")
         return 0
 
 
@@ -158,6 +161,11 @@ def test_default_demo_synthesises_the_test_split_and_evaluates_the_shipped_check
     stages = run_demo(runner=again, echo=lambda _: None)["stages"]
     assert stages["corpus-test"]["reused"] and not stages["eval"]["reused"]
     assert [c[0] for c in again.calls] == ["eval"]
+    # an output deleted by hand makes its stage run again, though its marker is there
+    shutil.rmtree(repo / "demo-output" / "real")
+    after_delete = Recorder()
+    run_demo(runner=after_delete, echo=lambda _: None)
+    assert [c[:2] for c in after_delete.calls] == [["corpus", "import"], ["eval", "--config"]]
     (repo / "demo-output" / "corpus" / "leftover").write_text("x")
     fresh = Recorder()
     run_demo(DemoConfig(fresh=True), runner=fresh, echo=lambda _: None)

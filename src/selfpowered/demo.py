@@ -2,9 +2,9 @@
 
 Every stage is a public CLI command, run as a subprocess and printed first, so a user can copy any
 of them. A finished stage leaves a marker in demo-output/.stages/ (command, seconds) and is reused
-by the next run (eval always runs: it reuses its own cached answers and recomputes only systems
-whose checkpoint changed); `--fresh` removes the markers and the stages' outputs and runs everything
-again.
+by the next run while its command is the same and its outputs are there (eval always runs: it
+reuses its own cached answers and recomputes only systems whose checkpoint changed); `--fresh`
+removes the markers and the stages' outputs and runs everything again.
 
 The stages are data: a recipe, `configs/recipes/NAME.yaml` (or any file of that shape), lists them
 as the commands a user would type.
@@ -94,6 +94,14 @@ def _remove(path: Path) -> None:
         file.unlink()
 
 
+def _finished(stage: Stage, marker: Path) -> bool:
+    """A stage is reused when its marker records the same command and every output it declares is
+    still there (one deleted by hand - a checkpoint folder, a sound tagger - makes it run again)."""
+    if stage.always_run or not marker.is_file():
+        return False
+    return json.loads(marker.read_text()).get("command") == stage.command and all(p.exists() for p in stage.outputs)
+
+
 def run_demo(
     config: DemoConfig | None = None,
     echo: Callable[[str], None] = print,
@@ -129,7 +137,7 @@ def run_demo(
     started = time.perf_counter()
     for number, stage in enumerate(stages, start=1):
         marker = markers / f"{stage.name}.json"
-        if not stage.always_run and marker.is_file() and json.loads(marker.read_text()).get("command") == stage.command:
+        if _finished(stage, marker):
             timings[stage.name] = {**json.loads(marker.read_text()), "reused": True}
             echo(f"[{number}/{len(stages)}] {stage.name}: done before, reused ({stage.command})")
             continue
