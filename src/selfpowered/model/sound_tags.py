@@ -15,7 +15,8 @@ The line helps questions about the sound and costs every other task (issue 33's 
 untrained-task chrF 46.3 -> 32.7 with the line always shown), so a tagger may carry an
 `InstructionJudge`: a linear score of the instruction's tokens, fitted on the training libraries'
 wordings, that says whether the instruction asks how the clip sounds. Only then is the line shown;
-any other instruction gets the cascade's prompt token for token.
+any other instruction gets the prompt the model reads without a tagger (for an LSM without slots,
+the cascade's, token for token).
 
 The tagger is a processor part (like a feature extractor's statistics): ~16,000 numbers (plus one
 score per vocabulary token for the judge) in `sound_tagger.json` beside `processor_config.json`,
