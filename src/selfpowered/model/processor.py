@@ -123,10 +123,9 @@ class SpeechProcessor:
     def heard_words(self, heard: Heard, instruction: str) -> str:
         """What the LLM reads of a heard clip: Whisper's transcript, then (with a sound tagger, and
         when its judge says `instruction` asks how the clip sounds) a line saying how it sounds."""
-        tagger = self.tagger
-        if tagger is None or not tagger.wanted(instruction_ids(self.tokenizer, instruction)):
+        if not self._shows_line(instruction):
             return heard.text
-        line = tagger.line(heard.states)
+        line = self.tagger.line(heard.states)
         return f"{heard.text}\n{line}" if line else heard.text
 
     def use_tagger(self, tagger: SoundTagger | None) -> None:
@@ -149,9 +148,11 @@ class SpeechProcessor:
     def tag_line_tokens(self, instruction: str) -> int:
         """At most how many tokens the sound tagger's line adds to a prompt with `instruction` (0
         when it has no tagger or its judge keeps the line from this instruction)."""
-        if self.tagger is None or not self.tagger.wanted(instruction_ids(self.tokenizer, instruction)):
-            return 0
-        return self._line_tokens
+        return self._line_tokens if self._shows_line(instruction) else 0
+
+    def _shows_line(self, instruction: str) -> bool:
+        """Whether a prompt with `instruction` gets the sound tagger's line (its judge decides)."""
+        return self.tagger is not None and self.tagger.wanted(instruction_ids(self.tokenizer, instruction))
 
     def batch_decode(self, token_ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]

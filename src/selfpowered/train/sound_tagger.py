@@ -95,8 +95,9 @@ def fit_judge(
     summary: dict = {"tasks": {k: list(v) for k, v in tasks.items()},
                      "wordings": {label: len(texts) for label, texts in wordings.items()},
                      "held_out": {}, "held_out_mistakes": []}  # fmt: skip
+    fitted = {*wordings["sound"], *wordings["other"]}
     for label, libraries in held_out.items():
-        texts = [text for text in library_wordings(libraries) if text not in wordings["sound"] + wordings["other"]]
+        texts = [text for text in library_wordings(libraries) if text not in fitted]
         right = [judge.about_sound(instruction_ids(tokenizer, text)) == (label == "sound") for text in texts]
         summary["held_out"][label] = {"n": len(texts), "accuracy": round(sum(right) / max(len(texts), 1), 3)}
         summary["held_out_mistakes"] += [{"wording": t, "truth": label} for t, ok in zip(texts, right) if not ok]
