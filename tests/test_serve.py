@@ -181,7 +181,7 @@ def _bad_inputs() -> list[tuple[str, object, int, str]]:
     hello = [{"role": "user", "content": "hi"}]
     return [
         ("bad base64", _user(_audio("@@not base64@@")), 400, "not valid base64"),
-        ("not audio", _user(_audio(b64(b"hello world"))), 400, "does not decode"),
+        ("not audio", _user(_audio(b64(b"hello world"))), 400, "does not decode as wav (no audio container"),
         ("truncated audio", _user(_audio(b64(_wav(1.0)[:60]))), 400, "audio"),
         ("unsupported format", _user(_audio(b64(_wav(1.0)), "aiff")), 400, "unsupported audio format"),
         ("empty audio", _user(_audio("")), 400, "empty"),

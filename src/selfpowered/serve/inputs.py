@@ -37,6 +37,11 @@ class RequestError(Exception):
         return error_body(public_message(self.message), self.status, self.param, self.code)
 
 
+# libsndfile's words for bytes in which it finds no container (the second misleads a client: it
+# means the in-memory "file" could not be opened as any format)
+UNRECOGNISED = ("Format not recognised", "is not a regular file")
+
+
 def decode_audio(data: bytes, param: str, max_seconds: float, declared: str | None = None) -> np.ndarray:
     """Encoded audio bytes -> 16 kHz mono float32, or a RequestError naming `param`. The length is
     read from the container's header first and checked before anything is decoded, and decoding
@@ -62,7 +67,10 @@ def decode_audio(data: bytes, param: str, max_seconds: float, declared: str | No
     except RequestError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as exc:
-        raise RequestError(f"the audio does not decode as {what} ({public_message(exc)})", param) from exc
+        reason = public_message(exc)
+        if any(words in reason for words in UNRECOGNISED):
+            reason = "no audio container recognised in the bytes"
+        raise RequestError(f"the audio does not decode as {what} ({reason})", param) from exc
     samples = to_mono(np.asarray(samples))
     if samples.size == 0:
         raise RequestError("the audio has no samples", param)
