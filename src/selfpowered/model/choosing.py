@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from selfpowered.model.engine import quiet_cache_warnings
+from selfpowered.model.engine import prefill, quiet_cache_warnings
 
 if TYPE_CHECKING:
     from selfpowered.model.engine import Request
@@ -57,10 +57,9 @@ def option_logprobs(
     with served.lock, quiet_cache_warnings():
         inputs, embeds = served.prepare(requests)
         device = embeds.device
-        mask = inputs["attention_mask"].to(device)
-        cache = DynamicCache()
-        first = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=inputs["position_ids"].to(device),
-                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # fmt: skip
+        first, cache, mask, positions = prefill(
+            llm, embeds, inputs["attention_mask"].to(device), inputs["position_ids"].to(device)
+        )
         width = max(len(ids) for ids in candidates)
         ids = torch.zeros(len(candidates), width, dtype=torch.long, device=device)
         real = torch.zeros(len(candidates), width, dtype=mask.dtype, device=device)
@@ -71,7 +70,7 @@ def option_logprobs(
         logprobs = torch.log_softmax(first.float(), dim=-1)[rows].gather(-1, ids[:, :1])  # the first token
         if width > 1:  # the rest: each candidate continues its own copy of its prompt's cache
             layers = [(layer.keys[rows], layer.values[rows]) for layer in cache.layers]
-            start = inputs["position_ids"].to(device)[rows, -1:] + 1
+            start = positions[rows, -1:] + 1
             logits = llm(input_ids=ids[:, :-1], attention_mask=torch.cat([mask[rows], real[:, :-1]], dim=1),
                          position_ids=start + torch.arange(width - 1, device=device),
                          past_key_values=DynamicCache(ddp_cache_data=layers), use_cache=True).logits  # fmt: skip

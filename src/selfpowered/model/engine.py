@@ -110,6 +110,73 @@ def _sample(logits: torch.Tensor, request: Request) -> int:
     return int(torch.multinomial(probs.cpu(), 1, generator=request._generator))
 
 
+MIN_SHARED_PREFIX = 4  # tokens: below this, prefilling a prefix once saves less than it costs
+
+
+def shared_prefix_length(embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> int:
+    """How many leading prompt tokens every row of a left-padded batch shares - the same embedding
+    at the same position (a chat template's system turn and the user header, ~24 tokens of a ~60
+    token eval prompt). At most one fewer than the shortest prompt, so every row keeps a token of
+    its own to predict from; 0 for one row or a mask that is not left padding."""
+    rows, width = mask.shape
+    lengths = mask.sum(dim=1)
+    shortest = int(lengths.min())
+    if rows < 2 or shortest < 2:
+        return 0
+    starts = width - lengths
+    columns = torch.arange(width, device=mask.device)
+    if not bool(((columns >= starts[:, None]) == mask.bool()).all()):  # real tokens are not one block on the right
+        return 0
+    index = starts[:, None] + torch.arange(shortest - 1, device=mask.device)
+    picked = torch.arange(rows, device=mask.device)[:, None]
+    same = (embeds[picked, index] == embeds[picked[:1], index[:1]]).all(dim=-1).all(dim=0)
+    same &= (positions[picked, index] == positions[picked[:1], index[:1]]).all(dim=0)
+    shared = int(same.long().cumprod(0).sum())
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
+@torch.no_grad()
+def prefill(
+    llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    """Run a left-padded prompt batch through the LLM: the next-token logits of every row, its KV
+    cache, and the attention mask and positions of that cache's columns (the engine and
+    `choosing` continue from them).
+
+    The leading tokens every row shares (`shared_prefix_length`) are run once, for one row, and
+    their keys and values copied to all rows; each row's own tokens follow them in the cache,
+    its padding moved between the two (masked, so unseen; a causal model's prefix states do not
+    depend on what follows them). In an eval batch of 64 that is ~40% of the prefill's work."""
+    from transformers import DynamicCache
+
+    shared = shared_prefix_length(embeds, mask, positions)
+    cache = DynamicCache()
+    run_embeds, run_mask, run_positions = embeds, mask, positions  # what the batched forward reads
+    if shared:
+        rows, width = mask.shape
+        start = int(width - mask[0].sum())  # row 0's first real column; its prefix stands for all
+        prefix = slice(start, start + shared)
+        with quiet_cache_warnings():
+            llm(inputs_embeds=embeds[:1, prefix], attention_mask=mask[:1, prefix], position_ids=positions[:1, prefix],
+                past_key_values=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+        layers = [
+            (layer.keys.expand(rows, -1, -1, -1).contiguous(), layer.values.expand(rows, -1, -1, -1).contiguous())
+            for layer in cache.layers
+        ]
+        cache = DynamicCache(ddp_cache_data=layers)
+        # each row without its shared tokens: its padding, then the rest of its prompt
+        columns = torch.arange(width - shared, device=mask.device)[None]
+        own = columns + shared * (columns >= (width - mask.sum(dim=1))[:, None])
+        run_embeds = embeds[torch.arange(rows, device=mask.device)[:, None], own]
+        run_positions = positions.gather(1, own)
+        run_mask = torch.cat([mask.new_ones(rows, shared), mask.gather(1, own)], dim=1)  # the cache's columns
+        mask, positions = run_mask, torch.cat([positions[:1, prefix].expand(rows, -1), run_positions], dim=1)
+    with quiet_cache_warnings():
+        logits = llm(inputs_embeds=run_embeds, attention_mask=run_mask, position_ids=run_positions,
+                     past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # fmt: skip
+    return logits, cache, mask, positions
+
+
 class DecodeBatch:
     """The rows being decoded for one model, with their KV cache (see the module docstring)."""
 
@@ -127,8 +194,6 @@ class DecodeBatch:
     @torch.no_grad()
     def admit(self, requests: Sequence[Request]) -> None:
         """Prefill new requests and merge them into the running batch; failures end those requests."""
-        from transformers import DynamicCache
-
         try:
             inputs, embeds = self.served.prepare(requests)
         except (SelfPoweredError, ValueError) as exc:  # e.g. a prompt the template cannot render
@@ -149,16 +214,7 @@ class DecodeBatch:
             inputs = {
                 key: value[index.to(value.device)] for key, value in inputs.items() if key in ("input_ids", "segments")
             }
-        cache = DynamicCache()
-        with quiet_cache_warnings():
-            logits = self.served.llm(
-                inputs_embeds=embeds,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1]
+        logits, cache, mask, positions = prefill(self.served.llm, embeds, mask, positions)
         for row, (request, count) in enumerate(zip(requests, mask.sum(dim=1).tolist())):
             request.prompt_tokens = int(count)
             if request.repetition_penalty != 1.0:  # the prompt's own tokens (not speech slots, not padding)
@@ -299,11 +355,12 @@ class DecodeBatch:
         self.cache.batch_select_indices(index)
         self.rows = [self.rows[i] for i in keep]
         self.mask, self.positions, self.last = self.mask[index], self.positions[index], self.last[index]
-        start = int((self.mask.sum(dim=0) > 0).nonzero()[0])  # columns every remaining row pads
-        if start > 0:
-            layers = [(layer.keys[:, :, start:], layer.values[:, :, start:]) for layer in self.cache.layers]
+        used = self.mask.sum(dim=0) > 0  # columns some remaining row attends to (the rest: padding of all)
+        if not bool(used.all()):
+            columns = used.nonzero()[:, 0]
+            layers = [(layer.keys[:, :, columns], layer.values[:, :, columns]) for layer in self.cache.layers]
             self.cache = DynamicCache(ddp_cache_data=layers)
-            self.mask = self.mask[:, start:]
+            self.mask = self.mask[:, columns]
 
 
 def decode_stream(served: ServedModel, requests: Sequence[Request], max_batch: int = 16) -> Iterator[Request]:
