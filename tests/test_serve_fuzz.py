@@ -127,8 +127,8 @@ def shipped_client():
     served = load_models(config)
     processor = served["selfpowered"].lsm.processor
     # both routes are reachable: the judge shows the line to the sound questions only
-    assert all(processor._shows_line(ask) for ask in SOUND_ASKS)
-    assert not any(processor._shows_line(ask) for ask in OTHER_ASKS)
+    assert all(processor.shows_tag_line(ask) for ask in SOUND_ASKS)
+    assert not any(processor.shows_tag_line(ask) for ask in OTHER_ASKS)
     engine = Engine(served, max_batch=4, max_queue=16).start()
     yield TestClient(create_app(engine, config), raise_server_exceptions=False)
     engine.stop()

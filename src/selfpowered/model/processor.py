@@ -123,7 +123,7 @@ class SpeechProcessor:
     def heard_words(self, heard: Heard, instruction: str) -> str:
         """What the LLM reads of a heard clip: Whisper's transcript, then (with a sound tagger, and
         when its judge says `instruction` asks how the clip sounds) a line saying how it sounds."""
-        if not self._shows_line(instruction):
+        if not self.shows_tag_line(instruction):
             return heard.text
         line = self.tagger.line(heard.states)
         return f"{heard.text}\n{line}" if line else heard.text
@@ -148,9 +148,9 @@ class SpeechProcessor:
     def tag_line_tokens(self, instruction: str) -> int:
         """At most how many tokens the sound tagger's line adds to a prompt with `instruction` (0
         when it has no tagger or its judge keeps the line from this instruction)."""
-        return self._line_tokens if self._shows_line(instruction) else 0
+        return self._line_tokens if self.shows_tag_line(instruction) else 0
 
-    def _shows_line(self, instruction: str) -> bool:
+    def shows_tag_line(self, instruction: str) -> bool:
         """Whether a prompt with `instruction` gets the sound tagger's line (its judge decides)."""
         return self.tagger is not None and self.tagger.wanted(instruction_ids(self.tokenizer, instruction))
 
