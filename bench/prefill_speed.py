@@ -1,4 +1,4 @@
-"""The engine's prefill with the shared prompt prefix run once (`model.engine.prefill`) against the
+"""The engine's prefill with the shared prompt prefix run once (`model.prefill.prefill`) against the
 whole left-padded prompt for every row, side by side in one run on the shipped self-powered
 checkpoint: the eval's kinds of work - open answers to clips, open answers to text prompts (the
 text baseline's and augmentation's shape) and closed questions scored by likelihood
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from selfpowered.audio import load_audio
-from selfpowered.model import SpeechLM, engine
+from selfpowered.model import SpeechLM, prefill
 from selfpowered.model.choosing import choose_all
 from selfpowered.model.engine import Request, generate_all
 from selfpowered.model.served import ServedModel
@@ -36,7 +36,7 @@ INSTRUCTIONS = (  # open requests of the kinds the eval asks (none is a trained 
     "Translate this into French.",
 )
 QUESTION = "Is the speaker a man or a woman? Answer with one word: man or woman."
-WAYS = {"shared prefix once": engine.MIN_SHARED_PREFIX, "whole prompt per row": 10**9}
+WAYS = {"shared prefix once": prefill.MIN_SHARED_PREFIX, "whole prompt per row": 10**9}
 
 
 def main() -> None:
@@ -77,12 +77,12 @@ def main() -> None:
     answers: dict[str, dict[str, list[str]]] = {}
     for round_ in range(args.rounds):
         for way in WAYS if round_ % 2 == 0 else reversed(WAYS):
-            engine.MIN_SHARED_PREFIX = WAYS[way]
+            prefill.MIN_SHARED_PREFIX = WAYS[way]
             for kind, (spent, said) in work().items():
                 seconds[way].setdefault(kind, []).append(spent)
                 answers.setdefault(way, {})[kind] = said
             print(f"round {round_ + 1}, {way}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in seconds[way].items()))
-    engine.MIN_SHARED_PREFIX = WAYS["shared prefix once"]
+    prefill.MIN_SHARED_PREFIX = WAYS["shared prefix once"]
 
     once, whole = WAYS
     table = {}

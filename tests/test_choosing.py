@@ -44,9 +44,9 @@ def _one_by_one(served: ServedModel, request: Request, option: str) -> float:
 
 @pytest.mark.parametrize("shared_from", [4, 1])  # 1: the tiny template's 3 shared tokens are prefilled once
 def test_option_scores_equal_feeding_the_option_after_the_prompt_alone_in_any_batch(monkeypatch, shared_from):
-    from selfpowered.model import engine
+    from selfpowered.model import prefill
 
-    monkeypatch.setattr(engine, "MIN_SHARED_PREFIX", shared_from)
+    monkeypatch.setattr(prefill, "MIN_SHARED_PREFIX", shared_from)
     torch.manual_seed(0)
     model = tiny_lsm()
     _randomise_lora(model)

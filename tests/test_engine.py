@@ -152,26 +152,26 @@ def _left_padded(rows: list[list[float]], width: int) -> tuple[torch.Tensor, tor
 
 
 def test_shared_prefix_length_counts_the_leading_tokens_every_row_has(monkeypatch):
-    from selfpowered.model import engine
+    from selfpowered.model import prefill
 
-    monkeypatch.setattr(engine, "MIN_SHARED_PREFIX", 2)
+    monkeypatch.setattr(prefill, "MIN_SHARED_PREFIX", 2)
     embeds, mask, positions = _left_padded([[1, 2, 3, 4, 9], [1, 2, 3, 7, 8, 9, 9], [1, 2, 3, 4, 5, 6]], 8)
-    assert engine.shared_prefix_length(embeds, mask, positions) == 3  # padding differs; 1, 2, 3 do not
+    assert prefill.shared_prefix_length(embeds, mask, positions) == 3  # padding differs; 1, 2, 3 do not
     embeds, mask, positions = _left_padded([[1, 2, 3], [1, 2, 3, 4]], 5)
-    assert engine.shared_prefix_length(embeds, mask, positions) == 2  # the shortest keeps one token of its own
+    assert prefill.shared_prefix_length(embeds, mask, positions) == 2  # the shortest keeps one token of its own
     embeds, mask, positions = _left_padded([[1, 5, 3, 4], [1, 2, 3, 4]], 4)
-    assert engine.shared_prefix_length(embeds, mask, positions) == 0  # 1 token shared: below the minimum
-    assert engine.shared_prefix_length(*_left_padded([[1, 2, 3, 4]], 4)) == 0  # one row: nothing to share
+    assert prefill.shared_prefix_length(embeds, mask, positions) == 0  # 1 token shared: below the minimum
+    assert prefill.shared_prefix_length(*_left_padded([[1, 2, 3, 4]], 4)) == 0  # one row: nothing to share
     embeds, mask, positions = _left_padded([[1, 2, 3, 4], [1, 2, 3, 4]], 4)
     mask[0, 1], positions[0] = 0, torch.tensor([0, 0, 1, 2])  # a hole in a row: not left padding
-    assert engine.shared_prefix_length(embeds, mask, positions) == 0
+    assert prefill.shared_prefix_length(embeds, mask, positions) == 0
     embeds, mask, positions = _left_padded([[1, 2, 3, 4], [1, 2, 3, 4]], 4)
     positions[1] += 1  # the same tokens at other positions have other keys
-    assert engine.shared_prefix_length(embeds, mask, positions) == 0
+    assert prefill.shared_prefix_length(embeds, mask, positions) == 0
 
 
 def test_prefilling_the_shared_prefix_once_changes_no_logit_and_no_answer(monkeypatch):
-    from selfpowered.model import engine
+    from selfpowered.model import prefill
 
     model = _lsm()
     served = ServedModel.from_lsm("tiny", model, merge_lora=False)
@@ -179,9 +179,9 @@ def test_prefilling_the_shared_prefix_once_changes_no_logit_and_no_answer(monkey
     mask, positions = inputs["attention_mask"], inputs["position_ids"]
     with torch.no_grad():
         whole = served.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[:, -1]
-    monkeypatch.setattr(engine, "MIN_SHARED_PREFIX", 1)  # the tiny template shares 3 tokens
-    assert engine.shared_prefix_length(embeds, mask, positions) == 3
-    logits, cache, cache_mask, cache_positions = engine.prefill(served.llm, embeds, mask, positions)
+    monkeypatch.setattr(prefill, "MIN_SHARED_PREFIX", 1)  # the tiny template shares 3 tokens
+    assert prefill.shared_prefix_length(embeds, mask, positions) == 3
+    logits, cache, cache_mask, cache_positions = prefill.prefill(served.llm, embeds, mask, positions)
     assert torch.allclose(logits, whole, atol=1e-5)
     assert cache.get_seq_length() == cache_mask.shape[1] == mask.shape[1]
     assert torch.equal(cache_mask.sum(dim=1), mask.sum(dim=1)) and torch.equal(cache_positions[:, -1], positions[:, -1])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from selfpowered.model.engine import prefill, quiet_cache_warnings
+from selfpowered.model.prefill import prefill, quiet_cache_warnings
 
 if TYPE_CHECKING:
     from selfpowered.model.engine import Request
