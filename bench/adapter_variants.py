@@ -1,8 +1,8 @@
 """Is the untrained-task content gap in all of the LoRA, or in a part of it that could be dropped?
 
 Issue 33: the shipped self-powered LSM (cascade + LoRA r 8 on q/v) answers task types it never
-trained worse than the cascade it contains (dev content chrF ~35 vs ~47), while the frozen LLM
-reading the same prompt stays close to the cascade. These variants of a LoRA checkpoint ask, with
+trained worse than the cascade it contains (dev content chrF ~35 vs ~47) - the same LLM, frozen,
+reading Whisper's transcript without the slots. These variants of a LoRA checkpoint ask, with
 no training, which part of the adapter costs the content and which part carries what training won
 (the paper's effect: no echo; transcription without chatter):
 
@@ -16,8 +16,8 @@ no training, which part of the adapter costs the content and which part carries 
   (`connector: none`, its weights dropped): the cascade's prompt token for token, read by the
   tuned LLM - do the trained slots themselves cost the content?
 
-Each variant is a copy of the checkpoint folder with its adapter weights changed (config, tagger,
-connector untouched). Score them on dev, never on a test set, with the eval, e.g.:
+Each variant is a copy of the checkpoint folder with its adapter weights changed (config, tagger and
+connector untouched, but for `no-slots`). Score them on dev, never on a test set, with the eval, e.g.:
 
     .venv/bin/python bench/adapter_variants.py checkpoints/demo/selfpowered demo-output/lam \\
         scale-0.75 scale-0.5 scale-0.25 q v layers-0-14 layers-15-29

