@@ -13,7 +13,9 @@ Every fifth clip is also asked for an open description, scored by the attributes
 A small LLM often answers with a sentence that names no option, so each question is also asked
 closed (`paraling-choice`): the system's answer is the option it finds likeliest as its answer's
 first words (model/choosing.py), read back by the same rule. The parsed accuracy measures hearing
-*and* obeying the format; the likeliest option measures what the model believes it heard.
+*and* obeying the format; the likeliest option measures what the model believes it heard, its
+prior over the option words included (a model that prefers one option's words picks it for nearly
+every clip; bench/option_calibration.py reads the scores batch-calibrated, as a diagnostic).
 """
 
 from __future__ import annotations
