@@ -36,12 +36,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from peft.utils import SAFETENSORS_WEIGHTS_NAME as ADAPTER_WEIGHTS
 from safetensors.torch import load_file, save_file
 
 from selfpowered.atomic import atomic_file, atomic_write_text
 from selfpowered.model.checkpoint import ADAPTER_DIR, WEIGHTS_NAME
-
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def _layer(key: str) -> int:

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from report import emit
 
+from selfpowered.evaluate.cache import PredictionCache
 from selfpowered.text.metrics import word_error_rate
 
 
 def answers(folder: Path, system: str, suite: str = "asr") -> dict[str, str]:
-    path = folder / "predictions" / system / f"{suite}.json"
+    path = PredictionCache(folder / "predictions").path(system, suite)
     if not path.is_file():
         raise SystemExit(f"{path}: no cached answers (run the eval with the asr suite and the cascade)")
     cached = json.loads(path.read_text())

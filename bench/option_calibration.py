@@ -32,30 +32,23 @@ import numpy as np
 from report import emit
 
 from selfpowered.assets import DEFAULT_LLM
-from selfpowered.audio import load_audio
 from selfpowered.corpus.manifest import read_manifest
 from selfpowered.evaluate.suites.paraling import closed_suite, paraling_suite
-from selfpowered.evaluate.systems import Listening, LSMSystem
+from selfpowered.evaluate.systems import CascadeSystem, Listening, LSMSystem, TextSystem
 from selfpowered.model.choosing import option_logprobs
-from selfpowered.model.engine import Request
 from selfpowered.text.paraling import EVAL_VALUES, parse
-from selfpowered.text.tasks import TaskLibrary, text_prompt
+from selfpowered.text.tasks import TaskLibrary
 
 BATCH = 16
 
 
-def scores_of(served, name: str, queries, text_mode: bool) -> np.ndarray:
-    """(queries, options) log p(option | prompt), as the closed suite's `choose` asks."""
+def scores_of(system, queries) -> np.ndarray:
+    """(queries, options) log p(option | prompt), after the prompts the system's `choose` scores."""
+    served, requests = system.closed_prompts(queries)
     rows = []
-    for start in range(0, len(queries), BATCH):
-        part = queries[start : start + BATCH]
-        requests = [
-            Request(name, text_prompt(q.instruction, q.transcript), None, max_tokens=1)
-            if text_mode
-            else Request(name, q.instruction, load_audio(q.audio), max_tokens=1)
-            for q in part
-        ]
-        rows += option_logprobs(served, requests, [q.options for q in part])
+    for start in range(0, len(requests), BATCH):
+        part = slice(start, start + BATCH)
+        rows += option_logprobs(served, requests[part], [q.options for q in queries[part]])
     return np.array(rows, dtype=np.float64)
 
 
@@ -83,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="paraling pairs (corpus synth --size paraling), e.g. dev")
     parser.add_argument("-m", "--model", action="append", default=[], help="NAME=CHECKPOINT (repeatable)")
-    parser.add_argument("--baselines", nargs="*", default=["cascade", "text"])
+    parser.add_argument("--baselines", nargs="*", default=["cascade", "text"], choices=["cascade", "text"])
     parser.add_argument("--hearing-cache", default="demo-output/hearing/option-calibration")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -93,15 +86,13 @@ def main() -> None:
     suite = closed_suite(paraling_suite({"dev": (rows, Path(args.data).parent)}, library), library)
     listening = Listening(DEFAULT_LLM, "whisper-tiny.en", "cpu", args.hearing_cache)
     summary: dict = {"data": args.data, "questions": len(suite.queries), "systems": {}}
-    for spec in args.model:
-        name, path = spec.split("=", 1)
-        system = LSMSystem(name, path, 1, BATCH, "cpu", 0, listening)
-        scores = scores_of(system.served, name, suite.queries, text_mode=False)
-        summary["systems"][name] = accuracies(scores, suite.queries, suite.meta)
-        system.release()
-    for baseline in args.baselines:
-        scores = scores_of(listening.served, baseline, suite.queries, text_mode=baseline == "text")
-        summary["systems"][baseline] = accuracies(scores, suite.queries, suite.meta)
+    baselines = {"cascade": CascadeSystem, "text": TextSystem}
+    systems = [LSMSystem(*spec.split("=", 1), 1, BATCH, "cpu", 0, listening) for spec in args.model]
+    systems += [baselines[name](listening, 1, BATCH) for name in args.baselines]
+    for system in systems:
+        summary["systems"][system.name] = accuracies(scores_of(system, suite.queries), suite.queries, suite.meta)
+        if system.kind == "lsm":
+            system.release()
     emit(summary, args.out, started)
 
 

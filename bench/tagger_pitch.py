@@ -31,9 +31,9 @@ import numpy as np
 from report import emit
 
 from selfpowered.audio import SAMPLE_RATE, load_audio
-from selfpowered.corpus.manifest import read_manifest
-from selfpowered.model.sound_tags import TAGGED_ATTRIBUTES, AttributeClassifier, pooled_states
+from selfpowered.model.sound_tags import TAGGED_ATTRIBUTES, AttributeClassifier
 from selfpowered.text.paraling import value_of
+from selfpowered.train.sound_tagger import labelled_clips, pooled_clips
 
 FRAME, HOP = int(0.040 * SAMPLE_RATE), int(0.010 * SAMPLE_RATE)
 LAGS = (SAMPLE_RATE // 400, SAMPLE_RATE // 60)  # 400 Hz .. 60 Hz
@@ -71,17 +71,10 @@ def pitch_features(samples: np.ndarray) -> np.ndarray:
     return np.array([*quantiles, track.std(), len(track) / frames, abs(jump), jump])
 
 
-def labelled(manifest: str, limit: int | None) -> tuple[list[Path], list[dict]]:
-    rows = [row for row in read_manifest(manifest).rows if row.extra.get("labels")]
-    rows = rows[:limit] if limit else rows
-    return [row.audio_path(Path(manifest).parent) for row in rows], [row.extra["labels"] for row in rows]
-
-
-def features(hearing, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+def features(hearing, clips: list[tuple[Path, dict]]) -> tuple[np.ndarray, np.ndarray]:
     """Whisper's pooled states (what the tagger reads) and the pitch features of every clip."""
-    pooled = [pooled_states(heard.states) for heard in hearing.each_heard([str(p) for p in paths])]
-    pitch = [pitch_features(load_audio(path)) for path in paths]
-    return np.stack(pooled), np.stack(pitch)
+    pooled = np.concatenate(pooled_clips(hearing, clips))
+    return pooled, np.stack([pitch_features(load_audio(path)) for path, _ in clips])
 
 
 def scores(train: tuple, dev: tuple) -> dict:
@@ -122,7 +115,7 @@ def scores(train: tuple, dev: tuple) -> dict:
 
 def log_probabilities(classifier: AttributeClassifier, x: np.ndarray) -> np.ndarray:
     """(clips, values) log-softmax of the classifier's logits."""
-    logits = ((x - classifier.mean) / classifier.scale) @ classifier.weight.T + classifier.bias
+    logits = classifier.logits(x)
     logits = logits - logits.max(axis=1, keepdims=True)
     return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
@@ -140,11 +133,11 @@ def main() -> None:
     from selfpowered.model import SpeechLM
 
     hearing = SpeechLM.from_pretrained(args.checkpoint).new_hearing(cache_dir=args.cache)
-    train_paths, train_labels = labelled(args.train, args.limit)
-    dev_paths, dev_labels = labelled(args.dev, None)
-    train = (*features(hearing, train_paths), train_labels)
-    dev = (*features(hearing, dev_paths), dev_labels)
-    summary = {"train": args.train, "train_clips": len(train_paths), "dev": args.dev, "dev_clips": len(dev_paths),
+    train_clips, _ = labelled_clips([args.train], args.limit)
+    dev_clips, _ = labelled_clips([args.dev], None)
+    train = (*features(hearing, train_clips), [labels for _, labels in train_clips])
+    dev = (*features(hearing, dev_clips), [labels for _, labels in dev_clips])
+    summary = {"train": args.train, "train_clips": len(train_clips), "dev": args.dev, "dev_clips": len(dev_clips),
                "dev_accuracy": scores(train, dev)}  # fmt: skip
     emit(summary, args.out, started)
 

@@ -165,11 +165,11 @@ def test_refitting_the_tagger_makes_cached_eval_answers_stale(rng, tmp_path):
 
 def test_a_corpus_without_labels_is_named_in_the_error(tmp_path):
     from selfpowered.corpus.manifest import ManifestRow, write_manifest
-    from selfpowered.train.sound_tagger import _labelled
+    from selfpowered.train.sound_tagger import labelled_clips
 
     write_manifest(tmp_path / "plain.jsonl", [ManifestRow("a", "a.wav", "hello", 1.0)])
     with pytest.raises(SelfPoweredError, match=r"plain\.jsonl: no row has `labels`"):
-        _labelled([tmp_path / "plain.jsonl"], None)  # (its audio is missing too: a reject, never opened)
+        labelled_clips([tmp_path / "plain.jsonl"], None)  # (its audio is missing too: a reject, never opened)
 
 
 def test_the_folded_judge_is_the_classifier_over_mean_embeddings(rng):

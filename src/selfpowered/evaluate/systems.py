@@ -176,11 +176,14 @@ class LSMSystem:
     def transcribe(self, queries: list[Query]) -> list[str]:
         return self.answer(queries)  # the ASR suite's queries carry the transcription instruction
 
-    def choose(self, queries: list[Query]) -> list[str]:
+    def closed_prompts(self, queries: list[Query]) -> tuple[ServedModel, list[Request]]:
+        """The model and the requests whose prompts a closed question's options are scored after."""
         audio = [q.audio for q in queries]
         self._charge(audio)
-        requests = _requests(self.name, [q.instruction for q in queries], audio, 1, 0)
-        return choose_all(self.served, requests, [q.options for q in queries], self.batch_size)
+        return self.served, _requests(self.name, [q.instruction for q in queries], audio, 1, 0)
+
+    def choose(self, queries: list[Query]) -> list[str]:
+        return choose_all(*self.closed_prompts(queries), [q.options for q in queries], self.batch_size)
 
     def text_answers(self, prompts: list[str], use_adapter: bool) -> list[str]:
         """Text-only prompts through this LSM's LLM, with or without its LoRA adapter."""
@@ -211,11 +214,13 @@ class CascadeSystem:
         requests = _requests(self.name, [q.instruction for q in queries], audio, self.max_new_tokens, self.ngram)
         return [request.text for request in generate_all(self.listening.served, requests, self.batch_size)]
 
-    def choose(self, queries: list[Query]) -> list[str]:
+    def closed_prompts(self, queries: list[Query]) -> tuple[ServedModel, list[Request]]:
         audio = [q.audio for q in queries]
         self.listening.charge(audio)
-        requests = _requests(self.name, [q.instruction for q in queries], audio, 1, 0)
-        return choose_all(self.listening.served, requests, [q.options for q in queries], self.batch_size)
+        return self.listening.served, _requests(self.name, [q.instruction for q in queries], audio, 1, 0)
+
+    def choose(self, queries: list[Query]) -> list[str]:
+        return choose_all(*self.closed_prompts(queries), [q.options for q in queries], self.batch_size)
 
 
 class TextSystem:
@@ -235,10 +240,12 @@ class TextSystem:
         requests = _requests(self.name, prompts, [None] * len(prompts), self.max_new_tokens, self.ngram)
         return [request.text for request in generate_all(self.listening.served, requests, self.batch_size)]
 
-    def choose(self, queries: list[Query]) -> list[str]:
+    def closed_prompts(self, queries: list[Query]) -> tuple[ServedModel, list[Request]]:
         prompts = [text_prompt(q.instruction, q.transcript) for q in queries]
-        requests = _requests(self.name, prompts, [None] * len(prompts), 1, 0)
-        return choose_all(self.listening.served, requests, [q.options for q in queries], self.batch_size)
+        return self.listening.served, _requests(self.name, prompts, [None] * len(prompts), 1, 0)
+
+    def choose(self, queries: list[Query]) -> list[str]:
+        return choose_all(*self.closed_prompts(queries), [q.options for q in queries], self.batch_size)
 
 
 def cost_summary(answers: int, seconds: float, audio_seconds: float) -> dict:

@@ -64,9 +64,12 @@ class AttributeClassifier:
     weight: np.ndarray  # (values, features)
     bias: np.ndarray  # (values,)
 
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(clips, values) scores of each value (a softmax of them is the fitted probability)."""
+        return ((features - self.mean) / self.scale) @ self.weight.T + self.bias
+
     def predict(self, features: np.ndarray) -> list[str]:
-        logits = ((features - self.mean) / self.scale) @ self.weight.T + self.bias
-        return [self.values[i] for i in logits.argmax(axis=-1)]
+        return [self.values[i] for i in self.logits(features).argmax(axis=-1)]
 
     @classmethod
     def fit(cls, features: np.ndarray, labels: Sequence[str], l2: float = 1e-2) -> AttributeClassifier:

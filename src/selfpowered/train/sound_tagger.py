@@ -37,7 +37,7 @@ JUDGE_TASKS = {"sound": ("paraling", "paraling-closed"), "other": ("demo", "pape
 JUDGE_HELD_OUT = {"sound": ("paraling-heldout",), "other": ("content", "demo-heldout", "paper-heldout")}
 
 
-def _labelled(manifests: Sequence[str | Path], limit: int | None) -> tuple[list[tuple[Path, dict]], list[str]]:
+def labelled_clips(manifests: Sequence[str | Path], limit: int | None) -> tuple[list[tuple[Path, dict]], list[str]]:
     """(audio path, labels) of every row that has labels, in file order (at most `limit`), and the
     rejected lines. Every file's header is checked against the corpus limits first, so a missing,
     unreadable or over-long clip is a reported reject (file:line: reason), never decoded."""
@@ -52,7 +52,7 @@ def _labelled(manifests: Sequence[str | Path], limit: int | None) -> tuple[list[
     return (clips[:limit] if limit else clips), rejected
 
 
-def _pooled(hearing, clips: list[tuple[Path, dict]]) -> list[np.ndarray]:
+def pooled_clips(hearing, clips: list[tuple[Path, dict]]) -> list[np.ndarray]:
     """Each clip's pooled states as (1, 2 d) - what the tagger reads - one clip in memory at a time."""
     pooled = []
     for (path, _), heard in zip(clips, hearing.each_heard([str(path) for path, _ in clips])):
@@ -123,9 +123,9 @@ def fit_tagger(
     if not model.processor.reads_transcript:
         raise SelfPoweredError(f"{folder}: sound tags follow Whisper's transcript; this LSM does not read one")
     hearing = model.new_hearing(cache_dir=cache_dir)
-    clips, rejected = _labelled(train, limit)
+    clips, rejected = labelled_clips(train, limit)
     labels = [row for _, row in clips]
-    pooled = _pooled(hearing, clips)
+    pooled = pooled_clips(hearing, clips)
     tagger, counts = SoundTagger.fit(np.concatenate(pooled), labels, model.config.encoder_hidden_size)
     summary: dict = {"checkpoint": str(folder), "train": [str(p) for p in train], "train_clips": len(clips),
                      "values": counts, "attributes": sorted(tagger.classifiers),
@@ -135,10 +135,10 @@ def fit_tagger(
         tagger.judge, summary["judge"] = fit_judge(model.processor.tokenizer, table)
     model.processor.use_tagger(tagger)  # checks the width against the model's encoder (and the judge's vocabulary)
     if dev:
-        dev_clips, dev_rejected = _labelled(dev, None)
+        dev_clips, dev_rejected = labelled_clips(dev, None)
         summary["rejected"] += dev_rejected
         summary["dev"] = [str(p) for p in dev]
-        summary["dev_accuracy"] = dev_accuracy(tagger, _pooled(hearing, dev_clips), [row for _, row in dev_clips])
+        summary["dev_accuracy"] = dev_accuracy(tagger, pooled_clips(hearing, dev_clips), [row for _, row in dev_clips])
     tagger.save(folder)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(folder / STATS_FILE, json.dumps(summary, indent=1) + "\n")
