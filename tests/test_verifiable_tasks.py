@@ -112,3 +112,34 @@ def test_the_sound_questions_eval_asks_are_worded_as_no_training_library_words_t
         assert trained and not {t.lower().strip() for t in asked} & trained, preset
     closed = TaskLibrary.load("paraling-closed")
     assert all(task.options and task.attribute for task in closed.tasks)  # each closed, each about one attribute
+
+
+def test_a_preset_that_extends_another_adds_its_tasks_after_the_base_and_may_not_redefine_one(tmp_path):
+    demo, wide = TaskLibrary.load("demo"), TaskLibrary.load("wide")
+    assert wide.tasks[: len(demo.tasks)] == demo.tasks  # the base's tasks first, unchanged
+    assert {"explain", "reply", "poem"} <= {task.name for task in wide.tasks[len(demo.tasks) :]}
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("extends: demo\ntasks:\n  haiku: {templates: [Write a haiku about this]}\n")
+    assert [task.name for task in TaskLibrary.load(str(mine)).tasks][-1] == "haiku"
+    assert TaskLibrary.load(str(mine), weights={"title": 0}).task("haiku")  # the base's tasks take overrides
+    for body, error in [
+        ("extends: nope\ntasks:\n  a: {templates: [x]}\n", r"mine.yaml: extends 'nope', not a shipped preset"),
+        ("extends: demo\ntasks:\n  title: {templates: [x]}\n", r"task\(s\) \['title'\] already in 'demo'"),
+        ("extends: wide\ntasks:\n  a: {templates: [x]}\n", r"extends 'wide', which itself extends another"),
+    ]:
+        mine.write_text(body)
+        with pytest.raises(ConfigError, match=error):
+            TaskLibrary.load(str(mine))
+
+
+def test_the_wide_library_trains_no_task_type_or_wording_of_the_content_suite():
+    """The `content` suite measures task types the LSM never trained: the `wide` training library
+    adds kinds of request, none of them translation, keywords, summaries or yes/no questions."""
+    content, wide = TaskLibrary.load("content"), TaskLibrary.load("wide")
+    untrained = {"translation", "keywords", "summary", "yesno"}
+    assert untrained <= {task.name for task in content.tasks}
+    assert not untrained & {task.name for task in wide.tasks}
+    trained = {t.lower() for task in wide.tasks for t in task.templates}
+    assert not trained & {t.lower() for task in content.tasks for t in task.templates}
+    for word in ("french", "translat", "keyword", "key term", "summar", "gist", "sum this", "yes or no"):
+        assert not any(word in template for template in trained), word

@@ -1,8 +1,9 @@
 """Instruction libraries: task -> templates, with weights and a seeded, per-sample-stable draw.
 
-A preset is YAML (shipped: `paper`, `demo`; or a path to your own):
+A preset is YAML (shipped: `paper`, `demo`, ...; or a path to your own):
 
     name: mine
+    extends: demo       # optional: a shipped preset's tasks first, then these
     tasks:
       translation: {weight: 1, templates: [...]}
       continuation: {weight: 1, default_variant: zh, variants: {zh: [...], en: [...]}}
@@ -161,14 +162,31 @@ class TaskLibrary:
         cls, data: dict, source: str, seed: int, weights: dict[str, float], variants: dict[str, str]
     ) -> TaskLibrary:
         spec = PresetSpec.parse(data, source)
-        unknown = (set(weights) | set(variants)) - set(spec.tasks)
+        specs = {**_extended_tasks(spec, source), **spec.tasks}
+        unknown = (set(weights) | set(variants)) - set(specs)
         if unknown:
-            raise ConfigError(f"{source}: no task(s) {sorted(unknown)} to override; tasks: {sorted(spec.tasks)}")
+            raise ConfigError(f"{source}: no task(s) {sorted(unknown)} to override; tasks: {sorted(specs)}")
         tasks = [
             task.build(name, f"{source}: task {name!r}", weights.get(name), variants.get(name))
-            for name, task in spec.tasks.items()
+            for name, task in specs.items()
         ]
         return cls(spec.name or source, tasks, seed)
+
+
+def _extended_tasks(spec: PresetSpec, source: str) -> dict[str, TaskSpec]:
+    """The tasks of the shipped preset `spec` extends (none without `extends`), which it may not redefine:
+    a library that adds to another lists only what it adds, so the two cannot drift apart."""
+    if spec.extends is None:
+        return {}
+    if spec.extends not in presets():
+        raise ConfigError(f"{source}: extends {spec.extends!r}, not a shipped preset ({', '.join(presets())})")
+    text = resources.files("selfpowered.text.presets").joinpath(f"{spec.extends}.yaml").read_text()
+    base = PresetSpec.parse(yaml.safe_load(text), f"preset {spec.extends!r}")
+    if base.extends is not None:
+        raise ConfigError(f"{source}: extends {spec.extends!r}, which itself extends another (one level only)")
+    if clash := sorted(set(base.tasks) & set(spec.tasks)):
+        raise ConfigError(f"{source}: task(s) {clash} already in {spec.extends!r}, which it extends")
+    return dict(base.tasks)
 
 
 # fields at their defaults that a digest leaves out, so libraries written before them keep theirs
@@ -232,6 +250,7 @@ class PresetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="the library's name (default: the file it came from)")
+    extends: str | None = Field(None, description="a shipped preset whose tasks come first (this file only adds)")
     tasks: dict[str, TaskSpec] = Field(..., min_length=1, description="task name -> its settings")
 
     @classmethod
