@@ -250,7 +250,7 @@ class PresetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="the library's name (default: the file it came from)")
-    extends: str | None = Field(None, description="a shipped preset whose tasks come first (this file only adds)")
+    extends: str | None = Field(None, description="a shipped preset whose tasks come first; this file only adds tasks")
     tasks: dict[str, TaskSpec] = Field(..., min_length=1, description="task name -> its settings")
 
     @classmethod
@@ -273,7 +273,8 @@ def describe_presets() -> str:
         library = TaskLibrary.load(preset)
         listed = ", ".join(f"{t.name} (x{t.weight:g}, {len(t.templates)} wordings)" for t in library.tasks)
         lines.append(f"#   {preset}: {listed}")
-    lines.append("# a task's settings (`tasks: {NAME: {...}}`):")
+    extends = PresetSpec.model_fields["extends"].description
+    lines.append(f"# a preset's `name:`, `extends:` ({extends}) and `tasks:`; a task's settings (`tasks: {{NAME: {{...}}}}`):")
     for name, field in TaskSpec.model_fields.items():
         default = field.default if field.default_factory is None else field.default_factory()
         lines.append(f"#   {name} (default {default!r}): {field.description}")
