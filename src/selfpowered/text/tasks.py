@@ -274,7 +274,8 @@ def describe_presets() -> str:
         listed = ", ".join(f"{t.name} (x{t.weight:g}, {len(t.templates)} wordings)" for t in library.tasks)
         lines.append(f"#   {preset}: {listed}")
     extends = PresetSpec.model_fields["extends"].description
-    lines.append(f"# a preset's `name:`, `extends:` ({extends}) and `tasks:`; a task's settings (`tasks: {{NAME: {{...}}}}`):")
+    lines.append(f"# a preset's keys: `name:`, `extends:` ({extends}), `tasks:`")
+    lines.append("# a task's settings (`tasks: {NAME: {...}}`):")
     for name, field in TaskSpec.model_fields.items():
         default = field.default if field.default_factory is None else field.default_factory()
         lines.append(f"#   {name} (default {default!r}): {field.description}")
