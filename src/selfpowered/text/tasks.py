@@ -148,8 +148,7 @@ class TaskLibrary:
     ) -> TaskLibrary:
         """A shipped preset by name or a YAML file; `weights` / `variants` override per task."""
         if preset in presets():
-            text = resources.files("selfpowered.text.presets").joinpath(f"{preset}.yaml").read_text()
-            source = f"preset {preset!r}"
+            text, source = _shipped_text(preset), f"preset {preset!r}"
         else:
             path = Path(preset)
             if not path.is_file():
@@ -173,6 +172,10 @@ class TaskLibrary:
         return cls(spec.name or source, tasks, seed)
 
 
+def _shipped_text(preset: str) -> str:
+    return resources.files("selfpowered.text.presets").joinpath(f"{preset}.yaml").read_text()
+
+
 def _extended_tasks(spec: PresetSpec, source: str) -> dict[str, TaskSpec]:
     """The tasks of the shipped preset `spec` extends (none without `extends`), which it may not redefine:
     a library that adds to another lists only what it adds, so the two cannot drift apart."""
@@ -180,8 +183,7 @@ def _extended_tasks(spec: PresetSpec, source: str) -> dict[str, TaskSpec]:
         return {}
     if spec.extends not in presets():
         raise ConfigError(f"{source}: extends {spec.extends!r}, not a shipped preset ({', '.join(presets())})")
-    text = resources.files("selfpowered.text.presets").joinpath(f"{spec.extends}.yaml").read_text()
-    base = PresetSpec.parse(yaml.safe_load(text), f"preset {spec.extends!r}")
+    base = PresetSpec.parse(yaml.safe_load(_shipped_text(spec.extends)), f"preset {spec.extends!r}")
     if base.extends is not None:
         raise ConfigError(f"{source}: extends {spec.extends!r}, which itself extends another (one level only)")
     if clash := sorted(set(base.tasks) & set(spec.tasks)):
